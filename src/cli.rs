@@ -1,0 +1,375 @@
+//! The command line: argument parsing, logging set-up, and one function per command.
+//!
+//! Exit codes: 0 success; 1 a command ran and something it checked failed; 2 bad usage or
+//! configuration; 3, 4, 5 the outcomes of `regwarden check` (rejected, no access, unreachable).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::config::{Config, HumanDuration, Url};
+use crate::credential::Credential;
+use crate::gitlab::GitlabClient;
+use crate::qovery::QoveryClient;
+use crate::registry::{self, Access, CredentialCheck};
+
+/// Keeps Qovery's GitLab container-registry credentials valid: creates, checks and rotates
+/// GitLab tokens, and registers them in Qovery only once the registry accepts them.
+#[derive(Debug, Parser)]
+#[command(name = "regwarden", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Configuration file (TOML); see regwarden.example.toml.
+    #[arg(long, global = true, env = "REGWARDEN_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Format of the log lines written to standard error (filter them with RUST_LOG).
+    #[arg(long, global = true, env = "REGWARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check that a credential can pull (or push) a repository, through the registry's own
+    /// token authentication, down to the `access` claim of the JWT its realm grants.
+    ///
+    /// Exit codes: 0 the credential works; 3 rejected (wrong, revoked or expired);
+    /// 4 valid but without access to the repository or the actions; 5 the registry or its
+    /// realm cannot be reached or answers nonsense; 2 bad usage.
+    Check(CheckArgs),
+    /// Work with the configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration file: every problem is listed with its key and line
+    /// (exit 2). With --online, also probe GitLab, Qovery and the registry (exit 1 if one fails).
+    Check(ConfigCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Registry URL, e.g. https://registry.gitlab.com (https:// is assumed without a scheme).
+    #[arg(long, env = "REGWARDEN_REGISTRY", value_name = "URL")]
+    pub registry: String,
+
+    /// Repository path inside the registry, e.g. acme/api.
+    #[arg(long, env = "REGWARDEN_REPOSITORY", value_name = "PATH")]
+    pub repository: String,
+
+    /// Username of the credential, e.g. gitlab+deploy-token-42.
+    #[arg(long, env = "REGWARDEN_USERNAME", value_name = "USER")]
+    pub username: String,
+
+    /// Read the password (token) from standard input. Without this flag it comes from the
+    /// REGWARDEN_PASSWORD environment variable; it is never taken as a flag value.
+    #[arg(long, env = "REGWARDEN_PASSWORD_STDIN")]
+    pub password_stdin: bool,
+
+    /// What the credential must allow.
+    #[arg(long, env = "REGWARDEN_ACCESS", value_enum, default_value_t = Access::Pull)]
+    pub access: Access,
+
+    /// PEM file of extra CA certificates to trust (a registry behind a private CA).
+    #[arg(long, env = "REGWARDEN_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+
+    /// How to print the result.
+    #[arg(long, env = "REGWARDEN_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Time allowed for each HTTP request.
+    #[arg(long, env = "REGWARDEN_TIMEOUT", default_value = "10s", value_name = "DURATION")]
+    pub timeout: HumanDuration,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigCheckArgs {
+    /// Also probe GitLab (the API token), Qovery (the organization) and the registry.
+    #[arg(long, env = "REGWARDEN_ONLINE")]
+    pub online: bool,
+
+    /// How to print the result.
+    #[arg(long, env = "REGWARDEN_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Time allowed for each HTTP request of --online.
+    #[arg(long, env = "REGWARDEN_TIMEOUT", default_value = "10s", value_name = "DURATION")]
+    pub timeout: HumanDuration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Exit code for bad usage or configuration, as clap uses for its own errors.
+const EXIT_USAGE: u8 = 2;
+const EXIT_FAILED: u8 = 1;
+
+/// Parses the command line, runs the command, and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    ExitCode::from(code)
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Check(args) => check(args).await,
+        Command::Config(ConfigCommand::Check(args)) => config_check(cli.config.as_deref(), args).await,
+    }
+}
+
+/// Prints a usage error and returns the usage exit code.
+fn usage_error(message: impl std::fmt::Display) -> u8 {
+    eprintln!("error: {message}");
+    EXIT_USAGE
+}
+
+fn parse_registry_url(raw: &str) -> Result<Url, String> {
+    let with_scheme = if raw.contains("://") { raw.to_string() } else { format!("https://{raw}") };
+    let url = Url::parse(&with_scheme).map_err(|e| format!("--registry {raw:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!("--registry {raw:?}: expected an http:// or https:// URL with a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("--registry must not carry credentials: give the user with --username and the token on standard input".into());
+    }
+    Ok(url)
+}
+
+fn read_password(from_stdin: bool) -> Result<SecretString, String> {
+    if from_stdin {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+        let password = input.trim_end_matches(['\n', '\r']);
+        if password.is_empty() {
+            return Err("--password-stdin: standard input held no password".into());
+        }
+        return Ok(SecretString::from(password.to_string()));
+    }
+    match std::env::var("REGWARDEN_PASSWORD") {
+        Ok(p) if !p.is_empty() => Ok(SecretString::from(p)),
+        _ => Err("no password: pipe it to --password-stdin or set REGWARDEN_PASSWORD (it is never taken as a flag value)".into()),
+    }
+}
+
+async fn check(args: CheckArgs) -> u8 {
+    let registry = match parse_registry_url(&args.registry) {
+        Ok(url) => url,
+        Err(e) => return usage_error(e),
+    };
+    let repository = args.repository.trim_matches('/');
+    if repository.is_empty() || repository.contains(char::is_whitespace) {
+        return usage_error(format!("--repository {:?}: give the image path, e.g. acme/api", args.repository));
+    }
+    let password = match read_password(args.password_stdin) {
+        Ok(p) => p,
+        Err(e) => return usage_error(e),
+    };
+    let http = match crate::http::client(args.ca_file.as_deref(), args.timeout.0) {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
+    let credential = Credential::new(args.username, password);
+    let report = registry::check(&http, &registry, repository, args.access, &credential).await;
+    print_check(&report, args.output);
+    report.outcome.exit_code() as u8
+}
+
+fn print_check(report: &CredentialCheck, format: OutputFormat) {
+    match format {
+        OutputFormat::Json => {
+            #[derive(Serialize)]
+            struct WithCode<'a> {
+                #[serde(flatten)]
+                report: &'a CredentialCheck,
+                exit_code: i32,
+            }
+            print_json(&WithCode {
+                report,
+                exit_code: report.outcome.exit_code(),
+            });
+        }
+        OutputFormat::Text => {
+            println!("{}: {}", report.outcome, report.explanation);
+            if let Some(detail) = &report.detail {
+                println!("  said: {detail}");
+            }
+            println!(
+                "  registry {} repository {} user {} token {}",
+                report.registry, report.repository, report.username, report.fingerprint
+            );
+        }
+    }
+}
+
+fn print_json(value: &impl Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("error: cannot write JSON: {e}"),
+    }
+}
+
+/// One line of `config check`: a thing probed, and what came of it.
+#[derive(Debug, Serialize)]
+struct Finding {
+    subject: String,
+    ok: bool,
+    message: String,
+}
+
+impl Finding {
+    fn new(subject: &str, result: Result<String, String>) -> Self {
+        let (ok, message) = match result {
+            Ok(m) => (true, m),
+            Err(m) => (false, m),
+        };
+        Self {
+            subject: subject.to_string(),
+            ok,
+            message,
+        }
+    }
+}
+
+async fn config_check(path: Option<&Path>, args: ConfigCheckArgs) -> u8 {
+    let Some(path) = path else {
+        return usage_error("no configuration file: pass --config PATH or set REGWARDEN_CONFIG");
+    };
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut findings = vec![Finding::new(
+        "config",
+        Ok(format!(
+            "{}: {} binding(s), {} auto-bind rule(s), store {}",
+            path.display(),
+            config.bindings.len(),
+            config.auto_binds.len(),
+            crate::config::redact_url_password(&config.store.url.0)
+        )),
+    )];
+    let gitlab_token = config.gitlab_token_source().read();
+    let qovery_token = config.qovery_token_source().read();
+    if args.online {
+        findings.extend(probe_online(&config, gitlab_token, qovery_token, args.timeout).await);
+    } else {
+        for (subject, secret) in [("gitlab.token", &gitlab_token), ("qovery.token", &qovery_token)] {
+            // Offline, a missing secret is worth knowing but does not make the file invalid.
+            let message = match secret {
+                Ok(_) => "present".to_string(),
+                Err(e) => format!("warning: {e}"),
+            };
+            findings.push(Finding::new(subject, Ok(message)));
+        }
+    }
+    let all_ok = findings.iter().all(|f| f.ok);
+    match args.output {
+        OutputFormat::Json => {
+            #[derive(Serialize)]
+            struct Report<'a> {
+                ok: bool,
+                findings: &'a [Finding],
+            }
+            print_json(&Report {
+                ok: all_ok,
+                findings: &findings,
+            });
+        }
+        OutputFormat::Text => {
+            for f in &findings {
+                println!("{} {}: {}", if f.ok { "ok  " } else { "FAIL" }, f.subject, f.message);
+            }
+        }
+    }
+    if all_ok { 0 } else { EXIT_FAILED }
+}
+
+async fn probe_online(
+    config: &Config,
+    gitlab_token: Result<SecretString, crate::config::SecretError>,
+    qovery_token: Result<SecretString, crate::config::SecretError>,
+    timeout: HumanDuration,
+) -> Vec<Finding> {
+    let http = match crate::http::client(config.gitlab.ca_file.as_deref(), timeout.0) {
+        Ok(c) => c,
+        Err(e) => return vec![Finding::new("gitlab.ca_file", Err(e.to_string()))],
+    };
+    let gitlab = async {
+        let token = gitlab_token.map_err(|e| e.to_string())?;
+        let client = GitlabClient::new(http.clone(), &config.gitlab.url.0, token);
+        let info = client.current_token().await.map_err(|e| e.to_string())?;
+        let mut message = format!(
+            "{}: token {:?} with scopes [{}], expires {}",
+            config.gitlab.url,
+            info.name,
+            info.scopes.join(", "),
+            info.expires_at.as_deref().unwrap_or("never")
+        );
+        if !info.active {
+            return Err(format!("{message}, but it is not active"));
+        }
+        if !info.scopes.iter().any(|s| s == "api") {
+            message.push_str("; warning: without the `api` scope regwarden cannot create or revoke tokens");
+        }
+        Ok(message)
+    };
+    let qovery = async {
+        let token = qovery_token.map_err(|e| e.to_string())?;
+        let client = QoveryClient::new(http.clone(), &config.qovery.url.0, token);
+        let org = client
+            .organization(&config.qovery.organization_id.0)
+            .await
+            .map_err(|e| format!("organization {}: {e}", config.qovery.organization_id))?;
+        Ok(format!("{}: organization {:?} ({})", config.qovery.url, org.name, org.id))
+    };
+    let registry_url = config.registry_url();
+    let registry = registry::probe(&http, &registry_url);
+    let (gitlab, qovery, registry) = tokio::join!(gitlab, qovery, registry);
+    vec![
+        Finding::new("gitlab", gitlab),
+        Finding::new("qovery", qovery),
+        Finding::new("registry", registry),
+    ]
+}

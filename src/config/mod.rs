@@ -1,0 +1,695 @@
+//! The configuration file: one TOML document, read and validated at start-up.
+//!
+//! Secrets never live in the file: it names the environment variables (or files) that hold
+//! them. Every problem is reported with the key that holds it and its line, all at once, so a
+//! user fixes a file in one go.
+
+mod spans;
+mod units;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
+
+pub use reqwest::Url;
+pub use spans::KeyPath;
+use spans::SpanIndex;
+pub use units::{ByteSize, HumanDuration};
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub gitlab: GitlabConfig,
+    pub qovery: QoveryConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub defaults: Policy,
+    #[serde(default, rename = "binding")]
+    pub bindings: Vec<BindingConfig>,
+    #[serde(default, rename = "auto_bind")]
+    pub auto_binds: Vec<AutoBindConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitlabConfig {
+    /// Base URL of the GitLab instance, e.g. `https://gitlab.com`.
+    pub url: HttpUrl,
+    /// API token (Maintainer, `api` scope): where to read it.
+    #[serde(default = "default_gitlab_token_env")]
+    pub token_env: String,
+    pub token_file: Option<PathBuf>,
+    /// The container registry; defaults to `https://registry.gitlab.com` for gitlab.com.
+    pub registry_url: Option<HttpUrl>,
+    /// A PEM bundle of extra trusted CAs, for self-managed GitLab behind a private CA.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QoveryConfig {
+    #[serde(default = "default_qovery_url")]
+    pub url: HttpUrl,
+    #[serde(default = "default_qovery_token_env")]
+    pub token_env: String,
+    pub token_file: Option<PathBuf>,
+    pub organization_id: Uuid,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Legacy `X-Gitlab-Token` secrets, comma-separated in the variable.
+    pub secret_tokens_env: String,
+    pub secret_tokens_file: Option<PathBuf>,
+    /// Standard Webhooks signing tokens (`whsec_...`), comma-separated in the variable.
+    pub signing_tokens_env: String,
+    pub signing_tokens_file: Option<PathBuf>,
+    pub require_signature: bool,
+    pub timestamp_tolerance: HumanDuration,
+    pub max_body: ByteSize,
+    pub reconcile_interval: HumanDuration,
+    pub ci_audience: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            secret_tokens_env: "REGWARDEN_WEBHOOK_SECRET".into(),
+            secret_tokens_file: None,
+            signing_tokens_env: "REGWARDEN_WEBHOOK_SIGNING_TOKEN".into(),
+            signing_tokens_file: None,
+            require_signature: false,
+            timestamp_tolerance: HumanDuration::from_secs(300),
+            max_body: ByteSize(1 << 20),
+            reconcile_interval: HumanDuration::from_secs(3600),
+            ci_audience: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/file.db` (embedded default) or `postgres://...`.
+    pub url: StoreUrl,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: StoreUrl("sqlite://regwarden.db".into()),
+        }
+    }
+}
+
+/// What kind of GitLab token a binding keeps alive.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    DeployToken,
+    AccessToken,
+}
+
+/// The registry scopes a regwarden token may carry.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    ReadRegistry,
+    WriteRegistry,
+}
+
+/// The rotation policy: `[defaults]`, overridable per binding.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    pub credential: CredentialKind,
+    pub scopes: Vec<Scope>,
+    pub lifetime: HumanDuration,
+    pub rotate_before: HumanDuration,
+    pub grace_period: HumanDuration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            credential: CredentialKind::DeployToken,
+            scopes: vec![Scope::ReadRegistry],
+            lifetime: HumanDuration::from_secs(30 * 86_400),
+            rotate_before: HumanDuration::from_secs(7 * 86_400),
+            grace_period: HumanDuration::from_secs(3_600),
+        }
+    }
+}
+
+/// Per-binding overrides of [`Policy`]; anything left out comes from `[defaults]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyOverrides {
+    pub credential: Option<CredentialKind>,
+    pub scopes: Option<Vec<Scope>>,
+    pub lifetime: Option<HumanDuration>,
+    pub rotate_before: Option<HumanDuration>,
+    pub grace_period: Option<HumanDuration>,
+}
+
+impl PolicyOverrides {
+    pub fn apply_to(&self, defaults: &Policy) -> Policy {
+        Policy {
+            credential: self.credential.unwrap_or(defaults.credential),
+            scopes: self.scopes.clone().unwrap_or_else(|| defaults.scopes.clone()),
+            lifetime: self.lifetime.unwrap_or(defaults.lifetime),
+            rotate_before: self.rotate_before.unwrap_or(defaults.rotate_before),
+            grace_period: self.grace_period.unwrap_or(defaults.grace_period),
+        }
+    }
+}
+
+/// `[[binding]]`: keep one Qovery registry supplied with a working credential for one GitLab
+/// project or group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingConfig {
+    pub name: String,
+    pub project: Option<String>,
+    pub group: Option<String>,
+    /// The repository the check pulls; defaults to the project path.
+    pub repository: Option<String>,
+    pub qovery_registry: String,
+    #[serde(flatten)]
+    pub policy: PolicyOverrides,
+}
+
+/// `[[auto_bind]]`: every project created under `group` gets a binding named from templates.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoBindConfig {
+    pub group: String,
+    pub qovery_registry: String,
+    #[serde(default = "default_auto_bind_name")]
+    pub name: String,
+    #[serde(flatten)]
+    pub policy: PolicyOverrides,
+}
+
+/// The placeholders an `[[auto_bind]]` template may use.
+pub const TEMPLATE_PLACEHOLDERS: &[&str] =
+    &["project_path_slug", "project_path", "project_name", "project_id", "group_path"];
+
+fn default_gitlab_token_env() -> String {
+    "GITLAB_TOKEN".into()
+}
+fn default_qovery_token_env() -> String {
+    "QOVERY_API_TOKEN".into()
+}
+fn default_qovery_url() -> HttpUrl {
+    HttpUrl(Url::parse("https://api.qovery.com").expect("a valid URL"))
+}
+fn default_auto_bind_name() -> String {
+    "{project_path_slug}".into()
+}
+
+/// An absolute `http` or `https` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpUrl(pub Url);
+
+impl HttpUrl {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let url = Url::parse(s).map_err(|e| format!("invalid URL {s:?}: {e}"))?;
+        match url.scheme() {
+            "http" | "https" if url.host().is_some() => Ok(Self(url)),
+            _ => Err(format!("invalid URL {s:?}: expected an http:// or https:// URL with a host")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HttpUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str().trim_end_matches('/'))
+    }
+}
+
+/// A UUID in its canonical textual form (Qovery identifies organizations this way).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Uuid(pub String);
+
+impl<'de> Deserialize<'de> for Uuid {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        let groups: Vec<&str> = s.split('-').collect();
+        let shape_ok = groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+            && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit()));
+        if shape_ok {
+            Ok(Self(s.to_ascii_lowercase()))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "invalid id {s:?}: expected a UUID such as \"3c90c3cc-0d44-4b50-8888-8dd25736052a\" \
+                 (Qovery console: Organization settings, General)"
+            )))
+        }
+    }
+}
+
+impl fmt::Display for Uuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where the store lives: `sqlite://...` or `postgres://...`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreUrl(pub String);
+
+impl<'de> Deserialize<'de> for StoreUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        if ["sqlite:", "postgres://", "postgresql://"].iter().any(|p| s.starts_with(p)) {
+            Ok(Self(s))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "unsupported store URL {:?}: use sqlite://path/to/regwarden.db or postgres://user@host/db",
+                redact_url_password(&s)
+            )))
+        }
+    }
+}
+
+/// A store URL may carry a password (`postgres://user:pw@host/db`); never print it.
+pub fn redact_url_password(s: &str) -> String {
+    match Url::parse(s) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => s.to_string(),
+    }
+}
+
+/// One problem in a configuration file, located by key and line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Everything wrong with a configuration file (or why it could not be read).
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", self.file)?;
+            if let Some(line) = p.line {
+                write!(f, ":{line}")?;
+            }
+            if p.key.is_empty() {
+                write!(f, ": {}", p.message)?;
+            } else {
+                write!(f, ": {}: {}", p.key, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            problems: vec![Problem {
+                key: String::new(),
+                line: None,
+                message: format!("cannot read the configuration file: {e}"),
+            }],
+        })?;
+        Self::parse(&text, &file)
+    }
+
+    /// Parses and validates a TOML document; `file` names it in messages.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let fail = |problems| ConfigError {
+            file: file.to_string(),
+            problems,
+        };
+        let root = toml::de::DeTable::parse(text).map_err(|e| {
+            fail(vec![Problem {
+                key: String::new(),
+                line: e.span().map(|s| line_of(text, s.start)),
+                message: format!("not valid TOML: {}", e.message().trim_end()),
+            }])
+        })?;
+        let spans = SpanIndex::new(text, root.get_ref());
+        let de = toml::de::Deserializer::from(root.clone());
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            let inner = e.into_inner();
+            let line = inner
+                .span()
+                .map(|s| line_of(text, s.start))
+                .or_else(|| spans.line_of_str(&key));
+            fail(vec![Problem {
+                key,
+                line,
+                message: inner.message().trim_end().to_string(),
+            }])
+        })?;
+        let problems = config.validate(&spans);
+        if problems.is_empty() { Ok(config) } else { Err(fail(problems)) }
+    }
+
+    fn validate(&self, spans: &SpanIndex) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut problem = |key: KeyPath, message: String| {
+            problems.push(Problem {
+                line: spans.line_of(&key),
+                key: key.to_string(),
+                message,
+            });
+        };
+
+        if self.gitlab.registry_url.is_none() && !is_gitlab_com(&self.gitlab.url) {
+            problem(
+                KeyPath::new("gitlab").field("registry_url"),
+                format!(
+                    "required for a self-managed GitLab ({}): give the registry's URL, e.g. \"https://registry.example.com\" \
+                     (it is the host part of a project's container_registry_image_prefix)",
+                    self.gitlab.url
+                ),
+            );
+        }
+        if let Some(aud) = &self.server.ci_audience
+            && HttpUrl::parse(aud).is_err()
+        {
+            problem(
+                KeyPath::new("server").field("ci_audience"),
+                format!("{aud:?} is not a URL: use the URL GitLab jobs reach this server at, e.g. \"https://regwarden.example.com\""),
+            );
+        }
+        for (key, value) in [
+            ("timestamp_tolerance", self.server.timestamp_tolerance),
+            ("reconcile_interval", self.server.reconcile_interval),
+        ] {
+            if value.0.is_zero() {
+                problem(KeyPath::new("server").field(key), "must be longer than zero".into());
+            }
+        }
+        if self.server.max_body.0 < 1024 {
+            problem(
+                KeyPath::new("server").field("max_body"),
+                format!("{} is too small for any GitLab webhook: use at least 1KiB (default 1MiB)", self.server.max_body),
+            );
+        }
+
+        check_policy(&self.defaults, KeyPath::new("defaults"), &mut problem);
+
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut registries: HashMap<&str, usize> = HashMap::new();
+        for (i, b) in self.bindings.iter().enumerate() {
+            let at = KeyPath::new("binding").index(i);
+            if let Err(why) = check_binding_name(&b.name) {
+                problem(at.field("name"), why);
+            }
+            if let Some(first) = names.insert(&b.name, i) {
+                problem(
+                    at.field("name"),
+                    format!("duplicate binding name {:?}: binding[{first}] has it already; names must be unique", b.name),
+                );
+            }
+            if let Some(first) = registries.insert(&b.qovery_registry, i) {
+                problem(
+                    at.field("qovery_registry"),
+                    format!(
+                        "binding[{first}] already keeps Qovery registry {:?}: two bindings would overwrite each other's credential",
+                        b.qovery_registry
+                    ),
+                );
+            }
+            match (&b.project, &b.group) {
+                (Some(_), Some(_)) => problem(
+                    at.clone(),
+                    "has both `project` and `group`: a binding covers one project or one group; keep one".into(),
+                ),
+                (None, None) => problem(
+                    at.clone(),
+                    "has neither `project` nor `group`: add project = \"group/project\" or group = \"group\"".into(),
+                ),
+                (Some(p), None) => {
+                    if let Err(why) = check_gitlab_path(p) {
+                        problem(at.field("project"), why);
+                    }
+                }
+                (None, Some(g)) => {
+                    if let Err(why) = check_gitlab_path(g) {
+                        problem(at.field("group"), why);
+                    }
+                    if b.repository.is_none() {
+                        problem(
+                            at.clone(),
+                            "a group binding needs `repository`: the image path the check pulls, e.g. \"acme/platform/api\"".into(),
+                        );
+                    }
+                }
+            }
+            if let Some(r) = &b.repository
+                && let Err(why) = check_gitlab_path(r)
+            {
+                problem(at.field("repository"), why);
+            }
+            if b.qovery_registry.trim().is_empty() {
+                problem(at.field("qovery_registry"), "must name a Qovery container registry".into());
+            }
+            check_policy(&b.policy.apply_to(&self.defaults), at, &mut problem);
+        }
+
+        let mut groups: HashMap<&str, usize> = HashMap::new();
+        for (i, a) in self.auto_binds.iter().enumerate() {
+            let at = KeyPath::new("auto_bind").index(i);
+            if let Err(why) = check_gitlab_path(&a.group) {
+                problem(at.field("group"), why);
+            }
+            if let Some(first) = groups.insert(&a.group, i) {
+                problem(
+                    at.field("group"),
+                    format!("auto_bind[{first}] already covers group {:?}", a.group),
+                );
+            }
+            for (key, template) in [("name", &a.name), ("qovery_registry", &a.qovery_registry)] {
+                if let Err(why) = check_template(template) {
+                    problem(at.field(key), why);
+                }
+            }
+            check_policy(&a.policy.apply_to(&self.defaults), at, &mut problem);
+        }
+        problems
+    }
+
+    /// The registry regwarden checks credentials against.
+    pub fn registry_url(&self) -> Url {
+        match &self.gitlab.registry_url {
+            Some(url) => url.0.clone(),
+            None => Url::parse("https://registry.gitlab.com").expect("a valid URL"),
+        }
+    }
+}
+
+fn is_gitlab_com(url: &HttpUrl) -> bool {
+    url.0.host_str() == Some("gitlab.com")
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+fn check_policy(policy: &Policy, at: KeyPath, problem: &mut impl FnMut(KeyPath, String)) {
+    if policy.scopes.is_empty() || !policy.scopes.contains(&Scope::ReadRegistry) {
+        problem(
+            at.field("scopes"),
+            "must include \"read_registry\": Qovery pulls images with this credential".into(),
+        );
+    }
+    if policy.lifetime.0.as_secs() < 86_400 {
+        problem(at.field("lifetime"), format!("{} is too short: GitLab token expiry is at least a day", policy.lifetime));
+    }
+    if policy.credential == CredentialKind::AccessToken && policy.lifetime.0.as_secs() > 365 * 86_400 {
+        problem(
+            at.field("lifetime"),
+            format!("{} is too long: GitLab access tokens expire within 365 days", policy.lifetime),
+        );
+    }
+    if policy.rotate_before >= policy.lifetime {
+        problem(
+            at.field("rotate_before"),
+            format!(
+                "{} is not shorter than the lifetime ({}): every token would be due for rotation as soon as it is made",
+                policy.rotate_before, policy.lifetime
+            ),
+        );
+    }
+    if policy.grace_period >= policy.rotate_before {
+        problem(
+            at.field("grace_period"),
+            format!(
+                "{} is not shorter than rotate_before ({}): the previous token would expire before its grace period ends",
+                policy.grace_period, policy.rotate_before
+            ),
+        );
+    }
+}
+
+/// Binding names go into GitLab token names (`regwarden-<binding>-<timestamp>`), metrics and
+/// logs, so they stay short and plain.
+pub fn check_binding_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid binding name {name:?}: use 1 to 64 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit"
+        ))
+    }
+}
+
+fn check_gitlab_path(path: &str) -> Result<(), String> {
+    let ok = !path.is_empty()
+        && !path.starts_with('/')
+        && !path.ends_with('/')
+        && !path.contains("//")
+        && !path.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid GitLab path {path:?}: write it as in the project URL, e.g. \"acme/api\""))
+    }
+}
+
+fn check_template(template: &str) -> Result<(), String> {
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            return Err(format!("unclosed '{{' in template {template:?}"));
+        };
+        let name = &rest[open + 1..open + close];
+        if !TEMPLATE_PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "unknown placeholder {{{name}}} in template {template:?}: use one of {}",
+                TEMPLATE_PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        rest = &rest[open + close + 1..];
+    }
+    if template.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(())
+}
+
+/// Where a secret comes from: an environment variable, or a file (which wins when given).
+#[derive(Debug, Clone)]
+pub struct SecretSource<'a> {
+    /// The config key that names the source, for messages (e.g. `gitlab.token_env`).
+    pub key: &'a str,
+    pub env: &'a str,
+    pub file: Option<&'a Path>,
+}
+
+/// Why a secret could not be read. Names the variable or file, never shows a value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("{key} names the environment variable {env}, which is not set or is empty: export it, or set {file_key} to a file holding the secret")]
+    MissingEnv { key: String, env: String, file_key: String },
+    #[error("cannot read the secret file {path} ({key}): {source}")]
+    File { key: String, path: PathBuf, source: std::io::Error },
+    #[error("the secret file {path} ({key}) is empty")]
+    EmptyFile { key: String, path: PathBuf },
+}
+
+impl SecretSource<'_> {
+    /// Reads the secret, trimming surrounding white space (files usually end in a newline).
+    pub fn read(&self) -> Result<SecretString, SecretError> {
+        if let Some(path) = self.file {
+            let text = std::fs::read_to_string(path).map_err(|source| SecretError::File {
+                key: self.file_key(),
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let value = text.trim();
+            if value.is_empty() {
+                return Err(SecretError::EmptyFile {
+                    key: self.file_key(),
+                    path: path.to_path_buf(),
+                });
+            }
+            return Ok(SecretString::from(value.to_string()));
+        }
+        match std::env::var(self.env) {
+            Ok(v) if !v.trim().is_empty() => Ok(SecretString::from(v.trim().to_string())),
+            _ => Err(SecretError::MissingEnv {
+                key: self.key.to_string(),
+                env: self.env.to_string(),
+                file_key: self.file_key(),
+            }),
+        }
+    }
+
+    fn file_key(&self) -> String {
+        match self.key.strip_suffix("_env") {
+            Some(stem) => format!("{stem}_file"),
+            None => format!("{}_file", self.key),
+        }
+    }
+}
+
+impl Config {
+    pub fn gitlab_token_source(&self) -> SecretSource<'_> {
+        SecretSource {
+            key: "gitlab.token_env",
+            env: &self.gitlab.token_env,
+            file: self.gitlab.token_file.as_deref(),
+        }
+    }
+
+    pub fn qovery_token_source(&self) -> SecretSource<'_> {
+        SecretSource {
+            key: "qovery.token_env",
+            env: &self.qovery.token_env,
+            file: self.qovery.token_file.as_deref(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,198 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[gitlab]
+url = "https://gitlab.com"
+
+[qovery]
+organization_id = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "test.toml")
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    match parse(text) {
+        Ok(_) => panic!("the configuration was accepted:\n{text}"),
+        Err(e) => e.problems,
+    }
+}
+
+#[test]
+fn the_shipped_example_parses() {
+    let text = include_str!("../../regwarden.example.toml");
+    let config = parse(text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.bindings.len(), 2);
+    assert_eq!(config.bindings[0].name, "api");
+    assert_eq!(config.auto_binds[0].qovery_registry, "gitlab-{project_path_slug}");
+    let platform = config.bindings[1].policy.apply_to(&config.defaults);
+    assert_eq!(platform.scopes, vec![Scope::ReadRegistry, Scope::WriteRegistry]);
+    assert_eq!(platform.lifetime, "90d".parse().unwrap());
+    assert_eq!(platform.grace_period, config.defaults.grace_period);
+}
+
+#[test]
+fn a_minimal_file_takes_documented_defaults() {
+    let config = parse(MINIMAL).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.gitlab.token_env, "GITLAB_TOKEN");
+    assert_eq!(config.qovery.token_env, "QOVERY_API_TOKEN");
+    assert_eq!(config.qovery.url.to_string(), "https://api.qovery.com");
+    assert_eq!(config.registry_url().as_str(), "https://registry.gitlab.com/");
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.server.max_body, ByteSize(1 << 20));
+    assert_eq!(config.store.url.0, "sqlite://regwarden.db");
+    assert_eq!(config.defaults, Policy::default());
+}
+
+#[test]
+fn an_unknown_key_is_named_with_its_line() {
+    let text = MINIMAL.replace("[qovery]", "[qovery]\norganisation = \"x\"");
+    let p = &problems(&text)[0];
+    assert!(p.message.contains("unknown field `organisation`"), "{p:?}");
+    assert_eq!(p.line, Some(6), "{p:?}");
+    assert!(p.key.starts_with("qovery"), "{p:?}");
+}
+
+#[test]
+fn a_bad_duration_is_named_with_its_key_and_line() {
+    let text = format!("{MINIMAL}\n[defaults]\nlifetime = \"thirty days\"\n");
+    let p = &problems(&text)[0];
+    assert_eq!(p.key, "defaults.lifetime");
+    assert_eq!(p.line, Some(9));
+    assert!(p.message.contains("invalid duration \"thirty days\""), "{p:?}");
+}
+
+#[test]
+fn a_wrong_type_names_the_key() {
+    let text = format!("{MINIMAL}\n[server]\nrequire_signature = \"yes\"\n");
+    let p = &problems(&text)[0];
+    assert_eq!(p.key, "server.require_signature");
+    assert_eq!(p.line, Some(9));
+}
+
+#[test]
+fn broken_toml_reports_the_line() {
+    let p = &problems("[gitlab]\nurl = \"https://gitlab.com\n")[0];
+    assert!(p.message.starts_with("not valid TOML"), "{p:?}");
+    assert_eq!(p.line, Some(2));
+}
+
+#[test]
+fn duplicate_binding_names_are_refused_at_the_second() {
+    let text = format!(
+        r#"{MINIMAL}
+[[binding]]
+name = "api"
+project = "acme/api"
+qovery_registry = "one"
+
+[[binding]]
+name = "api"
+project = "acme/web"
+qovery_registry = "two"
+"#
+    );
+    let p = problems(&text);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "binding[1].name");
+    assert_eq!(p[0].line, Some(14));
+    assert!(p[0].message.contains("duplicate binding name \"api\""), "{p:?}");
+}
+
+#[test]
+fn a_binding_needs_exactly_one_of_project_and_group() {
+    let both = format!("{MINIMAL}\n[[binding]]\nname = \"a\"\nproject = \"x/y\"\ngroup = \"x\"\nqovery_registry = \"r\"\n");
+    let p = problems(&both);
+    assert_eq!(p[0].key, "binding[0]");
+    assert!(p[0].message.contains("both `project` and `group`"), "{p:?}");
+    assert_eq!(p[0].line, Some(8));
+
+    let neither = format!("{MINIMAL}\n[[binding]]\nname = \"a\"\nqovery_registry = \"r\"\n");
+    let p = problems(&neither);
+    assert!(p[0].message.contains("neither `project` nor `group`"), "{p:?}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = format!(
+        "{MINIMAL}\n[defaults]\nrotate_before = \"40d\"\n\n[[binding]]\nname = \"Bad Name\"\ngroup = \"acme\"\nqovery_registry = \"r\"\n"
+    );
+    let keys: Vec<String> = problems(&text).into_iter().map(|p| p.key).collect();
+    assert!(keys.contains(&"defaults.rotate_before".to_string()), "{keys:?}");
+    assert!(keys.contains(&"binding[0].name".to_string()), "{keys:?}");
+    assert!(keys.contains(&"binding[0]".to_string()), "group binding without repository: {keys:?}");
+}
+
+#[test]
+fn self_managed_gitlab_needs_a_registry_url() {
+    let text = MINIMAL.replace("https://gitlab.com", "https://gitlab.example.com");
+    let p = &problems(&text)[0];
+    assert_eq!(p.key, "gitlab.registry_url");
+    assert!(p.message.contains("self-managed"), "{p:?}");
+}
+
+#[test]
+fn auto_bind_templates_only_take_known_placeholders() {
+    let text = format!("{MINIMAL}\n[[auto_bind]]\ngroup = \"acme\"\nqovery_registry = \"gitlab-{{project_slug}}\"\n");
+    let p = &problems(&text)[0];
+    assert_eq!(p.key, "auto_bind[0].qovery_registry");
+    assert!(p.message.contains("unknown placeholder {project_slug}"), "{p:?}");
+}
+
+#[test]
+fn scopes_are_checked_against_what_gitlab_offers() {
+    let text = format!("{MINIMAL}\n[defaults]\nscopes = [\"read_registry\", \"api\"]\n");
+    let p = &problems(&text)[0];
+    assert_eq!(p.key, "defaults.scopes[1]");
+    assert!(p.message.contains("read_registry"), "{p:?}");
+}
+
+#[test]
+fn the_organization_id_must_be_a_uuid() {
+    let text = MINIMAL.replace("3c90c3cc-0d44-4b50-8888-8dd25736052a", "acme");
+    let p = &problems(&text)[0];
+    assert_eq!(p.key, "qovery.organization_id");
+    assert!(p.message.contains("expected a UUID"), "{p:?}");
+}
+
+#[test]
+fn a_store_password_never_appears_in_an_error() {
+    let text = format!("{MINIMAL}\n[store]\nurl = \"mysql://u:hunter2@db/x\"\n");
+    let e = parse(&text).unwrap_err().to_string();
+    assert!(!e.contains("hunter2"), "{e}");
+    assert!(e.contains("store.url"), "{e}");
+}
+
+#[test]
+fn errors_render_as_file_line_key_message() {
+    let text = format!("{MINIMAL}\n[defaults]\nlifetime = \"x\"\n");
+    let e = parse(&text).unwrap_err().to_string();
+    assert!(e.starts_with("test.toml:9: defaults.lifetime: invalid duration"), "{e}");
+}
+
+#[test]
+fn a_missing_secret_names_the_variable_and_the_file_alternative() {
+    let source = SecretSource {
+        key: "gitlab.token_env",
+        env: "REGWARDEN_TEST_SURELY_UNSET_VARIABLE",
+        file: None,
+    };
+    let e = source.read().unwrap_err().to_string();
+    assert!(e.contains("REGWARDEN_TEST_SURELY_UNSET_VARIABLE"), "{e}");
+    assert!(e.contains("gitlab.token_file"), "{e}");
+}
+
+#[test]
+fn a_secret_file_wins_and_is_trimmed() {
+    use secrecy::ExposeSecret;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    std::fs::write(&path, "glpat-abc\n").unwrap();
+    let source = SecretSource {
+        key: "gitlab.token_env",
+        env: "PATH",
+        file: Some(&path),
+    };
+    assert_eq!(source.read().unwrap().expose_secret(), "glpat-abc");
+}

@@ -1,0 +1,5 @@
+//! Qovery: the REST API client. Wire types stay in this module.
+
+mod client;
+
+pub use client::{Organization, QoveryClient};

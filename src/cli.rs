@@ -20,7 +20,12 @@ use crate::registry::{self, Access, CredentialCheck};
 /// Keeps Qovery's GitLab container-registry credentials valid: creates, checks and rotates
 /// GitLab tokens, and registers them in Qovery only once the registry accepts them.
 #[derive(Debug, Parser)]
-#[command(name = "regwarden", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "regwarden",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Configuration file (TOML); see regwarden.example.toml.
     #[arg(long, global = true, env = "REGWARDEN_CONFIG", value_name = "PATH")]
@@ -87,7 +92,12 @@ pub struct CheckArgs {
     pub output: OutputFormat,
 
     /// Time allowed for each HTTP request.
-    #[arg(long, env = "REGWARDEN_TIMEOUT", default_value = "10s", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "REGWARDEN_TIMEOUT",
+        default_value = "10s",
+        value_name = "DURATION"
+    )]
     pub timeout: HumanDuration,
 }
 
@@ -102,7 +112,12 @@ pub struct ConfigCheckArgs {
     pub output: OutputFormat,
 
     /// Time allowed for each HTTP request of --online.
-    #[arg(long, env = "REGWARDEN_TIMEOUT", default_value = "10s", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "REGWARDEN_TIMEOUT",
+        default_value = "10s",
+        value_name = "DURATION"
+    )]
     pub timeout: HumanDuration,
 }
 
@@ -126,7 +141,10 @@ const EXIT_FAILED: u8 = 1;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -140,7 +158,9 @@ pub fn main() -> ExitCode {
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -150,7 +170,9 @@ fn init_tracing(format: LogFormat) {
 async fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Check(args) => check(args).await,
-        Command::Config(ConfigCommand::Check(args)) => config_check(cli.config.as_deref(), args).await,
+        Command::Config(ConfigCommand::Check(args)) => {
+            config_check(cli.config.as_deref(), args).await
+        }
     }
 }
 
@@ -161,10 +183,17 @@ fn usage_error(message: impl std::fmt::Display) -> u8 {
 }
 
 fn parse_registry_url(raw: &str) -> Result<Url, String> {
-    let with_scheme = if raw.contains("://") { raw.to_string() } else { format!("https://{raw}") };
-    let url = Url::parse(&with_scheme).map_err(|e| format!("--registry {raw:?} is not a URL: {e}"))?;
+    let with_scheme = if raw.contains("://") {
+        raw.to_string()
+    } else {
+        format!("https://{raw}")
+    };
+    let url =
+        Url::parse(&with_scheme).map_err(|e| format!("--registry {raw:?} is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(format!("--registry {raw:?}: expected an http:// or https:// URL with a host"));
+        return Err(format!(
+            "--registry {raw:?}: expected an http:// or https:// URL with a host"
+        ));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err("--registry must not carry credentials: give the user with --username and the token on standard input".into());
@@ -197,7 +226,10 @@ async fn check(args: CheckArgs) -> u8 {
     };
     let repository = args.repository.trim_matches('/');
     if repository.is_empty() || repository.contains(char::is_whitespace) {
-        return usage_error(format!("--repository {:?}: give the image path, e.g. acme/api", args.repository));
+        return usage_error(format!(
+            "--repository {:?}: give the image path, e.g. acme/api",
+            args.repository
+        ));
     }
     let password = match read_password(args.password_stdin) {
         Ok(p) => p,
@@ -295,7 +327,10 @@ async fn config_check(path: Option<&Path>, args: ConfigCheckArgs) -> u8 {
     if args.online {
         findings.extend(probe_online(&config, gitlab_token, qovery_token, args.timeout).await);
     } else {
-        for (subject, secret) in [("gitlab.token", &gitlab_token), ("qovery.token", &qovery_token)] {
+        for (subject, secret) in [
+            ("gitlab.token", &gitlab_token),
+            ("qovery.token", &qovery_token),
+        ] {
             // Offline, a missing secret is worth knowing but does not make the file invalid.
             let message = match secret {
                 Ok(_) => "present".to_string(),
@@ -319,7 +354,12 @@ async fn config_check(path: Option<&Path>, args: ConfigCheckArgs) -> u8 {
         }
         OutputFormat::Text => {
             for f in &findings {
-                println!("{} {}: {}", if f.ok { "ok  " } else { "FAIL" }, f.subject, f.message);
+                println!(
+                    "{} {}: {}",
+                    if f.ok { "ok  " } else { "FAIL" },
+                    f.subject,
+                    f.message
+                );
             }
         }
     }
@@ -351,7 +391,9 @@ async fn probe_online(
             return Err(format!("{message}, but it is not active"));
         }
         if !info.scopes.iter().any(|s| s == "api") {
-            message.push_str("; warning: without the `api` scope regwarden cannot create or revoke tokens");
+            message.push_str(
+                "; warning: without the `api` scope regwarden cannot create or revoke tokens",
+            );
         }
         Ok(message)
     };
@@ -362,7 +404,10 @@ async fn probe_online(
             .organization(&config.qovery.organization_id.0)
             .await
             .map_err(|e| format!("organization {}: {e}", config.qovery.organization_id))?;
-        Ok(format!("{}: organization {:?} ({})", config.qovery.url, org.name, org.id))
+        Ok(format!(
+            "{}: organization {:?} ({})",
+            config.qovery.url, org.name, org.id
+        ))
     };
     let registry_url = config.registry_url();
     let registry = registry::probe(&http, &registry_url);

@@ -8,7 +8,10 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientSetupError {
     #[error("cannot read the CA file {path}: {source}")]
-    ReadCa { path: String, source: std::io::Error },
+    ReadCa {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the CA file {path} holds no usable PEM certificate: {reason}")]
     BadCa { path: String, reason: String },
     #[error("cannot set up TLS: {0}")]
@@ -18,7 +21,10 @@ pub enum ClientSetupError {
 pub const USER_AGENT: &str = concat!("regwarden/", env!("CARGO_PKG_VERSION"));
 
 /// Builds a client whose every request times out after `timeout`.
-pub fn client(ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Client, ClientSetupError> {
+pub fn client(
+    ca_file: Option<&Path>,
+    timeout: Duration,
+) -> Result<reqwest::Client, ClientSetupError> {
     let mut builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -30,10 +36,11 @@ pub fn client(ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Clie
             path: shown.clone(),
             source,
         })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ClientSetupError::BadCa {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ClientSetupError::BadCa {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
         if certs.is_empty() {
             return Err(ClientSetupError::BadCa {
                 path: shown,
@@ -44,7 +51,9 @@ pub fn client(ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Clie
             builder = builder.add_root_certificate(cert);
         }
     }
-    builder.build().map_err(|e| ClientSetupError::Build(error_chain(&e)))
+    builder
+        .build()
+        .map_err(|e| ClientSetupError::Build(error_chain(&e)))
 }
 
 /// An error and its causes on one line, without repeating a cause a parent already quotes.
@@ -67,32 +76,63 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{service} refused the API token (401): it is wrong, revoked or expired{}", suffix(.message))]
-    Unauthorized { service: &'static str, message: String },
+    Unauthorized {
+        service: &'static str,
+        message: String,
+    },
     #[error("{service} denied the request (403): the token lacks a role or scope for it{}", suffix(.message))]
-    Forbidden { service: &'static str, message: String },
+    Forbidden {
+        service: &'static str,
+        message: String,
+    },
     #[error("{service} has no such resource (404){}", suffix(.message))]
-    NotFound { service: &'static str, message: String },
+    NotFound {
+        service: &'static str,
+        message: String,
+    },
     #[error("{service} is rate limiting regwarden (429); retry in {retry_after:?}")]
-    RateLimited { service: &'static str, retry_after: Duration },
+    RateLimited {
+        service: &'static str,
+        retry_after: Duration,
+    },
     #[error("{service} failed for now ({status}){}", suffix(.message))]
-    Transient { service: &'static str, status: String, message: String },
+    Transient {
+        service: &'static str,
+        status: String,
+        message: String,
+    },
     #[error("{service} refused the request ({status}){}", suffix(.message))]
-    Permanent { service: &'static str, status: u16, message: String },
+    Permanent {
+        service: &'static str,
+        status: u16,
+        message: String,
+    },
 }
 
 fn suffix(message: &str) -> String {
-    if message.is_empty() { String::new() } else { format!(": {message}") }
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    }
 }
 
 impl ApiError {
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, ApiError::RateLimited { .. } | ApiError::Transient { .. })
+        matches!(
+            self,
+            ApiError::RateLimited { .. } | ApiError::Transient { .. }
+        )
     }
 
     /// Maps a network-level failure (no HTTP status).
     pub fn from_transport(service: &'static str, err: &reqwest::Error) -> Self {
-        let status = if err.is_timeout() { "timeout" } else { "unreachable" };
+        let status = if err.is_timeout() {
+            "timeout"
+        } else {
+            "unreachable"
+        };
         ApiError::Transient {
             service,
             status: status.into(),
@@ -140,7 +180,11 @@ pub fn one_line(text: &str, max_chars: usize) -> String {
 
 /// Turns an unsuccessful response into an [`ApiError`], reading the service's message from
 /// the first of `fields` present in a JSON body, else from the raw text.
-pub async fn error_from_response(service: &'static str, response: reqwest::Response, fields: &[&str]) -> ApiError {
+pub async fn error_from_response(
+    service: &'static str,
+    response: reqwest::Response,
+    fields: &[&str],
+) -> ApiError {
     let status = response.status();
     let retry_after = response
         .headers()
@@ -168,7 +212,10 @@ pub async fn send_json<T: serde::de::DeserializeOwned>(
     request: reqwest::RequestBuilder,
     message_fields: &[&str],
 ) -> Result<T, ApiError> {
-    let response = request.send().await.map_err(|e| ApiError::from_transport(service, &e))?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| ApiError::from_transport(service, &e))?;
     if !response.status().is_success() {
         return Err(error_from_response(service, response, message_fields).await);
     }
@@ -182,8 +229,16 @@ pub async fn send_json<T: serde::de::DeserializeOwned>(
 /// `base` with a trailing slash, so that `join("x")` appends instead of replacing.
 pub fn directory_url(base: &reqwest::Url, suffix: &str) -> reqwest::Url {
     let mut url = base.clone();
-    let path = format!("{}/{}", base.path().trim_end_matches('/'), suffix.trim_matches('/'));
-    let path = if path.ends_with('/') { path } else { format!("{path}/") };
+    let path = format!(
+        "{}/{}",
+        base.path().trim_end_matches('/'),
+        suffix.trim_matches('/')
+    );
+    let path = if path.ends_with('/') {
+        path
+    } else {
+        format!("{path}/")
+    };
     url.set_path(&path);
     url.set_query(None);
     url.set_fragment(None);

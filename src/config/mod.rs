@@ -167,7 +167,10 @@ impl PolicyOverrides {
     pub fn apply_to(&self, defaults: &Policy) -> Policy {
         Policy {
             credential: self.credential.unwrap_or(defaults.credential),
-            scopes: self.scopes.clone().unwrap_or_else(|| defaults.scopes.clone()),
+            scopes: self
+                .scopes
+                .clone()
+                .unwrap_or_else(|| defaults.scopes.clone()),
             lifetime: self.lifetime.unwrap_or(defaults.lifetime),
             rotate_before: self.rotate_before.unwrap_or(defaults.rotate_before),
             grace_period: self.grace_period.unwrap_or(defaults.grace_period),
@@ -203,8 +206,13 @@ pub struct AutoBindConfig {
 }
 
 /// The placeholders an `[[auto_bind]]` template may use.
-pub const TEMPLATE_PLACEHOLDERS: &[&str] =
-    &["project_path_slug", "project_path", "project_name", "project_id", "group_path"];
+pub const TEMPLATE_PLACEHOLDERS: &[&str] = &[
+    "project_path_slug",
+    "project_path",
+    "project_name",
+    "project_id",
+    "group_path",
+];
 
 fn default_gitlab_token_env() -> String {
     "GITLAB_TOKEN".into()
@@ -228,7 +236,9 @@ impl HttpUrl {
         let url = Url::parse(s).map_err(|e| format!("invalid URL {s:?}: {e}"))?;
         match url.scheme() {
             "http" | "https" if url.host().is_some() => Ok(Self(url)),
-            _ => Err(format!("invalid URL {s:?}: expected an http:// or https:// URL with a host")),
+            _ => Err(format!(
+                "invalid URL {s:?}: expected an http:// or https:// URL with a host"
+            )),
         }
     }
 }
@@ -255,7 +265,9 @@ impl<'de> Deserialize<'de> for Uuid {
         let s = String::deserialize(deserializer)?;
         let groups: Vec<&str> = s.split('-').collect();
         let shape_ok = groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
-            && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit()));
+            && groups
+                .iter()
+                .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()));
         if shape_ok {
             Ok(Self(s.to_ascii_lowercase()))
         } else {
@@ -280,7 +292,10 @@ pub struct StoreUrl(pub String);
 impl<'de> Deserialize<'de> for StoreUrl {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = String::deserialize(deserializer)?;
-        if ["sqlite:", "postgres://", "postgresql://"].iter().any(|p| s.starts_with(p)) {
+        if ["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| s.starts_with(p))
+        {
             Ok(Self(s))
         } else {
             Err(serde::de::Error::custom(format!(
@@ -384,7 +399,11 @@ impl Config {
             }])
         })?;
         let problems = config.validate(&spans);
-        if problems.is_empty() { Ok(config) } else { Err(fail(problems)) }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(fail(problems))
+        }
     }
 
     fn validate(&self, spans: &SpanIndex) -> Vec<Problem> {
@@ -412,7 +431,9 @@ impl Config {
         {
             problem(
                 KeyPath::new("server").field("ci_audience"),
-                format!("{aud:?} is not a URL: use the URL GitLab jobs reach this server at, e.g. \"https://regwarden.example.com\""),
+                format!(
+                    "{aud:?} is not a URL: use the URL GitLab jobs reach this server at, e.g. \"https://regwarden.example.com\""
+                ),
             );
         }
         for (key, value) in [
@@ -420,13 +441,19 @@ impl Config {
             ("reconcile_interval", self.server.reconcile_interval),
         ] {
             if value.0.is_zero() {
-                problem(KeyPath::new("server").field(key), "must be longer than zero".into());
+                problem(
+                    KeyPath::new("server").field(key),
+                    "must be longer than zero".into(),
+                );
             }
         }
         if self.server.max_body.0 < 1024 {
             problem(
                 KeyPath::new("server").field("max_body"),
-                format!("{} is too small for any GitLab webhook: use at least 1KiB (default 1MiB)", self.server.max_body),
+                format!(
+                    "{} is too small for any GitLab webhook: use at least 1KiB (default 1MiB)",
+                    self.server.max_body
+                ),
             );
         }
 
@@ -442,7 +469,10 @@ impl Config {
             if let Some(first) = names.insert(&b.name, i) {
                 problem(
                     at.field("name"),
-                    format!("duplicate binding name {:?}: binding[{first}] has it already; names must be unique", b.name),
+                    format!(
+                        "duplicate binding name {:?}: binding[{first}] has it already; names must be unique",
+                        b.name
+                    ),
                 );
             }
             if let Some(first) = registries.insert(&b.qovery_registry, i) {
@@ -486,7 +516,10 @@ impl Config {
                 problem(at.field("repository"), why);
             }
             if b.qovery_registry.trim().is_empty() {
-                problem(at.field("qovery_registry"), "must name a Qovery container registry".into());
+                problem(
+                    at.field("qovery_registry"),
+                    "must name a Qovery container registry".into(),
+                );
             }
             check_policy(&b.policy.apply_to(&self.defaults), at, &mut problem);
         }
@@ -527,7 +560,11 @@ fn is_gitlab_com(url: &HttpUrl) -> bool {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
 }
 
 fn check_policy(policy: &Policy, at: KeyPath, problem: &mut impl FnMut(KeyPath, String)) {
@@ -538,12 +575,23 @@ fn check_policy(policy: &Policy, at: KeyPath, problem: &mut impl FnMut(KeyPath, 
         );
     }
     if policy.lifetime.0.as_secs() < 86_400 {
-        problem(at.field("lifetime"), format!("{} is too short: GitLab token expiry is at least a day", policy.lifetime));
-    }
-    if policy.credential == CredentialKind::AccessToken && policy.lifetime.0.as_secs() > 365 * 86_400 {
         problem(
             at.field("lifetime"),
-            format!("{} is too long: GitLab access tokens expire within 365 days", policy.lifetime),
+            format!(
+                "{} is too short: GitLab token expiry is at least a day",
+                policy.lifetime
+            ),
+        );
+    }
+    if policy.credential == CredentialKind::AccessToken
+        && policy.lifetime.0.as_secs() > 365 * 86_400
+    {
+        problem(
+            at.field("lifetime"),
+            format!(
+                "{} is too long: GitLab access tokens expire within 365 days",
+                policy.lifetime
+            ),
         );
     }
     if policy.rotate_before >= policy.lifetime {
@@ -571,7 +619,9 @@ fn check_policy(policy: &Policy, at: KeyPath, problem: &mut impl FnMut(KeyPath, 
 pub fn check_binding_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         && name.as_bytes()[0].is_ascii_alphanumeric()
         && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
     if ok {
@@ -592,7 +642,9 @@ fn check_gitlab_path(path: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("invalid GitLab path {path:?}: write it as in the project URL, e.g. \"acme/api\""))
+        Err(format!(
+            "invalid GitLab path {path:?}: write it as in the project URL, e.g. \"acme/api\""
+        ))
     }
 }
 
@@ -606,7 +658,11 @@ fn check_template(template: &str) -> Result<(), String> {
         if !TEMPLATE_PLACEHOLDERS.contains(&name) {
             return Err(format!(
                 "unknown placeholder {{{name}}} in template {template:?}: use one of {}",
-                TEMPLATE_PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(", ")
+                TEMPLATE_PLACEHOLDERS
+                    .iter()
+                    .map(|p| format!("{{{p}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         rest = &rest[open + close + 1..];
@@ -629,10 +685,20 @@ pub struct SecretSource<'a> {
 /// Why a secret could not be read. Names the variable or file, never shows a value.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("{key} names the environment variable {env}, which is not set or is empty: export it, or set {file_key} to a file holding the secret")]
-    MissingEnv { key: String, env: String, file_key: String },
+    #[error(
+        "{key} names the environment variable {env}, which is not set or is empty: export it, or set {file_key} to a file holding the secret"
+    )]
+    MissingEnv {
+        key: String,
+        env: String,
+        file_key: String,
+    },
     #[error("cannot read the secret file {path} ({key}): {source}")]
-    File { key: String, path: PathBuf, source: std::io::Error },
+    File {
+        key: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the secret file {path} ({key}) is empty")]
     EmptyFile { key: String, path: PathBuf },
 }

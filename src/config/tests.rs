@@ -25,9 +25,15 @@ fn the_shipped_example_parses() {
     let config = parse(text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.bindings.len(), 2);
     assert_eq!(config.bindings[0].name, "api");
-    assert_eq!(config.auto_binds[0].qovery_registry, "gitlab-{project_path_slug}");
+    assert_eq!(
+        config.auto_binds[0].qovery_registry,
+        "gitlab-{project_path_slug}"
+    );
     let platform = config.bindings[1].policy.apply_to(&config.defaults);
-    assert_eq!(platform.scopes, vec![Scope::ReadRegistry, Scope::WriteRegistry]);
+    assert_eq!(
+        platform.scopes,
+        vec![Scope::ReadRegistry, Scope::WriteRegistry]
+    );
     assert_eq!(platform.lifetime, "90d".parse().unwrap());
     assert_eq!(platform.grace_period, config.defaults.grace_period);
 }
@@ -38,7 +44,10 @@ fn a_minimal_file_takes_documented_defaults() {
     assert_eq!(config.gitlab.token_env, "GITLAB_TOKEN");
     assert_eq!(config.qovery.token_env, "QOVERY_API_TOKEN");
     assert_eq!(config.qovery.url.to_string(), "https://api.qovery.com");
-    assert_eq!(config.registry_url().as_str(), "https://registry.gitlab.com/");
+    assert_eq!(
+        config.registry_url().as_str(),
+        "https://registry.gitlab.com/"
+    );
     assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(config.server.max_body, ByteSize(1 << 20));
     assert_eq!(config.store.url.0, "sqlite://regwarden.db");
@@ -60,7 +69,10 @@ fn a_bad_duration_is_named_with_its_key_and_line() {
     let p = &problems(&text)[0];
     assert_eq!(p.key, "defaults.lifetime");
     assert_eq!(p.line, Some(9));
-    assert!(p.message.contains("invalid duration \"thirty days\""), "{p:?}");
+    assert!(
+        p.message.contains("invalid duration \"thirty days\""),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -97,12 +109,17 @@ qovery_registry = "two"
     assert_eq!(p.len(), 1, "{p:?}");
     assert_eq!(p[0].key, "binding[1].name");
     assert_eq!(p[0].line, Some(14));
-    assert!(p[0].message.contains("duplicate binding name \"api\""), "{p:?}");
+    assert!(
+        p[0].message.contains("duplicate binding name \"api\""),
+        "{p:?}"
+    );
 }
 
 #[test]
 fn a_binding_needs_exactly_one_of_project_and_group() {
-    let both = format!("{MINIMAL}\n[[binding]]\nname = \"a\"\nproject = \"x/y\"\ngroup = \"x\"\nqovery_registry = \"r\"\n");
+    let both = format!(
+        "{MINIMAL}\n[[binding]]\nname = \"a\"\nproject = \"x/y\"\ngroup = \"x\"\nqovery_registry = \"r\"\n"
+    );
     let p = problems(&both);
     assert_eq!(p[0].key, "binding[0]");
     assert!(p[0].message.contains("both `project` and `group`"), "{p:?}");
@@ -110,7 +127,10 @@ fn a_binding_needs_exactly_one_of_project_and_group() {
 
     let neither = format!("{MINIMAL}\n[[binding]]\nname = \"a\"\nqovery_registry = \"r\"\n");
     let p = problems(&neither);
-    assert!(p[0].message.contains("neither `project` nor `group`"), "{p:?}");
+    assert!(
+        p[0].message.contains("neither `project` nor `group`"),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -119,9 +139,15 @@ fn every_problem_is_reported_at_once() {
         "{MINIMAL}\n[defaults]\nrotate_before = \"40d\"\n\n[[binding]]\nname = \"Bad Name\"\ngroup = \"acme\"\nqovery_registry = \"r\"\n"
     );
     let keys: Vec<String> = problems(&text).into_iter().map(|p| p.key).collect();
-    assert!(keys.contains(&"defaults.rotate_before".to_string()), "{keys:?}");
+    assert!(
+        keys.contains(&"defaults.rotate_before".to_string()),
+        "{keys:?}"
+    );
     assert!(keys.contains(&"binding[0].name".to_string()), "{keys:?}");
-    assert!(keys.contains(&"binding[0]".to_string()), "group binding without repository: {keys:?}");
+    assert!(
+        keys.contains(&"binding[0]".to_string()),
+        "group binding without repository: {keys:?}"
+    );
 }
 
 #[test]
@@ -134,10 +160,15 @@ fn self_managed_gitlab_needs_a_registry_url() {
 
 #[test]
 fn auto_bind_templates_only_take_known_placeholders() {
-    let text = format!("{MINIMAL}\n[[auto_bind]]\ngroup = \"acme\"\nqovery_registry = \"gitlab-{{project_slug}}\"\n");
+    let text = format!(
+        "{MINIMAL}\n[[auto_bind]]\ngroup = \"acme\"\nqovery_registry = \"gitlab-{{project_slug}}\"\n"
+    );
     let p = &problems(&text)[0];
     assert_eq!(p.key, "auto_bind[0].qovery_registry");
-    assert!(p.message.contains("unknown placeholder {project_slug}"), "{p:?}");
+    assert!(
+        p.message.contains("unknown placeholder {project_slug}"),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -168,7 +199,10 @@ fn a_store_password_never_appears_in_an_error() {
 fn errors_render_as_file_line_key_message() {
     let text = format!("{MINIMAL}\n[defaults]\nlifetime = \"x\"\n");
     let e = parse(&text).unwrap_err().to_string();
-    assert!(e.starts_with("test.toml:9: defaults.lifetime: invalid duration"), "{e}");
+    assert!(
+        e.starts_with("test.toml:9: defaults.lifetime: invalid duration"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -52,7 +52,11 @@ impl FromStr for ByteSize {
         let t = s.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (digits, unit) = t.split_at(split);
-        let bad = || format!("invalid size {s:?}: write a whole number and a unit, e.g. \"1MiB\", \"512KiB\" or \"65536\"");
+        let bad = || {
+            format!(
+                "invalid size {s:?}: write a whole number and a unit, e.g. \"1MiB\", \"512KiB\" or \"65536\""
+            )
+        };
         let n: u64 = digits.parse().map_err(|_| bad())?;
         let multiplier: u64 = match unit.trim() {
             "" | "B" => 1,
@@ -108,9 +112,18 @@ mod tests {
 
     #[test]
     fn durations_read_as_people_write_them() {
-        assert_eq!("30d".parse::<HumanDuration>().unwrap().0, Duration::from_secs(30 * 86_400));
-        assert_eq!("1h 30m".parse::<HumanDuration>().unwrap().0, Duration::from_secs(5_400));
-        assert_eq!("5m".parse::<HumanDuration>().unwrap().0, Duration::from_secs(300));
+        assert_eq!(
+            "30d".parse::<HumanDuration>().unwrap().0,
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(
+            "1h 30m".parse::<HumanDuration>().unwrap().0,
+            Duration::from_secs(5_400)
+        );
+        assert_eq!(
+            "5m".parse::<HumanDuration>().unwrap().0,
+            Duration::from_secs(300)
+        );
     }
 
     #[test]
@@ -132,7 +145,14 @@ mod tests {
 
     #[test]
     fn bad_sizes_are_refused() {
-        for bad in ["", "MiB", "1.5MiB", "1 parsec", "-1", "99999999999999999999GiB"] {
+        for bad in [
+            "",
+            "MiB",
+            "1.5MiB",
+            "1 parsec",
+            "-1",
+            "99999999999999999999GiB",
+        ] {
             assert!(bad.parse::<ByteSize>().is_err(), "{bad:?} was accepted");
         }
     }

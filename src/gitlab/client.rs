@@ -42,7 +42,10 @@ impl GitlabClient {
             status: 0,
             message: format!("cannot build the URL for {path}: {e}"),
         })?;
-        let request = self.http.get(url).header("PRIVATE-TOKEN", self.token.expose_secret());
+        let request = self
+            .http
+            .get(url)
+            .header("PRIVATE-TOKEN", self.token.expose_secret());
         send_json(SERVICE, request, &["message", "error"]).await
     }
 

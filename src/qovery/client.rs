@@ -37,7 +37,10 @@ impl QoveryClient {
             status: 0,
             message: format!("cannot build the URL for {path}: {e}"),
         })?;
-        let request = self.http.get(url).header(reqwest::header::AUTHORIZATION, format!("Token {}", self.token.expose_secret()));
+        let request = self.http.get(url).header(
+            reqwest::header::AUTHORIZATION,
+            format!("Token {}", self.token.expose_secret()),
+        );
         send_json(SERVICE, request, &["detail", "message"]).await
     }
 

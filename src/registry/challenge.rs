@@ -27,7 +27,10 @@ impl Challenge {
 
 /// Parses every challenge in one header value.
 pub fn parse(header: &str) -> Vec<Challenge> {
-    let mut p = Cursor { s: header.as_bytes(), i: 0 };
+    let mut p = Cursor {
+        s: header.as_bytes(),
+        i: 0,
+    };
     let mut challenges = Vec::new();
     loop {
         p.skip(|b| b == b',' || is_space(b));
@@ -38,7 +41,10 @@ pub fn parse(header: &str) -> Vec<Challenge> {
             p.skip_past_comma();
             continue;
         };
-        let mut challenge = Challenge { scheme, params: Vec::new() };
+        let mut challenge = Challenge {
+            scheme,
+            params: Vec::new(),
+        };
         loop {
             p.skip(is_space);
             let start = p.i;
@@ -51,7 +57,11 @@ pub fn parse(header: &str) -> Vec<Challenge> {
             }
             p.i += 1;
             p.skip(is_space);
-            let value = if p.peek() == Some(b'"') { p.quoted() } else { p.bare() };
+            let value = if p.peek() == Some(b'"') {
+                p.quoted()
+            } else {
+                p.bare()
+            };
             challenge.params.push((name, value));
             p.skip(is_space);
             match p.peek() {
@@ -154,20 +164,27 @@ mod tests {
         assert!(c[0].is("bearer"));
         assert_eq!(c[0].param("realm"), Some("https://auth.docker.io/token"));
         assert_eq!(c[0].param("Service"), Some("registry.docker.io"));
-        assert_eq!(c[0].param("scope"), Some("repository:samalba/my-app:pull,push"));
+        assert_eq!(
+            c[0].param("scope"),
+            Some("repository:samalba/my-app:pull,push")
+        );
     }
 
     #[test]
     fn reads_gitlab_com_and_distribution_2_8_spellings() {
         let c = parse(r#"Bearer realm="https://gitlab.com/jwt/auth",service="container_registry""#);
         assert_eq!(c[0].param("service"), Some("container_registry"));
-        let c = parse(r#"Bearer realm="http://127.0.0.1:9/jwt/auth",service="container_registry",error="invalid_token""#);
+        let c = parse(
+            r#"Bearer realm="http://127.0.0.1:9/jwt/auth",service="container_registry",error="invalid_token""#,
+        );
         assert_eq!(c[0].param("error"), Some("invalid_token"));
     }
 
     #[test]
     fn tolerates_spaces_case_and_bare_values() {
-        let c = parse(r#"BEARER   realm = https://r.example/token ,  service=registry , scope="a:b:pull""#);
+        let c = parse(
+            r#"BEARER   realm = https://r.example/token ,  service=registry , scope="a:b:pull""#,
+        );
         assert_eq!(c.len(), 1);
         assert!(c[0].is("Bearer"));
         assert_eq!(c[0].param("realm"), Some("https://r.example/token"));
@@ -201,7 +218,15 @@ mod tests {
 
     #[test]
     fn garbage_never_panics_and_yields_what_it_can() {
-        for junk in ["", ",,,", "\"unterminated", "Bearer realm=\"x", "=,=,=", "Bearer ,,, realm", "Bearer realm=\"a\" junk, service=\"s\""] {
+        for junk in [
+            "",
+            ",,,",
+            "\"unterminated",
+            "Bearer realm=\"x",
+            "=,=,=",
+            "Bearer ,,, realm",
+            "Bearer realm=\"a\" junk, service=\"s\"",
+        ] {
             let _ = parse(junk);
         }
         let c = parse("Bearer realm=\"a\" junk, service=\"s\"");

@@ -216,10 +216,15 @@ impl Flow<'_> {
                 if let Some(bearer) = challenges.iter().find(|c| c.is("bearer")) {
                     report.auth = Some(AuthScheme::Bearer);
                     let realm = bearer.param("realm").ok_or_else(|| {
-                        Failure::new(Outcome::Unreachable, "the registry's Bearer challenge names no realm")
+                        Failure::new(
+                            Outcome::Unreachable,
+                            "the registry's Bearer challenge names no realm",
+                        )
                     })?;
                     report.realm = Some(realm.to_string());
-                    let token = self.token_from_realm(realm, bearer.param("service"), report).await?;
+                    let token = self
+                        .token_from_realm(realm, bearer.param("service"), report)
+                        .await?;
                     Auth::Bearer(token)
                 } else if challenges.iter().any(|c| c.is("basic")) {
                     report.auth = Some(AuthScheme::Basic);
@@ -243,12 +248,19 @@ impl Flow<'_> {
     }
 
     fn url(&self, path: &str) -> Result<Url, Failure> {
-        self.base
-            .join(path)
-            .map_err(|e| Failure::new(Outcome::Unreachable, format!("cannot build the URL for {path}: {e}")))
+        self.base.join(path).map_err(|e| {
+            Failure::new(
+                Outcome::Unreachable,
+                format!("cannot build the URL for {path}: {e}"),
+            )
+        })
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder, peer: &str) -> Result<Response, Failure> {
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        peer: &str,
+    ) -> Result<Response, Failure> {
         request.send().await.map_err(|e| {
             let hint = if is_certificate_error(&e) {
                 ": the server's certificate is not trusted; pass the CA that signed it with --ca-file"
@@ -279,16 +291,19 @@ impl Flow<'_> {
                     format!("the registry's realm {realm:?} is not an http(s) URL"),
                 )
             })?;
-        let scope = format!("repository:{}:{}", self.repository, self.access.actions().join(","));
+        let scope = format!(
+            "repository:{}:{}",
+            self.repository,
+            self.access.actions().join(",")
+        );
         let mut query: Vec<(&str, &str)> = vec![("scope", &scope)];
         if let Some(service) = service {
             query.push(("service", service));
         }
-        let request = self
-            .client
-            .get(realm_url)
-            .query(&query)
-            .basic_auth(&self.credential.username, Some(self.credential.password.expose_secret()));
+        let request = self.client.get(realm_url).query(&query).basic_auth(
+            &self.credential.username,
+            Some(self.credential.password.expose_secret()),
+        );
         let response = self.send(request, "the registry's token realm").await?;
         match response.status() {
             StatusCode::OK => {}
@@ -314,8 +329,11 @@ impl Flow<'_> {
                 .with_detail(error_summary(response).await));
             }
             status => {
-                return Err(Failure::new(Outcome::Unreachable, format!("the realm answered {status}"))
-                    .with_detail(error_summary(response).await));
+                return Err(Failure::new(
+                    Outcome::Unreachable,
+                    format!("the realm answered {status}"),
+                )
+                .with_detail(error_summary(response).await));
             }
         }
         #[derive(Deserialize)]
@@ -324,12 +342,22 @@ impl Flow<'_> {
             access_token: Option<String>,
         }
         let body: TokenResponse = response.json().await.map_err(|e| {
-            Failure::new(Outcome::Unreachable, "the realm answered 200 but not with a JSON token")
-                .with_detail(Some(error_chain(&e)))
+            Failure::new(
+                Outcome::Unreachable,
+                "the realm answered 200 but not with a JSON token",
+            )
+            .with_detail(Some(error_chain(&e)))
         })?;
-        let token = body.token.or(body.access_token).filter(|t| !t.is_empty()).ok_or_else(|| {
-            Failure::new(Outcome::Unreachable, "the realm answered 200 without a `token`")
-        })?;
+        let token = body
+            .token
+            .or(body.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Failure::new(
+                    Outcome::Unreachable,
+                    "the realm answered 200 without a `token`",
+                )
+            })?;
         self.judge_claims(&token, report)?;
         Ok(token)
     }
@@ -367,7 +395,13 @@ impl Flow<'_> {
         granted.sort();
         granted.dedup();
         let has = |action: &str| granted.iter().any(|g| g == action || g == "*");
-        let missing: Vec<&str> = self.access.actions().iter().copied().filter(|a| !has(a)).collect();
+        let missing: Vec<&str> = self
+            .access
+            .actions()
+            .iter()
+            .copied()
+            .filter(|a| !has(a))
+            .collect();
         report.granted = Some(granted.clone());
         if granted.is_empty() {
             return Err(Failure::new(
@@ -379,7 +413,11 @@ impl Flow<'_> {
             ));
         }
         if !missing.is_empty() {
-            let scope_hint = if missing.contains(&"push") { "write_registry" } else { "read_registry" };
+            let scope_hint = if missing.contains(&"push") {
+                "write_registry"
+            } else {
+                "read_registry"
+            };
             return Err(Failure::new(
                 Outcome::NoAccess,
                 format!(
@@ -402,7 +440,10 @@ impl Flow<'_> {
                 "the realm's token"
             }
             Auth::Basic => {
-                request = request.basic_auth(&self.credential.username, Some(self.credential.password.expose_secret()));
+                request = request.basic_auth(
+                    &self.credential.username,
+                    Some(self.credential.password.expose_secret()),
+                );
                 "the credential"
             }
             Auth::None => "no credential at all",
@@ -471,11 +512,12 @@ fn challenges_of(response: &Response) -> Vec<challenge::Challenge> {
 /// Is a Docker Registry v2 API answering at `registry`, and how does it authenticate?
 pub async fn probe(client: &reqwest::Client, registry: &Url) -> Result<String, String> {
     let url = directory_url(registry, "v2");
-    let response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach the registry at {registry}: {}", error_chain(&e)))?;
+    let response = client.get(url).send().await.map_err(|e| {
+        format!(
+            "cannot reach the registry at {registry}: {}",
+            error_chain(&e)
+        )
+    })?;
     let status = response.status();
     let challenges = challenges_of(&response);
     match status {
@@ -485,10 +527,16 @@ pub async fn probe(client: &reqwest::Client, registry: &Url) -> Result<String, S
                 "{registry}: token authentication, realm {}",
                 bearer.param("realm").unwrap_or("(none)")
             )),
-            None if challenges.iter().any(|c| c.is("basic")) => Ok(format!("{registry}: Basic authentication")),
-            None => Err(format!("{registry}: 401 without an authentication challenge")),
+            None if challenges.iter().any(|c| c.is("basic")) => {
+                Ok(format!("{registry}: Basic authentication"))
+            }
+            None => Err(format!(
+                "{registry}: 401 without an authentication challenge"
+            )),
         },
-        s => Err(format!("{registry}: GET /v2/ answered {s}: not a Docker Registry v2 API")),
+        s => Err(format!(
+            "{registry}: GET /v2/ answered {s}: not a Docker Registry v2 API"
+        )),
     }
 }
 
@@ -532,9 +580,15 @@ mod tests {
     #[test]
     fn a_registry_path_prefix_is_kept() {
         let u = Url::parse("https://r.example/prefix").unwrap();
-        assert_eq!(directory_url(&u, "").join("v2/").unwrap().as_str(), "https://r.example/prefix/v2/");
+        assert_eq!(
+            directory_url(&u, "").join("v2/").unwrap().as_str(),
+            "https://r.example/prefix/v2/"
+        );
         let u = Url::parse("https://r.example").unwrap();
-        assert_eq!(directory_url(&u, "").join("v2/").unwrap().as_str(), "https://r.example/v2/");
+        assert_eq!(
+            directory_url(&u, "").join("v2/").unwrap().as_str(),
+            "https://r.example/v2/"
+        );
     }
 
     #[test]

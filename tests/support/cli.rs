@@ -1,0 +1,104 @@
+//! Runs the real `regwarden` binary, as a user would, with a clean environment.
+
+use std::process::Stdio;
+
+use tokio::io::AsyncWriteExt;
+
+/// What one run printed and how it ended.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Fails the test if `secret` appears anywhere in what the run printed.
+    pub fn assert_never_shows(&self, secret: &str) {
+        assert!(!secret.is_empty());
+        assert!(
+            !self.stdout.contains(secret),
+            "secret on stdout:\n{}",
+            self.stdout
+        );
+        assert!(
+            !self.stderr.contains(secret),
+            "secret on stderr:\n{}",
+            self.stderr
+        );
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// A command line being prepared: arguments, environment, standard input.
+pub struct Regwarden {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    stdin: Option<String>,
+}
+
+pub fn regwarden<I, S>(args: I) -> Regwarden
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    Regwarden {
+        args: args.into_iter().map(|a| a.as_ref().to_string()).collect(),
+        env: Vec::new(),
+        stdin: None,
+    }
+}
+
+impl Regwarden {
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn stdin(mut self, input: &str) -> Self {
+        self.stdin = Some(input.into());
+        self
+    }
+
+    pub async fn run(self) -> Run {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_regwarden"));
+        cmd.args(&self.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        // Only what the test sets: nothing from the developer's shell leaks in.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("REGWARDEN_")
+                || key.starts_with("GITLAB_")
+                || key.starts_with("QOVERY_")
+                || key == "RUST_LOG"
+            {
+                cmd.env_remove(key);
+            }
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("run the regwarden binary");
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(input) = &self.stdin {
+            stdin.write_all(input.as_bytes()).await.unwrap();
+        }
+        drop(stdin);
+        let out =
+            tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+                .await
+                .expect("regwarden finished within 60 s")
+                .unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}

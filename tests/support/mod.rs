@@ -1,0 +1,10 @@
+//! The test harness: the real regwarden binary, real servers where one runs here (the
+//! container registry), and stateful fakes of GitLab's and Qovery's APIs.
+#![allow(dead_code)]
+
+pub mod cli;
+pub mod gitlab;
+pub mod pki;
+pub mod qovery;
+pub mod registry;
+pub mod server;

@@ -283,19 +283,35 @@ fn print_json(value: &impl Serialize) {
 #[derive(Debug, Serialize)]
 struct Finding {
     subject: String,
-    ok: bool,
+    status: Status,
     message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Ok,
+    Warn,
+    Fail,
 }
 
 impl Finding {
     fn new(subject: &str, result: Result<String, String>) -> Self {
-        let (ok, message) = match result {
-            Ok(m) => (true, m),
-            Err(m) => (false, m),
+        let (status, message) = match result {
+            Ok(m) => (Status::Ok, m),
+            Err(m) => (Status::Fail, m),
         };
         Self {
             subject: subject.to_string(),
-            ok,
+            status,
+            message,
+        }
+    }
+
+    fn warn(subject: &str, message: String) -> Self {
+        Self {
+            subject: subject.to_string(),
+            status: Status::Warn,
             message,
         }
     }
@@ -332,14 +348,13 @@ async fn config_check(path: Option<&Path>, args: ConfigCheckArgs) -> u8 {
             ("qovery.token", &qovery_token),
         ] {
             // Offline, a missing secret is worth knowing but does not make the file invalid.
-            let message = match secret {
-                Ok(_) => "present".to_string(),
-                Err(e) => format!("warning: {e}"),
-            };
-            findings.push(Finding::new(subject, Ok(message)));
+            findings.push(match secret {
+                Ok(_) => Finding::new(subject, Ok("present".into())),
+                Err(e) => Finding::warn(subject, e.to_string()),
+            });
         }
     }
-    let all_ok = findings.iter().all(|f| f.ok);
+    let all_ok = findings.iter().all(|f| f.status != Status::Fail);
     match args.output {
         OutputFormat::Json => {
             #[derive(Serialize)]
@@ -354,12 +369,12 @@ async fn config_check(path: Option<&Path>, args: ConfigCheckArgs) -> u8 {
         }
         OutputFormat::Text => {
             for f in &findings {
-                println!(
-                    "{} {}: {}",
-                    if f.ok { "ok  " } else { "FAIL" },
-                    f.subject,
-                    f.message
-                );
+                let label = match f.status {
+                    Status::Ok => "ok  ",
+                    Status::Warn => "warn",
+                    Status::Fail => "FAIL",
+                };
+                println!("{label} {}: {}", f.subject, f.message);
             }
         }
     }

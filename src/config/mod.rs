@@ -164,6 +164,15 @@ pub struct PolicyOverrides {
 }
 
 impl PolicyOverrides {
+    /// Whether anything is overridden (else `[defaults]` applies, and was checked there).
+    pub fn overrides_any(&self) -> bool {
+        self.credential.is_some()
+            || self.scopes.is_some()
+            || self.lifetime.is_some()
+            || self.rotate_before.is_some()
+            || self.grace_period.is_some()
+    }
+
     pub fn apply_to(&self, defaults: &Policy) -> Policy {
         Policy {
             credential: self.credential.unwrap_or(defaults.credential),
@@ -521,7 +530,9 @@ impl Config {
                     "must name a Qovery container registry".into(),
                 );
             }
-            check_policy(&b.policy.apply_to(&self.defaults), at, &mut problem);
+            if b.policy.overrides_any() {
+                check_policy(&b.policy.apply_to(&self.defaults), at, &mut problem);
+            }
         }
 
         let mut groups: HashMap<&str, usize> = HashMap::new();
@@ -541,7 +552,9 @@ impl Config {
                     problem(at.field(key), why);
                 }
             }
-            check_policy(&a.policy.apply_to(&self.defaults), at, &mut problem);
+            if a.policy.overrides_any() {
+                check_policy(&a.policy.apply_to(&self.defaults), at, &mut problem);
+            }
         }
         problems
     }

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# regwarden's test command: installs what the tests need when it is missing, then runs the
+# whole suite (format, lints, unit and integration tests). Safe to run again on the same
+# machine. The real servers the tests use (the container registry) are started by the tests
+# themselves, on free loopback ports, and stopped when each test ends.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Debian packages: the registry the tests run, and the tools they call.
+missing=()
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+[ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing Debian packages: ${missing[*]}"
+  # The docker-registry package would start a system-wide registry on :5000; the tests
+  # start their own, so forbid service starts during the install.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+    as_root chmod +x "$policy"
+    trap 'as_root rm -f "$policy"' EXIT
+  fi
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ -n "${CI:-}" ]; then
+  export CARGO_TERM_COLOR=never
+fi
+# Facts and fixtures shared beside the repository (GitLab payloads, Qovery's OpenAPI).
+if [ -d ../shared ]; then
+  REGWARDEN_SHARED="$(cd ../shared && pwd)"
+  export REGWARDEN_SHARED
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --no-fail-fast
+else
+  cargo test --locked --no-fail-fast
+fi

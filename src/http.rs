@@ -20,11 +20,23 @@ pub enum ClientSetupError {
 
 pub const USER_AGENT: &str = concat!("regwarden/", env!("CARGO_PKG_VERSION"));
 
+/// Selects rustls' crypto once per process. ring seeds from the OS; aws-lc-rs (reqwest's
+/// default) runs a CPU-jitter entropy collector on first use that costs ~20 ms, most of the
+/// run time of a one-shot `regwarden check`.
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err means another provider was installed first, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// Builds a client whose every request times out after `timeout`.
 pub fn client(
     ca_file: Option<&Path>,
     timeout: Duration,
 ) -> Result<reqwest::Client, ClientSetupError> {
+    install_crypto_provider();
     let mut builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(timeout.min(Duration::from_secs(10)))

@@ -2,6 +2,8 @@
 //! container registry), and stateful fakes of GitLab's and Qovery's APIs.
 #![allow(dead_code)]
 
+// Runs the binary under test: only integration tests (built with cfg(test)) have it.
+#[cfg(test)]
 pub mod cli;
 pub mod gitlab;
 pub mod pki;

@@ -139,12 +139,7 @@ impl Registry {
 
 /// An HTTP client for test set-up that trusts the test CA when given.
 pub fn test_client(ca: Option<&Path>) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
-    if let Some(ca) = ca {
-        let pem = std::fs::read(ca).unwrap();
-        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
-    }
-    builder.build().unwrap()
+    regwarden::http::client(ca, Duration::from_secs(10)).expect("an HTTP client")
 }
 
 fn digest(bytes: &[u8]) -> String {

@@ -1,19 +1,176 @@
-use reqwest::Url;
-use secrecy::{ExposeSecret, SecretString};
+//! GitLab's REST API (`<url>/api/v4`): projects, deploy tokens, project and group access
+//! tokens. Authenticated with `PRIVATE-TOKEN`. Facts: `reference/gitlab.md` §3, §4, §8.
+
+use std::cell::Cell;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use reqwest::header::HeaderName;
+use reqwest::{Method, Url};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde_json::json;
 
-use crate::http::{ApiError, directory_url, send_json};
+use crate::http::{Api, ApiError, Reply, RetryPolicy, directory_url};
 
 const SERVICE: &str = "GitLab";
+/// GitLab's largest page (reference §8).
+const PER_PAGE: u32 = 100;
+/// A bound on pages followed, against a server that never says "last page".
+const MAX_PAGES: u32 = 10_000;
 
-/// A client of one GitLab instance's REST API (`<url>/api/v4`), authenticated with
-/// `PRIVATE-TOKEN`.
+/// A project or a group, by numeric id or full path (`acme/api`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Namespace {
+    Project(String),
+    Group(String),
+}
+
+impl Namespace {
+    /// `projects/acme%2Fapi`: a path travels URL-encoded as one segment.
+    fn api_path(&self) -> String {
+        let (kind, id) = match self {
+            Namespace::Project(id) => ("projects", id),
+            Namespace::Group(id) => ("groups", id),
+        };
+        format!("{kind}/{}", encode_segment(id))
+    }
+
+    pub fn id_or_path(&self) -> &str {
+        match self {
+            Namespace::Project(s) | Namespace::Group(s) => s,
+        }
+    }
+}
+
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Project {
+    pub id: u64,
+    pub name: String,
+    pub path_with_namespace: String,
+    /// `registry.example.com/group/project`, when the project has a registry.
+    #[serde(default)]
+    pub container_registry_image_prefix: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<ProjectNamespace>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct ProjectNamespace {
+    pub id: u64,
+    pub full_path: String,
+}
+
+/// A deploy token as GitLab lists it (never with its secret).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct DeployToken {
+    pub id: u64,
+    pub name: String,
+    pub username: String,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub revoked: bool,
+    #[serde(default)]
+    pub expired: bool,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl DeployToken {
+    pub fn is_active(&self) -> bool {
+        !self.revoked && !self.expired
+    }
+}
+
+/// A project or group access token as GitLab lists it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct AccessToken {
+    pub id: u64,
+    pub name: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// A date: access tokens expire at the start of that day, UTC.
+    #[serde(default)]
+    pub expires_at: Option<NaiveDate>,
+    #[serde(default)]
+    pub active: bool,
+    #[serde(default)]
+    pub revoked: bool,
+    #[serde(default)]
+    pub user_id: Option<u64>,
+    #[serde(default)]
+    pub access_level: Option<u8>,
+}
+
+/// A token just created (or rotated): the only moment GitLab shows its secret.
+#[derive(Clone, Debug)]
+pub struct Created<T> {
+    pub token: T,
+    pub secret: SecretString,
+}
+
+#[derive(Deserialize)]
+struct WithSecret<T> {
+    #[serde(flatten)]
+    token: T,
+    token_secret: SecretString,
+}
+
+/// GitLab names the secret `token`; it is renamed on the way in so that no struct of ours
+/// holds a secret in a plain `String`.
+fn split_secret<T: DeserializeOwned>(reply: &Reply) -> Result<Created<T>, ApiError> {
+    let mut value: serde_json::Value = reply.json(SERVICE)?;
+    if let Some(obj) = value.as_object_mut()
+        && let Some(secret) = obj.remove("token")
+    {
+        obj.insert("token_secret".into(), secret);
+    }
+    let parsed: WithSecret<T> = serde_json::from_value(value).map_err(|e| ApiError::Transient {
+        service: SERVICE,
+        status: "unreadable answer".into(),
+        message: format!("a created token without the expected fields: {e}"),
+    })?;
+    Ok(Created {
+        token: parsed.token,
+        secret: parsed.token_secret,
+    })
+}
+
+/// What a new deploy token should be.
+#[derive(Clone, Debug)]
+pub struct NewDeployToken<'a> {
+    pub name: &'a str,
+    pub scopes: &'a [&'a str],
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What a new access token should be.
+#[derive(Clone, Debug)]
+pub struct NewAccessToken<'a> {
+    pub name: &'a str,
+    pub scopes: &'a [&'a str],
+    pub expires_at: NaiveDate,
+    /// 10 guest .. 50 owner; 20 (reporter) is enough to pull.
+    pub access_level: u8,
+}
+
+/// A client of one GitLab instance's REST API.
 #[derive(Clone)]
 pub struct GitlabClient {
-    http: reqwest::Client,
-    base: Url,
-    token: SecretString,
+    api: Api,
 }
 
 /// What GitLab says about the API token regwarden uses.
@@ -29,28 +186,292 @@ pub struct ApiTokenInfo {
 
 impl GitlabClient {
     pub fn new(http: reqwest::Client, base: &Url, token: SecretString) -> Self {
-        Self {
+        let api = Api::new(
+            SERVICE,
             http,
-            base: directory_url(base, "api/v4"),
+            &directory_url(base, "api/v4"),
+            HeaderName::from_static("private-token"),
             token,
-        }
+            &["message", "error"],
+        );
+        Self { api }
+    }
+
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.api.retry = policy;
+        self
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
-        let url = self.base.join(path).map_err(|e| ApiError::Permanent {
-            service: SERVICE,
-            status: 0,
-            message: format!("cannot build the URL for {path}: {e}"),
-        })?;
-        let request = self
-            .http
-            .get(url)
-            .header("PRIVATE-TOKEN", self.token.expose_secret());
-        send_json(SERVICE, request, &["message", "error"]).await
+        self.api
+            .idempotent(Method::GET, path, &[], None)
+            .await?
+            .json(SERVICE)
+    }
+
+    /// Every item of a list, following GitLab's offset pagination (`x-next-page`).
+    async fn get_all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<T>, ApiError> {
+        let mut items = Vec::new();
+        let mut page = 1;
+        loop {
+            let mut q = query.to_vec();
+            q.push(("per_page", PER_PAGE.to_string()));
+            q.push(("page", page.to_string()));
+            let reply = self.api.idempotent(Method::GET, path, &q, None).await?;
+            let batch: Vec<T> = reply.json(SERVICE)?;
+            let empty = batch.is_empty();
+            items.extend(batch);
+            // `x-next-page` is empty on the last page; it stays even beyond 10,000 records,
+            // where `x-total` and `rel="last"` are left out.
+            let next = reply
+                .header("x-next-page")
+                .and_then(|v| v.trim().parse::<u32>().ok());
+            match next {
+                Some(n) if n > page && !empty && n <= MAX_PAGES => page = n,
+                _ => break,
+            }
+        }
+        Ok(items)
     }
 
     /// The API token's own record: proves the token works and shows its scopes and expiry.
     pub async fn current_token(&self) -> Result<ApiTokenInfo, ApiError> {
         self.get("personal_access_tokens/self").await
+    }
+
+    /// A project by numeric id or full path.
+    pub async fn project(&self, id_or_path: &str) -> Result<Project, ApiError> {
+        self.get(&Namespace::Project(id_or_path.into()).api_path())
+            .await
+    }
+
+    /// The projects of a group and its subgroups.
+    pub async fn group_projects(&self, group: &str) -> Result<Vec<Project>, ApiError> {
+        let path = format!("{}/projects", Namespace::Group(group.into()).api_path());
+        self.get_all(
+            &path,
+            &[
+                ("include_subgroups", "true".into()),
+                ("archived", "false".into()),
+            ],
+        )
+        .await
+    }
+
+    /// Every deploy token of a project or group; `active_only` leaves out revoked and
+    /// expired ones.
+    pub async fn deploy_tokens(
+        &self,
+        ns: &Namespace,
+        active_only: bool,
+    ) -> Result<Vec<DeployToken>, ApiError> {
+        let mut query = Vec::new();
+        if active_only {
+            query.push(("active", "true".to_string()));
+        }
+        self.get_all(&format!("{}/deploy_tokens", ns.api_path()), &query)
+            .await
+    }
+
+    pub async fn deploy_token(&self, ns: &Namespace, id: u64) -> Result<DeployToken, ApiError> {
+        self.get(&format!("{}/deploy_tokens/{id}", ns.api_path()))
+            .await
+    }
+
+    /// Creates a deploy token. A failure that may have created it anyway (5xx, timeout) is not
+    /// blindly re-sent: the tokens are looked up by the new token's unique name first, and one
+    /// found is revoked (its secret was in the lost answer, so nobody can use it) before the
+    /// next try. A retry never leaves a second token behind.
+    pub async fn create_deploy_token(
+        &self,
+        ns: &Namespace,
+        new: &NewDeployToken<'_>,
+    ) -> Result<Created<DeployToken>, ApiError> {
+        let path = format!("{}/deploy_tokens", ns.api_path());
+        let body = json!({
+            "name": new.name,
+            "scopes": new.scopes,
+            "expires_at": new.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        });
+        let cleanup = || async {
+            for t in self.deploy_tokens(ns, false).await? {
+                if t.name == new.name && !t.revoked {
+                    tracing::warn!(
+                        token_id = t.id,
+                        name = new.name,
+                        "revoking a deploy token whose creation answer was lost"
+                    );
+                    self.revoke_deploy_token(ns, t.id).await?;
+                }
+            }
+            Ok(())
+        };
+        let reply = self.create_once_only(&path, &body, cleanup).await?;
+        split_secret(&reply)
+    }
+
+    /// Revokes a deploy token. Revoking one already gone succeeds.
+    pub async fn revoke_deploy_token(&self, ns: &Namespace, id: u64) -> Result<(), ApiError> {
+        let path = format!("{}/deploy_tokens/{id}", ns.api_path());
+        match self.api.idempotent(Method::DELETE, &path, &[], None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The access tokens of a project or group (`state=active` when `active_only`).
+    pub async fn access_tokens(
+        &self,
+        ns: &Namespace,
+        active_only: bool,
+    ) -> Result<Vec<AccessToken>, ApiError> {
+        let mut query = Vec::new();
+        if active_only {
+            query.push(("state", "active".to_string()));
+        }
+        self.get_all(&format!("{}/access_tokens", ns.api_path()), &query)
+            .await
+    }
+
+    /// Creates an access token, with the same care as [`Self::create_deploy_token`].
+    pub async fn create_access_token(
+        &self,
+        ns: &Namespace,
+        new: &NewAccessToken<'_>,
+    ) -> Result<Created<AccessToken>, ApiError> {
+        let path = format!("{}/access_tokens", ns.api_path());
+        let body = json!({
+            "name": new.name,
+            "scopes": new.scopes,
+            "expires_at": new.expires_at.format("%Y-%m-%d").to_string(),
+            "access_level": new.access_level,
+        });
+        let cleanup = || async {
+            for t in self.access_tokens(ns, true).await? {
+                if t.name == new.name {
+                    tracing::warn!(
+                        token_id = t.id,
+                        name = new.name,
+                        "revoking an access token whose creation answer was lost"
+                    );
+                    self.revoke_access_token(ns, t.id).await?;
+                }
+            }
+            Ok(())
+        };
+        let reply = self.create_once_only(&path, &body, cleanup).await?;
+        split_secret(&reply)
+    }
+
+    /// Revokes an access token. Revoking one already gone succeeds.
+    pub async fn revoke_access_token(&self, ns: &Namespace, id: u64) -> Result<(), ApiError> {
+        let path = format!("{}/access_tokens/{id}", ns.api_path());
+        match self.api.idempotent(Method::DELETE, &path, &[], None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Rotates an access token: GitLab revokes it at once and returns its successor.
+    ///
+    /// Sent exactly once, whatever happens: GitLab revokes the whole token family when a
+    /// rotated token is rotated again, so a retry could destroy the successor. After a lost
+    /// answer the caller must look at the tokens to learn what happened.
+    pub async fn rotate_access_token(
+        &self,
+        ns: &Namespace,
+        id: u64,
+        expires_at: NaiveDate,
+    ) -> Result<Created<AccessToken>, ApiError> {
+        let path = format!("{}/access_tokens/{id}/rotate", ns.api_path());
+        let body = json!({ "expires_at": expires_at.format("%Y-%m-%d").to_string() });
+        let reply = self.api.once(Method::POST, &path, &[], Some(&body)).await?;
+        split_secret(&reply)
+    }
+
+    /// POSTs a create. A refusal is final; a 429 is retried (GitLab refused before acting);
+    /// a failure that may have been applied runs `cleanup` before the next try, and once
+    /// more after the last one.
+    async fn create_once_only<C, Fut>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        cleanup: C,
+    ) -> Result<Reply, ApiError>
+    where
+        C: Fn() -> Fut,
+        Fut: Future<Output = Result<(), ApiError>>,
+    {
+        let maybe_applied = Cell::new(false);
+        let what = format!("{SERVICE} POST {path}");
+        let result = self
+            .api
+            .retry
+            .run(&what, || async {
+                if maybe_applied.get() {
+                    cleanup().await?;
+                    maybe_applied.set(false);
+                }
+                let result = self.api.once(Method::POST, path, &[], Some(body)).await;
+                if let Err(e) = &result
+                    && !e.certainly_not_applied()
+                {
+                    maybe_applied.set(true);
+                }
+                result
+            })
+            .await;
+        if result.is_err() && maybe_applied.get() {
+            // Best effort: the caller reports the original error either way.
+            if let Err(e) = cleanup().await {
+                tracing::warn!(error = %e, call = %what, "cannot clean up after a failed create");
+            }
+        }
+        result
+    }
+}
+
+impl std::fmt::Debug for GitlabClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitlabClient")
+            .field("base", &self.api.base().as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn paths_travel_url_encoded_as_one_segment() {
+        assert_eq!(
+            Namespace::Project("acme/api".into()).api_path(),
+            "projects/acme%2Fapi"
+        );
+        assert_eq!(Namespace::Group("42".into()).api_path(), "groups/42");
+        assert_eq!(
+            Namespace::Group("a b/ü".into()).api_path(),
+            "groups/a%20b%2F%C3%BC"
+        );
+    }
+
+    #[test]
+    fn a_created_token_keeps_its_secret_out_of_the_plain_fields() {
+        let reply = Reply {
+            headers: Default::default(),
+            body: r#"{"id":7,"name":"regwarden-api-1","username":"gitlab+deploy-token-7","expires_at":"2027-01-01T00:00:00.000Z","revoked":false,"expired":false,"scopes":["read_registry"],"token":"gldt-s3cret"}"#.into(),
+        };
+        let created: Created<DeployToken> = split_secret(&reply).unwrap();
+        assert_eq!(created.token.username, "gitlab+deploy-token-7");
+        assert_eq!(created.secret.expose_secret(), "gldt-s3cret");
+        assert!(!format!("{created:?}").contains("s3cret"));
     }
 }

@@ -2,4 +2,7 @@
 
 mod client;
 
-pub use client::{ApiTokenInfo, GitlabClient};
+pub use client::{
+    AccessToken, ApiTokenInfo, Created, DeployToken, GitlabClient, Namespace, NewAccessToken,
+    NewDeployToken, Project, ProjectNamespace,
+};

@@ -2,4 +2,7 @@
 
 mod client;
 
-pub use client::{Organization, QoveryClient};
+pub use client::{
+    AssociatedService, ClusterRef, ContainerRegistry, Organization, QoveryClient, RegistryConfig,
+    RegistryKind, RegistryRequest,
+};

@@ -1,0 +1,434 @@
+//! What GitLab's and Qovery's clients share: one authenticated base URL, one error type a
+//! caller can branch on, and one retry policy (backoff with jitter, `Retry-After` honoured,
+//! permanent errors never retried).
+
+use std::future::Future;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+
+use super::{directory_url, error_chain, one_line};
+
+/// Why a call to GitLab's or Qovery's API failed, in the terms a caller branches on.
+/// Messages carry the service's own words, never a token.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{service} refused the API token (401): it is wrong, revoked or expired{}", suffix(.message))]
+    Unauthorized {
+        service: &'static str,
+        message: String,
+    },
+    #[error("{service} denied the request (403): the token lacks a role or scope for it{}", suffix(.message))]
+    Forbidden {
+        service: &'static str,
+        message: String,
+    },
+    #[error("{service} has no such resource (404){}", suffix(.message))]
+    NotFound {
+        service: &'static str,
+        message: String,
+    },
+    #[error("{service} is rate limiting regwarden (429); retry in {}s", .retry_after.as_secs())]
+    RateLimited {
+        service: &'static str,
+        retry_after: Duration,
+    },
+    #[error("{service} failed for now ({status}){}", suffix(.message))]
+    Transient {
+        service: &'static str,
+        status: String,
+        message: String,
+    },
+    #[error("{service} refused the request ({status}){}", suffix(.message))]
+    Permanent {
+        service: &'static str,
+        status: u16,
+        message: String,
+    },
+}
+
+fn suffix(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    }
+}
+
+impl ApiError {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ApiError::RateLimited { .. } | ApiError::Transient { .. }
+        )
+    }
+
+    /// Whether the request was certainly not carried out (it was refused before acting).
+    /// A transient failure (a 5xx, a timeout, a dropped connection) may have been carried
+    /// out before the answer was lost.
+    pub fn certainly_not_applied(&self) -> bool {
+        !matches!(self, ApiError::Transient { .. })
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ApiError::NotFound { .. })
+    }
+
+    /// Maps a network-level failure (no HTTP status).
+    fn from_transport(service: &'static str, err: &reqwest::Error) -> Self {
+        let status = if err.is_timeout() {
+            "timeout"
+        } else {
+            "unreachable"
+        };
+        ApiError::Transient {
+            service,
+            status: status.into(),
+            message: error_chain(err),
+        }
+    }
+
+    fn from_status(
+        service: &'static str,
+        status: StatusCode,
+        retry_after: Duration,
+        message: String,
+    ) -> Self {
+        match status.as_u16() {
+            401 => ApiError::Unauthorized { service, message },
+            403 => ApiError::Forbidden { service, message },
+            404 => ApiError::NotFound { service, message },
+            429 => ApiError::RateLimited {
+                service,
+                retry_after,
+            },
+            408 => ApiError::Transient {
+                service,
+                status: "408".into(),
+                message,
+            },
+            s if s >= 500 => ApiError::Transient {
+                service,
+                status: s.to_string(),
+                message,
+            },
+            s => ApiError::Permanent {
+                service,
+                status: s,
+                message,
+            },
+        }
+    }
+}
+
+/// How a client retries a call that may succeed later: exponential backoff with jitter
+/// for 5xx and network failures, the server's own delay for 429 (up to a bound).
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Tries in all, the first one included.
+    pub attempts: usize,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    /// The longest `Retry-After` regwarden waits; a longer one ends the call.
+    pub max_rate_limit_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 4,
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+            max_rate_limit_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Runs `op` until it succeeds, fails permanently, or the policy is spent.
+    pub async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.attempts.saturating_sub(1))
+            .with_jitter();
+        op.retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(ApiError::is_transient)
+            .adjust(|err, next| match err {
+                // Honour the server's delay, but only while the policy has tries left.
+                ApiError::RateLimited { retry_after, .. } => next
+                    .filter(|_| *retry_after <= self.max_rate_limit_wait)
+                    .map(|_| *retry_after),
+                _ => next,
+            })
+            .notify(|err, wait| {
+                tracing::warn!(call = what, error = %err, wait_ms = wait.as_millis() as u64, "retrying")
+            })
+            .await
+    }
+}
+
+/// A successful answer: its headers and body.
+#[derive(Debug)]
+pub struct Reply {
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json<T: DeserializeOwned>(&self, service: &'static str) -> Result<T, ApiError> {
+        serde_json::from_str(&self.body).map_err(|e| ApiError::Transient {
+            service,
+            status: "unreadable answer".into(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// One authenticated API: base URL, auth header, how its error bodies read.
+#[derive(Clone)]
+pub struct Api {
+    pub service: &'static str,
+    http: reqwest::Client,
+    base: Url,
+    auth_header: HeaderName,
+    auth_value: SecretString,
+    message_fields: &'static [&'static str],
+    pub retry: RetryPolicy,
+}
+
+impl Api {
+    pub fn new(
+        service: &'static str,
+        http: reqwest::Client,
+        base: &Url,
+        auth_header: HeaderName,
+        auth_value: SecretString,
+        message_fields: &'static [&'static str],
+    ) -> Self {
+        Self {
+            service,
+            http,
+            base: directory_url(base, ""),
+            auth_header,
+            auth_value,
+            message_fields,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> Result<Url, ApiError> {
+        self.base.join(path).map_err(|e| ApiError::Permanent {
+            service: self.service,
+            status: 0,
+            message: format!("cannot build the URL for {path}: {e}"),
+        })
+    }
+
+    /// One attempt, no retry.
+    pub async fn once(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<Reply, ApiError> {
+        let mut auth = HeaderValue::from_str(self.auth_value.expose_secret()).map_err(|_| {
+            ApiError::Permanent {
+                service: self.service,
+                status: 0,
+                message: "the API token holds characters an HTTP header cannot carry".into(),
+            }
+        })?;
+        auth.set_sensitive(true);
+        let mut request = self
+            .http
+            .request(method, self.url(path)?)
+            .header(self.auth_header.clone(), auth);
+        if !query.is_empty() {
+            request = request.query(query);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ApiError::from_transport(self.service, &e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| ApiError::from_transport(self.service, &e))?;
+        if status.is_success() {
+            return Ok(Reply { headers, body });
+        }
+        let message = self.message_of(&body);
+        Err(ApiError::from_status(
+            self.service,
+            status,
+            rate_limit_wait(&headers),
+            one_line(&message, 300),
+        ))
+    }
+
+    /// An idempotent call (GET, PUT, DELETE), retried by the policy.
+    pub async fn idempotent(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<Reply, ApiError> {
+        let what = format!("{} {method} {path}", self.service);
+        self.retry
+            .run(&what, || self.once(method.clone(), path, query, body))
+            .await
+    }
+
+    /// The service's message from an error body: the first of `message_fields` present in a
+    /// JSON body, else the raw text.
+    fn message_of(&self, body: &str) -> String {
+        serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|json| {
+                self.message_fields.iter().find_map(|f| match json.get(f) {
+                    Some(serde_json::Value::String(s)) => Some(s.clone()),
+                    Some(serde_json::Value::Null) | None => None,
+                    Some(other) => Some(other.to_string()),
+                })
+            })
+            .unwrap_or_else(|| body.to_string())
+    }
+}
+
+/// The wait a 429 asks for: `Retry-After` (seconds), else `RateLimit-Reset` (Unix time),
+/// else one second.
+fn rate_limit_wait(headers: &HeaderMap) -> Duration {
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    if let Some(secs) = number("retry-after") {
+        return Duration::from_secs(secs);
+    }
+    if let Some(reset) = number("ratelimit-reset") {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        return Duration::from_secs(reset.saturating_sub(now).max(1));
+    }
+    Duration::from_secs(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transient() -> ApiError {
+        ApiError::Transient {
+            service: "X",
+            status: "500".into(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_failures_that_may_pass_later_are_transient() {
+        let permanent = ApiError::Permanent {
+            service: "X",
+            status: 400,
+            message: String::new(),
+        };
+        assert!(!permanent.is_transient());
+        assert!(permanent.certainly_not_applied());
+        assert!(transient().is_transient());
+        assert!(!transient().certainly_not_applied());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_policy_retries_transient_failures_then_gives_up() {
+        let policy = RetryPolicy::default();
+        let calls = std::cell::Cell::new(0);
+        let result: Result<(), ApiError> = policy
+            .run("test", || async {
+                calls.set(calls.get() + 1);
+                Err(transient())
+            })
+            .await;
+        assert!(result.is_err());
+        assert_eq!(calls.get(), policy.attempts);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_policy_waits_as_a_rate_limit_asks_but_not_beyond_its_bound() {
+        let policy = RetryPolicy::default();
+        let asked = |secs| ApiError::RateLimited {
+            service: "X",
+            retry_after: Duration::from_secs(secs),
+        };
+        let start = tokio::time::Instant::now();
+        let calls = std::cell::Cell::new(0);
+        let result = policy
+            .run("test", || async {
+                calls.set(calls.get() + 1);
+                if calls.get() == 1 {
+                    Err(asked(7))
+                } else {
+                    Ok(())
+                }
+            })
+            .await;
+        assert!(result.is_ok());
+        assert_eq!(start.elapsed().as_secs(), 7);
+
+        let calls = std::cell::Cell::new(0);
+        let result: Result<(), ApiError> = policy
+            .run("test", || async {
+                calls.set(calls.get() + 1);
+                Err(asked(3600))
+            })
+            .await;
+        assert!(matches!(result, Err(ApiError::RateLimited { .. })));
+        assert_eq!(calls.get(), 1, "an hour-long Retry-After is not waited out");
+    }
+
+    #[test]
+    fn rate_limit_headers_are_read() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(rate_limit_wait(&h), Duration::from_secs(7));
+        let mut h = HeaderMap::new();
+        let in_ten = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 10;
+        h.insert("ratelimit-reset", HeaderValue::from(in_ten));
+        let wait = rate_limit_wait(&h);
+        assert!(wait >= Duration::from_secs(9) && wait <= Duration::from_secs(10));
+        assert_eq!(rate_limit_wait(&HeaderMap::new()), Duration::from_secs(1));
+    }
+}

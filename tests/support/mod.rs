@@ -1,10 +1,12 @@
 //! The test harness: the real regwarden binary, real servers where one runs here (the
 //! container registry), and stateful fakes of GitLab's and Qovery's APIs.
-#![allow(dead_code)]
+// Handlers of the fakes return the response to send as their error: it is not an error type.
+#![allow(dead_code, clippy::result_large_err)]
 
 // Runs the binary under test: only integration tests (built with cfg(test)) have it.
 #[cfg(test)]
 pub mod cli;
+pub mod faults;
 pub mod gitlab;
 pub mod pki;
 pub mod qovery;

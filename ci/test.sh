@@ -18,6 +18,7 @@ command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing Debian packages: ${missing[*]}"
   # The docker-registry package would start a system-wide registry on :5000; the tests
@@ -32,6 +33,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Node tools, pinned in ci/package-lock.json, installed into ci/node_modules.
+if [ ! -x ci/node_modules/.bin/prism ] || ! cmp -s ci/package-lock.json ci/node_modules/.regwarden-lock; then
+  step "installing the pinned Node tools (ci/package.json)"
+  npm ci --prefix ci --no-audit --no-fund --loglevel=error
+  cp ci/package-lock.json ci/node_modules/.regwarden-lock
+fi
+export REGWARDEN_PRISM="$PWD/ci/node_modules/.bin/prism"
+
 if [ -n "${CI:-}" ]; then
   export CARGO_TERM_COLOR=never
 fi
@@ -39,6 +48,9 @@ fi
 if [ -d ../shared ]; then
   REGWARDEN_SHARED="$(cd ../shared && pwd)"
   export REGWARDEN_SHARED
+  export REGWARDEN_QOVERY_OPENAPI="$REGWARDEN_SHARED/reference/qovery-openapi-container-registry.yaml"
+else
+  echo "note: ../shared is absent: the tests that read its fixtures and Qovery's OpenAPI say they skipped"
 fi
 
 step "cargo fmt --check"

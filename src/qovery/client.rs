@@ -259,14 +259,7 @@ impl QoveryClient {
         match self.api.idempotent(Method::GET, &path, &[], None).await {
             Ok(reply) => reply.json(SERVICE).map(Some),
             Err(e) if e.is_not_found() => Ok(None),
-            Err(forbidden @ ApiError::Forbidden { .. }) => {
-                if self.registries(org).await?.iter().any(|r| r.id == id) {
-                    Err(forbidden)
-                } else {
-                    Ok(None)
-                }
-            }
-            Err(e) => Err(e),
+            Err(e) => self.absent_or(org, id, e).await.map(|()| None),
         }
     }
 
@@ -331,7 +324,8 @@ impl QoveryClient {
             .json(SERVICE)
     }
 
-    /// Deletes a registry. Deleting one already gone succeeds. Refuses a cluster's registry.
+    /// Deletes a registry. Deleting one already gone succeeds (a 403 counts as gone when the
+    /// list confirms it). Refuses a cluster's registry.
     pub async fn delete_registry(
         &self,
         org: &str,
@@ -342,7 +336,20 @@ impl QoveryClient {
         match self.api.idempotent(Method::DELETE, &path, &[], None).await {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e),
+            Err(e) => self.absent_or(org, &existing.id, e).await,
+        }
+    }
+
+    /// `Ok` when registry `id` is not in the organization's list (Qovery answered 403 for a
+    /// missing resource), else the original error.
+    async fn absent_or(&self, org: &str, id: &str, err: ApiError) -> Result<(), ApiError> {
+        if !matches!(err, ApiError::Forbidden { .. }) {
+            return Err(err);
+        }
+        if self.registries(org).await?.iter().any(|r| r.id == id) {
+            Err(err)
+        } else {
+            Ok(())
         }
     }
 

@@ -62,6 +62,23 @@ pub struct QoveryConfig {
     pub token_env: String,
     pub token_file: Option<PathBuf>,
     pub organization_id: Uuid,
+    /// The kind of the Qovery registries regwarden writes.
+    #[serde(default)]
+    pub registry_kind: RegistryKindSetting,
+}
+
+/// `qovery.registry_kind`: `auto` picks `GITLAB_CR` for gitlab.com's registry and
+/// `GENERIC_CR` (with the registry URL) for a self-managed one, as Qovery's spec only allows
+/// `https://registry.gitlab.com` for `GITLAB_CR`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum RegistryKindSetting {
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "GITLAB_CR")]
+    GitlabCr,
+    #[serde(rename = "GENERIC_CR")]
+    GenericCr,
 }
 
 #[derive(Debug, Deserialize)]
@@ -557,6 +574,16 @@ impl Config {
             }
         }
         problems
+    }
+
+    /// The kind of the Qovery registries regwarden writes.
+    pub fn qovery_registry_kind(&self) -> crate::qovery::RegistryKind {
+        use crate::qovery::RegistryKind;
+        match self.qovery.registry_kind {
+            RegistryKindSetting::Auto => RegistryKind::for_registry(&self.registry_url()),
+            RegistryKindSetting::GitlabCr => RegistryKind::GitlabCr,
+            RegistryKindSetting::GenericCr => RegistryKind::GenericCr,
+        }
     }
 
     /// The registry regwarden checks credentials against.

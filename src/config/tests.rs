@@ -230,3 +230,27 @@ fn a_secret_file_wins_and_is_trimmed() {
     };
     assert_eq!(source.read().unwrap().expose_secret(), "glpat-abc");
 }
+
+#[test]
+fn the_qovery_registry_kind_follows_the_registry_unless_set() {
+    use crate::qovery::RegistryKind;
+    let com = parse(MINIMAL).unwrap();
+    assert_eq!(com.qovery_registry_kind(), RegistryKind::GitlabCr);
+    let own = MINIMAL.replace(
+        "url = \"https://gitlab.com\"",
+        "url = \"https://gitlab.example.com\"\nregistry_url = \"https://registry.example.com\"",
+    );
+    assert_eq!(
+        parse(&own).unwrap().qovery_registry_kind(),
+        RegistryKind::GenericCr
+    );
+    let forced = own.replace("[qovery]", "[qovery]\nregistry_kind = \"GITLAB_CR\"");
+    assert_eq!(
+        parse(&forced).unwrap().qovery_registry_kind(),
+        RegistryKind::GitlabCr
+    );
+    let bad = own.replace("[qovery]", "[qovery]\nregistry_kind = \"ECR\"");
+    let p = &problems(&bad)[0];
+    assert_eq!(p.key, "qovery.registry_kind");
+    assert!(p.message.contains("GENERIC_CR"), "{p:?}");
+}

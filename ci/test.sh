@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # regwarden's test command: installs what the tests need when it is missing, then runs the
 # whole suite (format, lints, unit and integration tests). Safe to run again on the same
-# machine. The real servers the tests use (the container registry) are started by the tests
-# themselves, on free loopback ports, and stopped when each test ends.
+# machine. The real servers the tests use (the container registry, PostgreSQL clusters, Prism)
+# are started by the tests themselves, on free loopback ports, and stopped when each test ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,9 +19,10 @@ command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing Debian packages: ${missing[*]}"
-  # The docker-registry package would start a system-wide registry on :5000; the tests
+  # The docker-registry and postgresql packages would start system-wide servers; the tests
   # start their own, so forbid service starts during the install.
   policy=/usr/sbin/policy-rc.d
   if [ ! -e "$policy" ]; then

@@ -9,3 +9,4 @@ pub mod gitlab;
 pub mod http;
 pub mod qovery;
 pub mod registry;
+pub mod store;

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod faults;
 pub mod gitlab;
 pub mod pki;
+pub mod postgres;
 pub mod prism;
 pub mod qovery;
 pub mod registry;

@@ -1,0 +1,238 @@
+//! The store: SQLite (a file, WAL) as the embedded default, PostgreSQL by URL. It holds the
+//! audit journal and the per-binding leases. Truth about tokens lives in GitLab and Qovery:
+//! losing the store loses history, never correctness.
+//!
+//! One SQL dialect serves both backends through sqlx's `Any` driver (`$1` placeholders, `ON
+//! CONFLICT`, `RETURNING`); only the schema differs, in `migrations/<backend>/`.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
+
+/// Why the store could not do something. Messages never carry a password from the URL.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {url}: {reason}")]
+    Open { url: String, reason: String },
+    #[error("cannot migrate the store's schema: {0}")]
+    Migrate(String),
+    #[error("the store failed: {0}")]
+    Query(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Query(e.to_string())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One line of the journal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct JournalEntry {
+    pub at_ms: i64,
+    pub binding: String,
+    /// Groups the steps of one rotation.
+    pub rotation: Option<String>,
+    pub step: String,
+    pub outcome: String,
+    pub reason: String,
+    pub token_id: Option<i64>,
+    pub fingerprint: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    pub backend: Backend,
+}
+
+fn migrator(backend: Backend) -> Migrator {
+    let sql = match backend {
+        Backend::Sqlite => include_str!("migrations/sqlite/0001_journal_and_leases.sql"),
+        Backend::Postgres => include_str!("migrations/postgres/0001_journal_and_leases.sql"),
+    };
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        Cow::Borrowed("journal and leases"),
+        MigrationType::Simple,
+        sql.into_sql_str(),
+        false,
+    )])
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Store {
+    /// Opens (creating a SQLite file if needed) and migrates the store at `url`.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        install_default_drivers();
+        let shown = crate::config::redact_url_password(url);
+        let (backend, connect_url) = if url.starts_with("sqlite:") {
+            let with_mode = if url.contains("mode=") {
+                url.to_string()
+            } else if url.contains('?') {
+                format!("{url}&mode=rwc")
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            (Backend::Sqlite, with_mode)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(StoreError::Open {
+                url: shown,
+                reason: "use sqlite://path or postgres://...".into(),
+            });
+        };
+        let mut options = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .acquire_timeout(Duration::from_secs(10));
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the writer; a busy writer is waited for,
+                    // not failed on.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options
+            .connect(&connect_url)
+            .await
+            .map_err(|e| StoreError::Open {
+                url: shown.clone(),
+                reason: e.to_string(),
+            })?;
+        migrator(backend)
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        Ok(Store { pool, backend })
+    }
+
+    /// Whether the store answers (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn record(&self, entry: &JournalEntry) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO journal (at_ms, binding, rotation, step, outcome, reason, token_id, fingerprint)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(entry.at_ms)
+        .bind(&entry.binding)
+        .bind(&entry.rotation)
+        .bind(&entry.step)
+        .bind(&entry.outcome)
+        .bind(&entry.reason)
+        .bind(entry.token_id)
+        .bind(&entry.fingerprint)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest `limit` entries, newest first, of one binding or of all.
+    pub async fn history(
+        &self,
+        binding: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        let rows =
+            match binding {
+                Some(b) => sqlx::query(
+                    "SELECT at_ms, binding, rotation, step, outcome, reason, token_id, fingerprint
+                     FROM journal WHERE binding = $1 ORDER BY id DESC LIMIT $2",
+                )
+                .bind(b)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
+                None => sqlx::query(
+                    "SELECT at_ms, binding, rotation, step, outcome, reason, token_id, fingerprint
+                     FROM journal ORDER BY id DESC LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
+            };
+        rows.iter()
+            .map(|r| {
+                Ok(JournalEntry {
+                    at_ms: r.try_get(0)?,
+                    binding: r.try_get(1)?,
+                    rotation: r.try_get(2)?,
+                    step: r.try_get(3)?,
+                    outcome: r.try_get(4)?,
+                    reason: r.try_get(5)?,
+                    token_id: r.try_get(6)?,
+                    fingerprint: r.try_get(7)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Takes (or renews) the lease of `binding` for `holder` until `ttl` from now. `false`
+    /// when another holder has an unexpired lease.
+    pub async fn acquire_lease(
+        &self,
+        binding: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let until = now + ttl.as_millis() as i64;
+        let result = sqlx::query(
+            "INSERT INTO leases (binding, holder, expires_at_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (binding) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms
+             WHERE leases.holder = excluded.holder OR leases.expires_at_ms < $4",
+        )
+        .bind(binding)
+        .bind(holder)
+        .bind(until)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Whether `holder` still holds the lease of `binding` (a fence before an irreversible step).
+    pub async fn holds_lease(&self, binding: &str, holder: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM leases WHERE binding = $1 AND holder = $2 AND expires_at_ms >= $3",
+        )
+        .bind(binding)
+        .bind(holder)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn release_lease(&self, binding: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM leases WHERE binding = $1 AND holder = $2")
+            .bind(binding)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -51,6 +51,53 @@ pub enum Command {
     /// Work with the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// One pass over the bindings: observe GitLab and Qovery, plan, and rotate or revoke
+    /// what needs it.
+    ///
+    /// Exit codes: 0 every binding is healthy afterwards; 1 one or more failed (the others
+    /// still proceed); 2 bad usage or configuration.
+    Reconcile(ReconcileArgs),
+    /// Show the journal: every step of every rotation, newest first.
+    History(HistoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Only this binding (repeat for several); default: all of them.
+    #[arg(
+        long = "binding",
+        env = "REGWARDEN_BINDINGS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub bindings: Vec<String>,
+
+    /// Print the plan and write nothing anywhere (GitLab, Qovery, the store).
+    #[arg(long, env = "REGWARDEN_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Rotate even bindings whose token is not due.
+    #[arg(long, env = "REGWARDEN_FORCE")]
+    pub force: bool,
+
+    /// How to print the result.
+    #[arg(long, env = "REGWARDEN_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this binding.
+    #[arg(long, env = "REGWARDEN_BINDING", value_name = "NAME")]
+    pub binding: Option<String>,
+
+    /// How many entries, newest first.
+    #[arg(long, env = "REGWARDEN_LIMIT", default_value_t = 50)]
+    pub limit: u32,
+
+    /// How to print the result.
+    #[arg(long, env = "REGWARDEN_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,6 +220,8 @@ async fn run(cli: Cli) -> u8 {
         Command::Config(ConfigCommand::Check(args)) => {
             config_check(cli.config.as_deref(), args).await
         }
+        Command::Reconcile(args) => reconcile(cli.config.as_deref(), args).await,
+        Command::History(args) => history(cli.config.as_deref(), args).await,
     }
 }
 
@@ -318,16 +367,11 @@ impl Finding {
 }
 
 async fn config_check(path: Option<&Path>, args: ConfigCheckArgs) -> u8 {
-    let Some(path) = path else {
-        return usage_error("no configuration file: pass --config PATH or set REGWARDEN_CONFIG");
-    };
-    let config = match Config::load(path) {
+    let config = match load_config(path) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
+    let path = path.expect("load_config checked it");
     let mut findings = vec![Finding::new(
         "config",
         Ok(format!(
@@ -432,4 +476,216 @@ async fn probe_online(
         Finding::new("qovery", qovery),
         Finding::new("registry", registry),
     ]
+}
+
+/// Loads and validates the configuration, or says why not (exit code 2).
+fn load_config(path: Option<&Path>) -> Result<Config, u8> {
+    let Some(path) = path else {
+        return Err(usage_error(
+            "no configuration file: pass --config PATH or set REGWARDEN_CONFIG",
+        ));
+    };
+    Config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        EXIT_USAGE
+    })
+}
+
+/// Who this process is when it holds a lease.
+fn lease_holder() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    format!("{host}-{}-{}", std::process::id(), crate::store::now_ms())
+}
+
+/// Builds the engine from the configuration: clients, store (none in a dry run).
+async fn engine(config: &Config, dry_run: bool) -> Result<crate::reconcile::Engine, String> {
+    let http = crate::http::client(
+        config.gitlab.ca_file.as_deref(),
+        config.reconcile.http_timeout.0,
+    )
+    .map_err(|e| e.to_string())?;
+    let gitlab_token = config
+        .gitlab_token_source()
+        .read()
+        .map_err(|e| e.to_string())?;
+    let qovery_token = config
+        .qovery_token_source()
+        .read()
+        .map_err(|e| e.to_string())?;
+    let store = if dry_run {
+        None
+    } else {
+        Some(
+            crate::store::Store::open(&config.store.url.0)
+                .await
+                .map_err(|e| e.to_string())?,
+        )
+    };
+    Ok(crate::reconcile::Engine {
+        gitlab: GitlabClient::new(http.clone(), &config.gitlab.url.0, gitlab_token),
+        qovery: QoveryClient::new(http.clone(), &config.qovery.url.0, qovery_token),
+        http,
+        organization: config.qovery.organization_id.0.clone(),
+        registry_url: config.registry_url(),
+        registry_kind: config.qovery_registry_kind(),
+        store,
+        settings: crate::reconcile::EngineSettings {
+            concurrency: config.reconcile.concurrency,
+            check_attempts: config.reconcile.check_attempts,
+            check_interval: config.reconcile.check_interval.0,
+            lease_ttl: config.reconcile.lease_ttl.0,
+        },
+        holder: lease_holder(),
+    })
+}
+
+async fn reconcile(path: Option<&Path>, args: ReconcileArgs) -> u8 {
+    use crate::reconcile::{PassOptions, bindings};
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let engine = match engine(&config, args.dry_run).await {
+        Ok(e) => e,
+        Err(e) => return usage_error(e),
+    };
+    let all = match bindings::resolve(&config, &engine.gitlab).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: cannot expand [[auto_bind]] rules: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let selected: Vec<_> = if args.bindings.is_empty() {
+        all
+    } else {
+        let unknown: Vec<&String> = args
+            .bindings
+            .iter()
+            .filter(|n| !all.iter().any(|b| &&b.name == n))
+            .collect();
+        if !unknown.is_empty() {
+            let known: Vec<&str> = all.iter().map(|b| b.name.as_str()).collect();
+            return usage_error(format!(
+                "no binding named {}: the configuration has {}",
+                unknown
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+        all.into_iter()
+            .filter(|b| args.bindings.contains(&b.name))
+            .collect()
+    };
+    let options = PassOptions {
+        dry_run: args.dry_run,
+        force: args.force,
+    };
+    let reports = engine.run(&selected, options).await;
+    let failed = reports.iter().filter(|r| r.outcome.is_failure()).count();
+    match args.output {
+        OutputFormat::Json => {
+            #[derive(Serialize)]
+            struct Pass<'a> {
+                dry_run: bool,
+                ok: bool,
+                bindings: &'a [crate::reconcile::BindingReport],
+            }
+            print_json(&Pass {
+                dry_run: args.dry_run,
+                ok: failed == 0,
+                bindings: &reports,
+            });
+        }
+        OutputFormat::Text => {
+            for r in &reports {
+                let outcome = serde_json::to_value(r.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let held = r
+                    .held
+                    .as_ref()
+                    .map(|h| {
+                        let expires = h
+                            .expires
+                            .map(|d| format!(", expires {d}"))
+                            .unwrap_or_default();
+                        format!(
+                            " (Qovery holds token {} {}{expires})",
+                            h.token_id, h.fingerprint
+                        )
+                    })
+                    .unwrap_or_default();
+                println!("{}: {outcome}{held}", r.binding);
+                for action in &r.actions {
+                    println!("  {action}");
+                }
+                if let Some(e) = &r.error {
+                    println!("  error: {e}");
+                }
+            }
+            if reports.is_empty() {
+                println!("no bindings to reconcile");
+            }
+        }
+    }
+    if failed == 0 { 0 } else { EXIT_FAILED }
+}
+
+async fn history(path: Option<&Path>, args: HistoryArgs) -> u8 {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let store = match crate::store::Store::open(&config.store.url.0).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let entries = match store
+        .history(args.binding.as_deref(), i64::from(args.limit))
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    match args.output {
+        OutputFormat::Json => print_json(&entries),
+        OutputFormat::Text => {
+            for e in &entries {
+                let at = chrono::DateTime::from_timestamp_millis(e.at_ms)
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_default();
+                let token = e
+                    .token_id
+                    .map(|t| format!(" token {t}"))
+                    .unwrap_or_default();
+                let fp = e
+                    .fingerprint
+                    .as_deref()
+                    .map(|f| format!(" {f}"))
+                    .unwrap_or_default();
+                println!(
+                    "{at} {} {} {}{token}{fp} {}",
+                    e.binding, e.step, e.outcome, e.reason
+                );
+            }
+        }
+    }
+    0
 }

@@ -8,5 +8,6 @@ pub mod credential;
 pub mod gitlab;
 pub mod http;
 pub mod qovery;
+pub mod reconcile;
 pub mod registry;
 pub mod store;

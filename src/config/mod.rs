@@ -31,6 +31,8 @@ pub struct Config {
     #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]
+    pub reconcile: ReconcileConfig,
+    #[serde(default)]
     pub defaults: Policy,
     #[serde(default, rename = "binding")]
     pub bindings: Vec<BindingConfig>,
@@ -126,6 +128,34 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             url: StoreUrl("sqlite://regwarden.db".into()),
+        }
+    }
+}
+
+/// How a reconcile pass runs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcileConfig {
+    /// Bindings worked on at once (each makes its own API calls).
+    pub concurrency: usize,
+    /// Tries of the registry check of a new token (a new token can take a moment).
+    pub check_attempts: u32,
+    /// Wait between those tries.
+    pub check_interval: HumanDuration,
+    /// How long a binding's lease lasts; it is renewed between the steps of a rotation.
+    pub lease_ttl: HumanDuration,
+    /// Time allowed for each HTTP request to GitLab, Qovery and the registry.
+    pub http_timeout: HumanDuration,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            check_attempts: 5,
+            check_interval: HumanDuration::from_secs(2),
+            lease_ttl: HumanDuration::from_secs(300),
+            http_timeout: HumanDuration::from_secs(15),
         }
     }
 }
@@ -480,6 +510,28 @@ impl Config {
                     "{} is too small for any GitLab webhook: use at least 1KiB (default 1MiB)",
                     self.server.max_body
                 ),
+            );
+        }
+
+        if !(1..=64).contains(&self.reconcile.concurrency) {
+            problem(
+                KeyPath::new("reconcile").field("concurrency"),
+                format!(
+                    "{} is out of range: use 1 to 64",
+                    self.reconcile.concurrency
+                ),
+            );
+        }
+        if self.reconcile.check_attempts == 0 {
+            problem(
+                KeyPath::new("reconcile").field("check_attempts"),
+                "must be at least 1".into(),
+            );
+        }
+        if self.reconcile.lease_ttl.0 < std::time::Duration::from_secs(1) {
+            problem(
+                KeyPath::new("reconcile").field("lease_ttl"),
+                "must be at least 1s".into(),
             );
         }
 

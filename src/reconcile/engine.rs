@@ -1,0 +1,730 @@
+//! The rotation protocol (create → test → switch → finish) and a reconcile pass over the
+//! bindings. Invariants (design.md): Qovery only ever receives a credential that just passed
+//! the registry check (I1); the token Qovery holds is revoked only after Qovery holds its
+//! successor and the grace period is over (I2); one rotation per binding at a time, across
+//! processes, through the store's lease (I3); a crash anywhere converges on the next pass,
+//! because every decision is taken from GitLab and Qovery, not from memory (I4).
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures_util::StreamExt;
+use reqwest::Url;
+use serde::Serialize;
+use tracing::Instrument;
+
+use super::crash;
+use super::marker::Marker;
+use super::plan::{Binding, Observed, OwnedToken, Plan, created_at, plan, revocations, token_name};
+use crate::config::{CredentialKind, Scope};
+use crate::credential::Credential;
+use crate::gitlab::{GitlabClient, Namespace, NewAccessToken, NewDeployToken};
+use crate::http::ApiError;
+use crate::qovery::{ContainerRegistry, QoveryClient, RegistryKind, RegistryRequest};
+use crate::registry::{self, Access};
+use crate::store::{JournalEntry, Store, now_ms};
+
+/// What a pass may do.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PassOptions {
+    /// Plan only: no write anywhere (GitLab, Qovery, the store).
+    pub dry_run: bool,
+    /// Rotate even healthy bindings.
+    pub force: bool,
+}
+
+/// Tunables of the engine (from `[reconcile]`).
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    pub concurrency: usize,
+    pub check_attempts: u32,
+    pub check_interval: Duration,
+    pub lease_ttl: Duration,
+}
+
+pub struct Engine {
+    pub gitlab: GitlabClient,
+    pub qovery: QoveryClient,
+    /// For the registry check of new credentials.
+    pub http: reqwest::Client,
+    pub organization: String,
+    pub registry_url: Url,
+    pub registry_kind: RegistryKind,
+    /// `None` in a dry run: nothing is written, not even the journal.
+    pub store: Option<Store>,
+    pub settings: EngineSettings,
+    /// Who holds leases taken by this process.
+    pub holder: String,
+}
+
+/// How a binding ended a pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindingOutcome {
+    /// Nothing to do, or only previous tokens revoked.
+    Healthy,
+    /// A new token was made, checked, and handed to Qovery.
+    Rotated,
+    /// Dry run: the plan, not carried out.
+    Planned,
+    /// Another process holds the binding's lease and is working on it.
+    Busy,
+    /// Something is in the way regwarden will not touch.
+    Blocked,
+    Failed,
+}
+
+impl BindingOutcome {
+    pub fn is_failure(self) -> bool {
+        matches!(self, BindingOutcome::Failed | BindingOutcome::Blocked)
+    }
+}
+
+/// The token Qovery holds after the pass.
+#[derive(Clone, Debug, Serialize)]
+pub struct HeldToken {
+    pub token_id: u64,
+    pub fingerprint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<NaiveDate>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BindingReport {
+    pub binding: String,
+    pub outcome: BindingOutcome,
+    pub plan: Plan,
+    /// What was done (or, in a dry run, would be), one line each.
+    pub actions: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<HeldToken>,
+    /// The token this pass made and handed to Qovery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotated_token: Option<u64>,
+}
+
+impl BindingReport {
+    fn new(binding: &Binding) -> Self {
+        Self {
+            binding: binding.name.clone(),
+            outcome: BindingOutcome::Healthy,
+            plan: Plan::default(),
+            actions: Vec::new(),
+            error: None,
+            held: None,
+            rotated_token: None,
+        }
+    }
+
+    fn fail(mut self, error: impl Into<String>) -> Self {
+        self.outcome = BindingOutcome::Failed;
+        self.error = Some(error.into());
+        self
+    }
+}
+
+fn held_of(observed: &Observed) -> Option<HeldToken> {
+    let marker = observed.marker()?;
+    Some(HeldToken {
+        token_id: marker.token_id,
+        fingerprint: marker.fingerprint,
+        expires: marker.expires,
+    })
+}
+
+/// A fresh id for the journal lines of one rotation.
+fn rotation_id(binding: &str) -> String {
+    format!("{binding}-{}", now_ms())
+}
+
+impl Engine {
+    /// One pass over `bindings`: observe, plan, and (unless a dry run) apply.
+    pub async fn run(&self, bindings: &[Binding], options: PassOptions) -> Vec<BindingReport> {
+        // One list of Qovery registries serves every binding of the pass.
+        let registries = match self.qovery.registries(&self.organization).await {
+            Ok(r) => r,
+            Err(e) => {
+                let message = format!("cannot list Qovery registries: {e}");
+                return bindings
+                    .iter()
+                    .map(|b| BindingReport::new(b).fail(message.clone()))
+                    .collect();
+            }
+        };
+        let progress = super::progress::Progress::new(bindings.len());
+        let reports = futures_util::stream::iter(bindings)
+            .map(|b| {
+                let registry = registries
+                    .iter()
+                    .find(|r| r.name == b.qovery_registry)
+                    .cloned();
+                let progress = &progress;
+                let span = tracing::info_span!("binding", binding = %b.name);
+                async move {
+                    let report = self.binding(b, registry, options).instrument(span).await;
+                    progress.tick();
+                    report
+                }
+            })
+            .buffered(self.settings.concurrency.max(1))
+            .collect::<Vec<_>>()
+            .await;
+        progress.finish();
+        reports
+    }
+
+    async fn binding(
+        &self,
+        b: &Binding,
+        registry: Option<ContainerRegistry>,
+        options: PassOptions,
+    ) -> BindingReport {
+        let report = BindingReport::new(b);
+        let observed = match self.observe(b, registry).await {
+            Ok(o) => o,
+            Err(e) => return report.fail(format!("cannot read GitLab tokens: {e}")),
+        };
+        let first = plan(b, &observed, Utc::now(), options.force);
+        if options.dry_run {
+            return dry_run_report(report, b, &observed, first);
+        }
+        if let Some(why) = &first.blocked {
+            let mut report = report;
+            report.outcome = BindingOutcome::Blocked;
+            report.error = Some(why.clone());
+            report.plan = first;
+            return report;
+        }
+        if first.is_empty() {
+            let mut report = report;
+            report.held = held_of(&observed);
+            return report;
+        }
+        self.act(b, options).await
+    }
+
+    /// The binding's active regwarden tokens, and its Qovery registry.
+    async fn observe(
+        &self,
+        b: &Binding,
+        registry: Option<ContainerRegistry>,
+    ) -> Result<Observed, ApiError> {
+        let tokens = match b.policy.credential {
+            CredentialKind::DeployToken => self
+                .gitlab
+                .deploy_tokens(&b.namespace, true)
+                .await?
+                .into_iter()
+                .filter_map(|t| {
+                    let created = created_at(&b.name, &t.name)?;
+                    Some(OwnedToken {
+                        id: t.id,
+                        name: t.name,
+                        created,
+                        expires_at: t.expires_at,
+                    })
+                })
+                .collect(),
+            CredentialKind::AccessToken => self
+                .gitlab
+                .access_tokens(&b.namespace, true)
+                .await?
+                .into_iter()
+                .filter_map(|t| {
+                    let created = created_at(&b.name, &t.name)?;
+                    Some(OwnedToken {
+                        id: t.id,
+                        name: t.name,
+                        created,
+                        expires_at: t
+                            .expires_at
+                            .map(|d| d.and_time(Default::default()).and_utc()),
+                    })
+                })
+                .collect(),
+        };
+        Ok(Observed { tokens, registry })
+    }
+
+    /// Under the binding's lease: observe afresh (another process may just have acted),
+    /// plan again, and carry the plan out.
+    async fn act(&self, b: &Binding, options: PassOptions) -> BindingReport {
+        let mut report = BindingReport::new(b);
+        let Some(store) = &self.store else {
+            return report.fail("no store: a rotation needs the store's lease");
+        };
+        match store
+            .acquire_lease(&b.name, &self.holder, self.settings.lease_ttl)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                report.outcome = BindingOutcome::Busy;
+                report
+                    .actions
+                    .push("another process holds this binding's lease; left to it".into());
+                return report;
+            }
+            Err(e) => return report.fail(format!("cannot take the binding's lease: {e}")),
+        }
+        let result = self.act_leased(b, options, &mut report).await;
+        if let Err(e) = store.release_lease(&b.name, &self.holder).await {
+            tracing::warn!(error = %e, "cannot release the lease; it will expire by itself");
+        }
+        match result {
+            Ok(()) => report,
+            Err(e) => report.fail(e),
+        }
+    }
+
+    async fn act_leased(
+        &self,
+        b: &Binding,
+        options: PassOptions,
+        report: &mut BindingReport,
+    ) -> Result<(), String> {
+        let registry = self
+            .qovery
+            .registry_by_name(&self.organization, &b.qovery_registry)
+            .await
+            .map_err(|e| format!("cannot read the Qovery registry: {e}"))?;
+        let observed = self
+            .observe(b, registry)
+            .await
+            .map_err(|e| format!("cannot read GitLab tokens: {e}"))?;
+        let the_plan = plan(b, &observed, Utc::now(), options.force);
+        report.plan = the_plan.clone();
+        report.held = held_of(&observed);
+        if let Some(why) = the_plan.blocked {
+            report.outcome = BindingOutcome::Blocked;
+            return Err(why);
+        }
+        let rotation = rotation_id(&b.name);
+        match &the_plan.rotate {
+            Some(reason) => {
+                report.actions.push(format!("rotate: {reason}"));
+                self.rotate(b, &observed, &rotation, report).await?;
+                report.outcome = BindingOutcome::Rotated;
+            }
+            None => {
+                for r in &the_plan.revoke {
+                    self.revoke(b, &r.token, &r.reason.to_string(), &rotation, report)
+                        .await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The four steps. Every failure before the switch revokes the new token and keeps the
+    /// old one; after the switch, the old one stays for the grace period.
+    async fn rotate(
+        &self,
+        b: &Binding,
+        observed: &Observed,
+        rotation: &str,
+        report: &mut BindingReport,
+    ) -> Result<(), String> {
+        // 1. Create.
+        let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_else(Utc::now);
+        let name = token_name(&b.name, now);
+        let expires_at = now + chrono::Duration::from_std(b.policy.lifetime.0).unwrap_or_default();
+        let scopes: Vec<&str> = b
+            .policy
+            .scopes
+            .iter()
+            .map(|s| match s {
+                Scope::ReadRegistry => "read_registry",
+                Scope::WriteRegistry => "write_registry",
+            })
+            .collect();
+        let created = match b.policy.credential {
+            CredentialKind::DeployToken => self
+                .gitlab
+                .create_deploy_token(
+                    &b.namespace,
+                    &NewDeployToken {
+                        name: &name,
+                        scopes: &scopes,
+                        expires_at,
+                    },
+                )
+                .await
+                .map(|c| {
+                    let token = OwnedToken {
+                        id: c.token.id,
+                        name: c.token.name,
+                        created: now,
+                        expires_at: c.token.expires_at,
+                    };
+                    (token, Credential::new(c.token.username, c.secret))
+                }),
+            CredentialKind::AccessToken => {
+                let access_level = if b.policy.scopes.contains(&Scope::WriteRegistry) {
+                    30
+                } else {
+                    20
+                };
+                self.gitlab
+                    .create_access_token(
+                        &b.namespace,
+                        &NewAccessToken {
+                            name: &name,
+                            scopes: &scopes,
+                            expires_at: expires_at.date_naive(),
+                            access_level,
+                        },
+                    )
+                    .await
+                    .map(|c| {
+                        let token = OwnedToken {
+                            id: c.token.id,
+                            name: c.token.name.clone(),
+                            created: now,
+                            expires_at: c
+                                .token
+                                .expires_at
+                                .map(|d| d.and_time(Default::default()).and_utc()),
+                        };
+                        // The registry takes any username with an access token.
+                        (token, Credential::new(c.token.name, c.secret))
+                    })
+            }
+        };
+        let (token, credential) = match created {
+            Ok(c) => c,
+            Err(e) => {
+                self.journal(b, rotation, "create", "failed", &e.to_string(), None, None)
+                    .await;
+                return Err(format!("cannot create the new GitLab token: {e}"));
+            }
+        };
+        let fingerprint = credential.fingerprint();
+        self.journal(
+            b,
+            rotation,
+            "create",
+            "ok",
+            &name,
+            Some(token.id),
+            Some(fingerprint.as_str()),
+        )
+        .await;
+        report
+            .actions
+            .push(format!("created token {} ({fingerprint})", token.id));
+        crash::point("after_create");
+
+        // 2. Test, against the registry itself.
+        let access = if b.policy.scopes.contains(&Scope::WriteRegistry) {
+            Access::Push
+        } else {
+            Access::Pull
+        };
+        let check = self.check(b, access, &credential).await;
+        if !check.is_ok() {
+            let why = format!(
+                "the new token failed the registry check: {}",
+                check.explanation
+            );
+            self.journal(
+                b,
+                rotation,
+                "test",
+                "failed",
+                &why,
+                Some(token.id),
+                Some(fingerprint.as_str()),
+            )
+            .await;
+            self.revoke(b, &token, "it failed the registry check", rotation, report)
+                .await;
+            return Err(why);
+        }
+        self.journal(
+            b,
+            rotation,
+            "test",
+            "ok",
+            &check.explanation,
+            Some(token.id),
+            Some(fingerprint.as_str()),
+        )
+        .await;
+        report
+            .actions
+            .push(format!("checked token {}: {}", token.id, check.explanation));
+        crash::point("after_test");
+
+        // The lease fences the switch: a process that lost it must not write Qovery.
+        let still_ours = match &self.store {
+            Some(store) => store
+                .acquire_lease(&b.name, &self.holder, self.settings.lease_ttl)
+                .await
+                .unwrap_or(false),
+            None => false,
+        };
+        if !still_ours {
+            self.revoke(
+                b,
+                &token,
+                "this process lost the binding's lease",
+                rotation,
+                report,
+            )
+            .await;
+            return Err(
+                "lost the binding's lease before the switch; the new token was revoked".into(),
+            );
+        }
+
+        // 3. Switch Qovery to the new credential, with the marker naming it.
+        let marker = Marker::new(
+            &b.name,
+            token.id,
+            &fingerprint,
+            token.expires_at.map(|e| e.date_naive()),
+        );
+        let description = marker.write_into(
+            observed
+                .registry
+                .as_ref()
+                .and_then(|r| r.description.as_deref())
+                .unwrap_or(""),
+        );
+        let request = RegistryRequest {
+            name: b.qovery_registry.clone(),
+            kind: self.registry_kind.clone(),
+            description,
+            url: self.registry_url.as_str().trim_end_matches('/').to_string(),
+            username: credential.username.clone(),
+            password: credential.password.clone(),
+        };
+        let switched = match &observed.registry {
+            Some(existing) => {
+                self.qovery
+                    .edit_registry(&self.organization, existing, &request)
+                    .await
+            }
+            None => {
+                self.qovery
+                    .create_registry(&self.organization, &request)
+                    .await
+            }
+        };
+        if let Err(e) = switched {
+            // A write whose answer was lost may have landed: Qovery's marker tells.
+            let landed = e.is_transient()
+                && matches!(
+                    self.qovery.registry_by_name(&self.organization, &b.qovery_registry).await,
+                    Ok(Some(r)) if r.description.as_deref().and_then(Marker::find).is_some_and(|m| m.token_id == token.id)
+                );
+            if !landed {
+                let why = format!("Qovery refused the new credential: {e}");
+                self.journal(
+                    b,
+                    rotation,
+                    "switch",
+                    "failed",
+                    &why,
+                    Some(token.id),
+                    Some(fingerprint.as_str()),
+                )
+                .await;
+                self.revoke(b, &token, "Qovery did not take it", rotation, report)
+                    .await;
+                return Err(why);
+            }
+        }
+        self.journal(
+            b,
+            rotation,
+            "switch",
+            "ok",
+            &b.qovery_registry,
+            Some(token.id),
+            Some(fingerprint.as_str()),
+        )
+        .await;
+        report.actions.push(format!(
+            "switched Qovery registry {:?} to token {}",
+            b.qovery_registry, token.id
+        ));
+        report.held = Some(HeldToken {
+            token_id: token.id,
+            fingerprint: fingerprint.as_str().to_string(),
+            expires: marker.expires,
+        });
+        report.rotated_token = Some(token.id);
+        crash::point("after_switch");
+
+        // 4. Finish: previous tokens go once their grace period is over (a later pass, unless
+        // the grace period is zero); tokens Qovery never held go now.
+        let mut tokens = observed.tokens.clone();
+        tokens.push(token.clone());
+        for r in revocations(b, &tokens, Some(&token), Utc::now()) {
+            self.revoke(b, &r.token, &r.reason.to_string(), rotation, report)
+                .await;
+        }
+        self.journal(
+            b,
+            rotation,
+            "finish",
+            "ok",
+            "",
+            Some(token.id),
+            Some(fingerprint.as_str()),
+        )
+        .await;
+        crash::point("after_finish");
+        Ok(())
+    }
+
+    /// The registry check of a new credential, tried a few times: a token GitLab just made
+    /// can take a moment to be accepted everywhere.
+    async fn check(
+        &self,
+        b: &Binding,
+        access: Access,
+        credential: &Credential,
+    ) -> registry::CredentialCheck {
+        let mut attempt = 1;
+        loop {
+            let report = registry::check(
+                &self.http,
+                &self.registry_url,
+                &b.repository,
+                access,
+                credential,
+            )
+            .await;
+            if report.is_ok() || attempt >= self.settings.check_attempts {
+                return report;
+            }
+            tracing::info!(attempt, outcome = %report.outcome, "new token not accepted yet; retrying");
+            attempt += 1;
+            tokio::time::sleep(self.settings.check_interval).await;
+        }
+    }
+
+    /// Revokes one of the binding's tokens; a failure is journaled and left to a later pass
+    /// (the token shows up there as one Qovery does not hold).
+    async fn revoke(
+        &self,
+        b: &Binding,
+        token: &OwnedToken,
+        why: &str,
+        rotation: &str,
+        report: &mut BindingReport,
+    ) {
+        let result = match b.policy.credential {
+            CredentialKind::DeployToken => {
+                self.gitlab
+                    .revoke_deploy_token(&b.namespace, token.id)
+                    .await
+            }
+            CredentialKind::AccessToken => {
+                self.gitlab
+                    .revoke_access_token(&b.namespace, token.id)
+                    .await
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.journal(b, rotation, "revoke", "ok", why, Some(token.id), None)
+                    .await;
+                report
+                    .actions
+                    .push(format!("revoked token {}: {why}", token.id));
+            }
+            Err(e) => {
+                let message = format!("cannot revoke token {} ({why}): {e}", token.id);
+                self.journal(
+                    b,
+                    rotation,
+                    "revoke",
+                    "failed",
+                    &message,
+                    Some(token.id),
+                    None,
+                )
+                .await;
+                report.actions.push(message);
+            }
+        }
+    }
+
+    /// Writes a journal line. The store is not the truth: a failure is logged, not fatal.
+    #[allow(clippy::too_many_arguments)]
+    async fn journal(
+        &self,
+        b: &Binding,
+        rotation: &str,
+        step: &str,
+        outcome: &str,
+        reason: &str,
+        token_id: Option<u64>,
+        fingerprint: Option<&str>,
+    ) {
+        tracing::info!(step, outcome, token_id, reason, "rotation step");
+        let Some(store) = &self.store else { return };
+        let entry = JournalEntry {
+            at_ms: now_ms(),
+            binding: b.name.clone(),
+            rotation: Some(rotation.to_string()),
+            step: step.into(),
+            outcome: outcome.into(),
+            reason: reason.into(),
+            token_id: token_id.map(|t| t as i64),
+            fingerprint: fingerprint.map(str::to_string),
+        };
+        if let Err(e) = store.record(&entry).await {
+            tracing::warn!(error = %e, "cannot write the journal");
+        }
+    }
+}
+
+fn dry_run_report(
+    mut report: BindingReport,
+    b: &Binding,
+    observed: &Observed,
+    the_plan: Plan,
+) -> BindingReport {
+    report.held = held_of(observed);
+    if let Some(why) = &the_plan.blocked {
+        report.outcome = BindingOutcome::Blocked;
+        report.error = Some(why.clone());
+    } else if the_plan.is_empty() {
+        report.outcome = BindingOutcome::Healthy;
+    } else {
+        report.outcome = BindingOutcome::Planned;
+        if let Some(reason) = &the_plan.rotate {
+            let kind = match b.policy.credential {
+                CredentialKind::DeployToken => "deploy token",
+                CredentialKind::AccessToken => "access token",
+            };
+            report.actions.push(format!(
+                "would rotate ({reason}): create a {kind} for {}, check it against {}, switch Qovery registry {:?}",
+                namespace_label(&b.namespace),
+                b.repository,
+                b.qovery_registry
+            ));
+        }
+        for r in &the_plan.revoke {
+            report
+                .actions
+                .push(format!("would revoke token {} ({})", r.token.id, r.reason));
+        }
+    }
+    report.plan = the_plan;
+    report
+}
+
+fn namespace_label(ns: &Namespace) -> String {
+    match ns {
+        Namespace::Project(p) => format!("project {p}"),
+        Namespace::Group(g) => format!("group {g}"),
+    }
+}

@@ -1,0 +1,404 @@
+//! Desired versus observed state, as a pure function: what a binding needs now.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Serialize;
+
+use super::marker::Marker;
+use crate::config::Policy;
+use crate::gitlab::Namespace;
+
+/// "Keep Qovery registry `qovery_registry` supplied with a working credential for this GitLab
+/// project or group."
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    pub name: String,
+    pub namespace: Namespace,
+    /// The repository the registry check pulls (and pushes, with `write_registry`).
+    pub repository: String,
+    pub qovery_registry: String,
+    pub policy: Policy,
+}
+
+const TIMESTAMP: &str = "%Y%m%dT%H%M%SZ";
+
+/// `regwarden-<binding>-<UTC timestamp>`: the only tokens regwarden ever revokes.
+pub fn token_name(binding: &str, at: DateTime<Utc>) -> String {
+    format!("regwarden-{binding}-{}", at.format(TIMESTAMP))
+}
+
+/// When the token named `name` was made, if it is one of `binding`'s.
+pub fn created_at(binding: &str, name: &str) -> Option<DateTime<Utc>> {
+    let stamp = name
+        .strip_prefix("regwarden-")?
+        .strip_prefix(binding)?
+        .strip_prefix('-')?;
+    NaiveDateTime::parse_from_str(stamp, TIMESTAMP)
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// A token of a binding, deploy token or access token alike.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OwnedToken {
+    pub id: u64,
+    pub name: String,
+    pub created: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What a binding looks like in GitLab and Qovery right now.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    /// The binding's active regwarden tokens.
+    pub tokens: Vec<OwnedToken>,
+    /// The Qovery registry named by the binding, if it exists.
+    pub registry: Option<crate::qovery::ContainerRegistry>,
+}
+
+impl Observed {
+    pub fn marker(&self) -> Option<Marker> {
+        self.registry
+            .as_ref()
+            .and_then(|r| r.description.as_deref())
+            .and_then(Marker::find)
+    }
+
+    /// The token Qovery holds, when it is one of ours and still active.
+    pub fn held(&self) -> Option<&OwnedToken> {
+        let marker = self.marker()?;
+        self.tokens.iter().find(|t| t.id == marker.token_id)
+    }
+}
+
+/// Why a binding gets a new token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "why")]
+pub enum RotateReason {
+    RegistryMissing,
+    NoMarker,
+    HeldTokenGone { token_id: u64 },
+    Expiring { expires_at: DateTime<Utc> },
+    Forced,
+}
+
+impl fmt::Display for RotateReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RotateReason::RegistryMissing => write!(f, "the Qovery registry does not exist yet"),
+            RotateReason::NoMarker => write!(f, "the Qovery registry names no regwarden token"),
+            RotateReason::HeldTokenGone { token_id } => write!(
+                f,
+                "the token Qovery holds ({token_id}) is revoked, expired or gone"
+            ),
+            RotateReason::Expiring { expires_at } => write!(
+                f,
+                "the token Qovery holds expires at {}",
+                expires_at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            RotateReason::Forced => write!(f, "rotation was forced"),
+        }
+    }
+}
+
+/// Why a token is revoked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeReason {
+    /// A previous token whose grace period after the switch is over.
+    GraceOver,
+    /// Made but never handed to Qovery (a rotation that stopped half-way).
+    NeverSwitched,
+}
+
+impl fmt::Display for RevokeReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RevokeReason::GraceOver => "its grace period is over",
+            RevokeReason::NeverSwitched => "Qovery never held it",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Revoke {
+    pub token: OwnedToken,
+    pub reason: RevokeReason,
+}
+
+/// What a binding needs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub rotate: Option<RotateReason>,
+    pub revoke: Vec<Revoke>,
+    /// Why nothing may be done, when something is in the way.
+    pub blocked: Option<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.rotate.is_none() && self.revoke.is_empty() && self.blocked.is_none()
+    }
+}
+
+/// Decides what `binding` needs, given what is observed, at `now`.
+pub fn plan(binding: &Binding, observed: &Observed, now: DateTime<Utc>, force: bool) -> Plan {
+    if let Some(r) = &observed.registry
+        && r.is_cluster_owned()
+    {
+        return Plan {
+            blocked: Some(format!(
+                "Qovery registry {:?} belongs to a Qovery cluster; regwarden never changes those",
+                r.name
+            )),
+            ..Plan::default()
+        };
+    }
+    let held = observed.held();
+    let rotate = if observed.registry.is_none() {
+        Some(RotateReason::RegistryMissing)
+    } else if let Some(marker) = observed.marker() {
+        match held {
+            None => Some(RotateReason::HeldTokenGone {
+                token_id: marker.token_id,
+            }),
+            Some(t) => match t.expires_at {
+                Some(e) if e - to_chrono(binding.policy.rotate_before.0) <= now => {
+                    Some(RotateReason::Expiring { expires_at: e })
+                }
+                _ if force => Some(RotateReason::Forced),
+                _ => None,
+            },
+        }
+    } else {
+        Some(RotateReason::NoMarker)
+    };
+    Plan {
+        revoke: revocations(binding, &observed.tokens, held, now),
+        rotate,
+        blocked: None,
+    }
+}
+
+/// The tokens to revoke when `held` is the token Qovery holds: previous ones once the grace
+/// period after `held` was made is over, and any Qovery never held.
+pub fn revocations(
+    binding: &Binding,
+    tokens: &[OwnedToken],
+    held: Option<&OwnedToken>,
+    now: DateTime<Utc>,
+) -> Vec<Revoke> {
+    let grace = to_chrono(binding.policy.grace_period.0);
+    tokens
+        .iter()
+        .filter(|t| Some(t.id) != held.map(|h| h.id))
+        .filter_map(|t| {
+            let reason = match held {
+                Some(h) if t.created < h.created => {
+                    if now >= h.created + grace {
+                        RevokeReason::GraceOver
+                    } else {
+                        return None;
+                    }
+                }
+                _ => RevokeReason::NeverSwitched,
+            };
+            Some(Revoke {
+                token: t.clone(),
+                reason,
+            })
+        })
+        .collect()
+}
+
+fn to_chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qovery::{ContainerRegistry, RegistryConfig, RegistryKind};
+    use chrono::TimeZone;
+
+    fn at(day: u32, hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).unwrap()
+    }
+
+    fn binding() -> Binding {
+        Binding {
+            name: "api".into(),
+            namespace: Namespace::Project("acme/api".into()),
+            repository: "acme/api".into(),
+            qovery_registry: "gitlab-acme-api".into(),
+            policy: Policy::default(), // 30d lifetime, rotate 7d before, 1h grace
+        }
+    }
+
+    fn token(id: u64, created: DateTime<Utc>) -> OwnedToken {
+        OwnedToken {
+            id,
+            name: token_name("api", created),
+            created,
+            expires_at: Some(created + chrono::Duration::days(30)),
+        }
+    }
+
+    fn registry(marker_token: Option<u64>) -> ContainerRegistry {
+        ContainerRegistry {
+            id: "r".into(),
+            name: "gitlab-acme-api".into(),
+            kind: RegistryKind::GitlabCr,
+            description: marker_token.map(|id| {
+                format!("regwarden: binding=api token_id={id} fingerprint=sha256:0 expires=never")
+            }),
+            url: None,
+            cluster: None,
+            associated_services_count: Some(1),
+            config: RegistryConfig::default(),
+            created_at: at(1, 0),
+            updated_at: None,
+        }
+    }
+
+    fn observed(tokens: Vec<OwnedToken>, registry: Option<ContainerRegistry>) -> Observed {
+        Observed { tokens, registry }
+    }
+
+    #[test]
+    fn token_names_carry_their_binding_and_creation_time() {
+        let name = token_name("api", at(24, 21));
+        assert_eq!(name, "regwarden-api-20261124T210000Z");
+        assert_eq!(created_at("api", &name), Some(at(24, 21)));
+        // Another binding's token, or someone else's, is not ours.
+        assert_eq!(created_at("api", &token_name("api-v2", at(24, 21))), None);
+        assert_eq!(created_at("api", "regwarden-api"), None);
+        assert_eq!(created_at("api", "gitlab-deploy-token"), None);
+    }
+
+    #[test]
+    fn a_fresh_held_token_needs_nothing() {
+        let t = token(1, at(20, 0));
+        let p = plan(
+            &binding(),
+            &observed(vec![t], Some(registry(Some(1)))),
+            at(24, 0),
+            false,
+        );
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn a_token_expiring_within_rotate_before_is_rotated() {
+        let t = token(1, at(1, 0)); // expires Dec 1
+        let p = plan(
+            &binding(),
+            &observed(vec![t.clone()], Some(registry(Some(1)))),
+            at(24, 1),
+            false,
+        );
+        assert_eq!(
+            p.rotate,
+            Some(RotateReason::Expiring {
+                expires_at: t.expires_at.unwrap()
+            })
+        );
+        assert!(
+            p.revoke.is_empty(),
+            "the held token is never revoked before its successor"
+        );
+    }
+
+    #[test]
+    fn a_missing_registry_a_missing_marker_and_a_dead_token_all_rotate() {
+        let b = binding();
+        let now = at(24, 0);
+        assert_eq!(
+            plan(&b, &observed(vec![], None), now, false).rotate,
+            Some(RotateReason::RegistryMissing)
+        );
+        assert_eq!(
+            plan(&b, &observed(vec![], Some(registry(None))), now, false).rotate,
+            Some(RotateReason::NoMarker)
+        );
+        assert_eq!(
+            plan(&b, &observed(vec![], Some(registry(Some(9)))), now, false).rotate,
+            Some(RotateReason::HeldTokenGone { token_id: 9 })
+        );
+    }
+
+    #[test]
+    fn force_rotates_a_healthy_binding() {
+        let t = token(1, at(20, 0));
+        let p = plan(
+            &binding(),
+            &observed(vec![t], Some(registry(Some(1)))),
+            at(24, 0),
+            true,
+        );
+        assert_eq!(p.rotate, Some(RotateReason::Forced));
+    }
+
+    #[test]
+    fn a_previous_token_is_kept_for_the_grace_period_then_revoked() {
+        let old = token(1, at(20, 0));
+        let new = token(2, at(24, 10));
+        let obs = observed(vec![old.clone(), new], Some(registry(Some(2))));
+
+        let within = plan(
+            &binding(),
+            &obs,
+            at(24, 10) + chrono::Duration::minutes(59),
+            false,
+        );
+        let after = plan(&binding(), &obs, at(24, 11), false);
+
+        assert!(within.revoke.is_empty(), "{within:?}");
+        assert_eq!(
+            after.revoke,
+            vec![Revoke {
+                token: old,
+                reason: RevokeReason::GraceOver
+            }]
+        );
+    }
+
+    #[test]
+    fn a_token_qovery_never_held_is_revoked_at_once() {
+        let held = token(1, at(20, 0));
+        let orphan = token(2, at(24, 10)); // made after the held one, never switched
+        let p = plan(
+            &binding(),
+            &observed(vec![held, orphan.clone()], Some(registry(Some(1)))),
+            at(24, 10),
+            false,
+        );
+        assert_eq!(
+            p.revoke,
+            vec![Revoke {
+                token: orphan,
+                reason: RevokeReason::NeverSwitched
+            }]
+        );
+        assert!(p.rotate.is_none());
+    }
+
+    #[test]
+    fn a_cluster_registry_blocks_everything() {
+        let mut r = registry(None);
+        r.cluster = Some(crate::qovery::ClusterRef {
+            id: "c".into(),
+            name: "c".into(),
+        });
+        let p = plan(
+            &binding(),
+            &observed(vec![token(1, at(1, 0))], Some(r)),
+            at(24, 0),
+            true,
+        );
+        assert!(p.blocked.is_some());
+        assert!(p.rotate.is_none() && p.revoke.is_empty());
+    }
+}

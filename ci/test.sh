@@ -58,11 +58,12 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --locked --features fault-injection -- -D warnings
 
+# fault-injection adds the crash points the crash-safety tests (invariant I4) abort at.
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --no-fail-fast
+  cargo nextest run --locked --no-fail-fast --features fault-injection
 else
-  cargo test --locked --no-fail-fast
+  cargo test --locked --no-fail-fast --features fault-injection
 fi

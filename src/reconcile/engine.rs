@@ -481,12 +481,28 @@ impl Engine {
         }
 
         // 3. Switch Qovery to the new credential, with the marker naming it.
-        let marker = Marker::new(
+        let mut marker = Marker::new(
             &b.name,
             token.id,
             &fingerprint,
             token.expires_at.map(|e| e.date_naive()),
         );
+        // The token Qovery held until now joins the retired list; entries whose grace is
+        // over, or whose token is gone, leave it.
+        let switch_time = Utc::now();
+        let grace = chrono::Duration::from_std(b.policy.grace_period.0).unwrap_or_default();
+        marker.retired = observed
+            .marker()
+            .map(|m| m.retired)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(id, at)| {
+                switch_time < *at + grace && observed.tokens.iter().any(|t| t.id == *id)
+            })
+            .collect();
+        if let Some(previous) = observed.held() {
+            marker.retired.push((previous.id, switch_time));
+        }
         let description = marker.write_into(
             observed
                 .registry
@@ -564,9 +580,20 @@ impl Engine {
         // the grace period is zero); tokens Qovery never held go now.
         let mut tokens = observed.tokens.clone();
         tokens.push(token.clone());
-        for r in revocations(b, &tokens, Some(&token), Utc::now()) {
+        let due = revocations(b, &tokens, Some(&token), Some(&marker), Utc::now());
+        for r in &due {
             self.revoke(b, &r.token, &r.reason.to_string(), rotation, report)
                 .await;
+        }
+        for (id, at) in marker
+            .retired
+            .iter()
+            .filter(|(id, _)| !due.iter().any(|r| r.token.id == *id))
+        {
+            report.actions.push(format!(
+                "kept token {id} until {} (grace period)",
+                (*at + grace).format("%Y-%m-%d %H:%M:%S UTC")
+            ));
         }
         self.journal(
             b,

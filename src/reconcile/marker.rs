@@ -2,9 +2,14 @@
 //! this line is how any process (a fresh one, a CI job with no store) knows which token
 //! Qovery holds:
 //!
-//! `regwarden: binding=api token_id=42 fingerprint=sha256:0123456789ab expires=2027-01-01`
+//! `regwarden: binding=api token_id=42 fingerprint=sha256:0123456789ab expires=2027-01-01 retired=41@20261124T103000Z`
+//!
+//! `retired` lists the tokens Qovery held before, with the time each was replaced: they stay
+//! valid for the grace period from then. Any other regwarden token was never held by Qovery
+//! (a rotation that stopped half-way) and can go at once. So the marker alone tells a
+//! previous token from an orphan, whatever their creation times.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 use crate::credential::Fingerprint;
 
@@ -16,7 +21,11 @@ pub struct Marker {
     pub token_id: u64,
     pub fingerprint: String,
     pub expires: Option<NaiveDate>,
+    /// Tokens Qovery held before, and when each was replaced.
+    pub retired: Vec<(u64, DateTime<Utc>)>,
 }
+
+const STAMP: &str = "%Y%m%dT%H%M%SZ";
 
 impl Marker {
     pub fn new(
@@ -30,7 +39,16 @@ impl Marker {
             token_id,
             fingerprint: fingerprint.as_str().to_string(),
             expires,
+            retired: Vec::new(),
         }
+    }
+
+    /// When token `id` stopped being the one Qovery holds, if it ever was.
+    pub fn retired_at(&self, id: u64) -> Option<DateTime<Utc>> {
+        self.retired
+            .iter()
+            .find(|(t, _)| *t == id)
+            .map(|(_, at)| *at)
     }
 
     pub fn line(&self) -> String {
@@ -38,10 +56,19 @@ impl Marker {
             .expires
             .map(|d| d.format("%Y-%m-%d").to_string())
             .unwrap_or_else(|| "never".into());
-        format!(
+        let mut line = format!(
             "{PREFIX} binding={} token_id={} fingerprint={} expires={expires}",
             self.binding, self.token_id, self.fingerprint
-        )
+        );
+        if !self.retired.is_empty() {
+            let list: Vec<String> = self
+                .retired
+                .iter()
+                .map(|(id, at)| format!("{id}@{}", at.format(STAMP)))
+                .collect();
+            line.push_str(&format!(" retired={}", list.join(",")));
+        }
+        line
     }
 
     /// The marker in a description, if a well-formed one is there.
@@ -57,6 +84,7 @@ impl Marker {
         let mut token_id = None;
         let mut fingerprint = None;
         let mut expires = None;
+        let mut retired = Vec::new();
         for pair in rest.split_whitespace() {
             let (k, v) = pair.split_once('=')?;
             match k {
@@ -64,6 +92,16 @@ impl Marker {
                 "token_id" => token_id = v.parse().ok(),
                 "fingerprint" => fingerprint = Some(v.to_string()),
                 "expires" => expires = NaiveDate::parse_from_str(v, "%Y-%m-%d").ok(),
+                "retired" => {
+                    retired = v
+                        .split(',')
+                        .filter_map(|entry| {
+                            let (id, at) = entry.split_once('@')?;
+                            let at = NaiveDateTime::parse_from_str(at, STAMP).ok()?.and_utc();
+                            Some((id.parse().ok()?, at))
+                        })
+                        .collect();
+                }
                 _ => {}
             }
         }
@@ -72,6 +110,7 @@ impl Marker {
             token_id: token_id?,
             fingerprint: fingerprint?,
             expires,
+            retired,
         })
     }
 
@@ -100,7 +139,27 @@ mod tests {
             token_id: 42,
             fingerprint: "sha256:0123456789ab".into(),
             expires: NaiveDate::from_ymd_opt(2027, 1, 1),
+            retired: Vec::new(),
         }
+    }
+
+    #[test]
+    fn retired_tokens_read_back_with_their_time() {
+        let at = NaiveDateTime::parse_from_str("20261124T103000Z", STAMP)
+            .unwrap()
+            .and_utc();
+        let m = Marker {
+            retired: vec![(41, at), (40, at)],
+            ..marker()
+        };
+        assert!(
+            m.line()
+                .ends_with(" retired=41@20261124T103000Z,40@20261124T103000Z")
+        );
+        let back = Marker::find(&m.line()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.retired_at(40), Some(at));
+        assert_eq!(back.retired_at(42), None);
     }
 
     #[test]

@@ -176,18 +176,26 @@ pub fn plan(binding: &Binding, observed: &Observed, now: DateTime<Utc>, force: b
         Some(RotateReason::NoMarker)
     };
     Plan {
-        revoke: revocations(binding, &observed.tokens, held, now),
+        revoke: revocations(
+            binding,
+            &observed.tokens,
+            held,
+            observed.marker().as_ref(),
+            now,
+        ),
         rotate,
         blocked: None,
     }
 }
 
-/// The tokens to revoke when `held` is the token Qovery holds: previous ones once the grace
-/// period after `held` was made is over, and any Qovery never held.
+/// The tokens to revoke when `held` is the token Qovery holds and `marker` lists the ones it
+/// held before: a retired token once its grace period is over, and at once any token Qovery
+/// never held.
 pub fn revocations(
     binding: &Binding,
     tokens: &[OwnedToken],
     held: Option<&OwnedToken>,
+    marker: Option<&Marker>,
     now: DateTime<Utc>,
 ) -> Vec<Revoke> {
     let grace = to_chrono(binding.policy.grace_period.0);
@@ -195,15 +203,10 @@ pub fn revocations(
         .iter()
         .filter(|t| Some(t.id) != held.map(|h| h.id))
         .filter_map(|t| {
-            let reason = match held {
-                Some(h) if t.created < h.created => {
-                    if now >= h.created + grace {
-                        RevokeReason::GraceOver
-                    } else {
-                        return None;
-                    }
-                }
-                _ => RevokeReason::NeverSwitched,
+            let reason = match marker.and_then(|m| m.retired_at(t.id)) {
+                Some(since) if now < since + grace => return None,
+                Some(_) => RevokeReason::GraceOver,
+                None => RevokeReason::NeverSwitched,
             };
             Some(Revoke {
                 token: t.clone(),
@@ -247,12 +250,22 @@ mod tests {
     }
 
     fn registry(marker_token: Option<u64>) -> ContainerRegistry {
+        registry_retiring(marker_token, "")
+    }
+
+    /// A registry whose marker names `marker_token` and lists `retired` (`id@stamp,...`).
+    fn registry_retiring(marker_token: Option<u64>, retired: &str) -> ContainerRegistry {
+        let retired = if retired.is_empty() {
+            String::new()
+        } else {
+            format!(" retired={retired}")
+        };
         ContainerRegistry {
             id: "r".into(),
             name: "gitlab-acme-api".into(),
             kind: RegistryKind::GitlabCr,
             description: marker_token.map(|id| {
-                format!("regwarden: binding=api token_id={id} fingerprint=sha256:0 expires=never")
+                format!("regwarden: binding=api token_id={id} fingerprint=sha256:0 expires=never{retired}")
             }),
             url: None,
             cluster: None,
@@ -345,7 +358,10 @@ mod tests {
     fn a_previous_token_is_kept_for_the_grace_period_then_revoked() {
         let old = token(1, at(20, 0));
         let new = token(2, at(24, 10));
-        let obs = observed(vec![old.clone(), new], Some(registry(Some(2))));
+        let obs = observed(
+            vec![old.clone(), new],
+            Some(registry_retiring(Some(2), "1@20261124T100000Z")),
+        );
 
         let within = plan(
             &binding(),
@@ -383,6 +399,27 @@ mod tests {
             }]
         );
         assert!(p.rotate.is_none());
+    }
+
+    #[test]
+    fn an_older_token_qovery_never_held_is_an_orphan_not_a_previous_token() {
+        // A rotation died after creating token 2; a later one made token 3 and switched to it
+        // from token 1. Token 2 is older than the held token, yet Qovery never held it.
+        let first = token(1, at(20, 0));
+        let orphan = token(2, at(24, 9));
+        let held = token(3, at(24, 10));
+        let obs = observed(
+            vec![first, orphan.clone(), held],
+            Some(registry_retiring(Some(3), "1@20261124T100000Z")),
+        );
+        let p = plan(&binding(), &obs, at(24, 10), false);
+        assert_eq!(
+            p.revoke,
+            vec![Revoke {
+                token: orphan,
+                reason: RevokeReason::NeverSwitched
+            }]
+        );
     }
 
     #[test]

@@ -64,13 +64,18 @@ impl Regwarden {
         self
     }
 
-    pub async fn run(self) -> Run {
+    /// Starts the process and hands it over (a test that kills it).
+    pub fn spawn(self) -> tokio::process::Child {
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd.spawn().expect("run the regwarden binary")
+    }
+
+    fn command(&self) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_regwarden"));
-        cmd.args(&self.args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        cmd.args(&self.args).kill_on_drop(true);
         // Only what the test sets: nothing from the developer's shell leaks in.
         for (key, _) in std::env::vars() {
             if key.starts_with("REGWARDEN_")
@@ -84,6 +89,14 @@ impl Regwarden {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        cmd
+    }
+
+    pub async fn run(self) -> Run {
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("run the regwarden binary");
         let mut stdin = child.stdin.take().unwrap();
         if let Some(input) = &self.stdin {

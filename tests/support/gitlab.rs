@@ -61,7 +61,7 @@ pub struct Group {
     pub path: String,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeployToken {
     pub id: u64,
     pub name: String,

@@ -76,6 +76,7 @@ impl Registry {
 pub struct CredentialCheck {
     pub registry_url: String,
     pub repository: String,
+    pub ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Default)]
@@ -89,6 +90,8 @@ pub struct QoveryState {
     /// Answer 403 rather than 404 for a registry that does not exist (reference §1).
     pub missing_as_forbidden: bool,
     pub credential_check: Option<CredentialCheck>,
+    /// Every password a registry was ever given, in order.
+    pub received_passwords: Vec<String>,
 }
 
 impl QoveryState {
@@ -192,6 +195,10 @@ impl FakeQovery {
         id
     }
 
+    pub fn received_passwords(&self) -> Vec<String> {
+        lock(&self.state).received_passwords.clone()
+    }
+
     pub fn registries(&self) -> Vec<Registry> {
         lock(&self.state).registries.clone()
     }
@@ -200,10 +207,16 @@ impl FakeQovery {
         self.registries().into_iter().find(|r| r.name == name)
     }
 
-    pub fn check_credentials_against(&self, registry_url: &str, repository: &str) {
+    pub fn check_credentials_against(
+        &self,
+        registry_url: &str,
+        repository: &str,
+        ca: Option<&std::path::Path>,
+    ) {
         lock(&self.state).credential_check = Some(CredentialCheck {
             registry_url: registry_url.into(),
             repository: repository.into(),
+            ca: ca.map(|p| p.to_path_buf()),
         });
     }
 }
@@ -325,7 +338,8 @@ async fn verify(check: Option<CredentialCheck>, request: &Request) -> Result<(),
     else {
         return Ok(());
     };
-    let http = regwarden::http::client(None, std::time::Duration::from_secs(5)).unwrap();
+    let http =
+        regwarden::http::client(check.ca.as_deref(), std::time::Duration::from_secs(5)).unwrap();
     let credential = regwarden::credential::Credential::new(username, SecretString::from(password));
     let url = reqwest::Url::parse(&check.registry_url).unwrap();
     let report = regwarden::registry::check(
@@ -366,6 +380,7 @@ async fn create_registry(
         return r;
     }
     let mut s = lock(&state);
+    s.received_passwords.extend(request.password.clone());
     let id = s.uuid();
     let now = Utc::now().to_rfc3339();
     let registry = Registry {
@@ -442,6 +457,7 @@ async fn edit_registry(
         return r;
     }
     let mut s = lock(&state);
+    s.received_passwords.extend(request.password.clone());
     let Some(registry) = s
         .registries
         .iter_mut()

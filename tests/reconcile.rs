@@ -1,0 +1,372 @@
+//! `regwarden reconcile` end to end: the fake GitLab, the real registry (TLS, private CA),
+//! the fake Qovery, a store. Each invariant of design.md is asserted on the end state.
+
+mod support;
+
+use std::time::Duration;
+
+use support::faults::Fault;
+use support::world::{Settings, World};
+
+const CREATE_TOKEN: &str = "POST /api/v4/projects/{id}/deploy_tokens";
+const CREATE_REGISTRY: &str = "POST /organization/{organizationId}/containerRegistry";
+const EDIT_REGISTRY: &str =
+    "PUT /organization/{organizationId}/containerRegistry/{containerRegistryId}";
+
+/// Asserts the healthy end state: Qovery holds one of regwarden's active tokens, it works
+/// against the registry, and the marker names it.
+async fn assert_converged(w: &World) -> support::gitlab::DeployToken {
+    let held = w
+        .held_token()
+        .expect("Qovery holds one of the GitLab tokens");
+    assert!(held.active(), "the token Qovery holds is active: {held:?}");
+    assert!(
+        w.qovery_can_pull().await,
+        "the credential Qovery holds pulls from the registry"
+    );
+    let registry = w.qovery_registry().unwrap();
+    let marker = regwarden::reconcile::Marker::find(&registry.description).expect("a marker");
+    assert_eq!(marker.token_id, held.id);
+    assert_eq!(registry.username.as_deref(), Some(held.username.as_str()));
+    held
+}
+
+#[tokio::test]
+async fn a_first_pass_creates_checks_and_registers_a_token() {
+    let w = World::start().await;
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.starts_with("api: rotated"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("the Qovery registry does not exist yet"),
+        "{}",
+        run.stdout
+    );
+    let held = assert_converged(&w).await;
+    assert_eq!(w.active_tokens().len(), 1);
+    assert!(held.name.starts_with("regwarden-api-2"));
+    assert_eq!(w.qovery_registry().unwrap().kind, "GENERIC_CR");
+
+    let history = w.regwarden(&["history", "--output", "json"]).await;
+    let steps: Vec<String> = history
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["step"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(steps, ["finish ok", "switch ok", "test ok", "create ok"]);
+}
+
+#[tokio::test]
+async fn a_healthy_binding_is_left_alone_with_a_single_gitlab_call() {
+    let w = World::start().await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let held = w.held_token().unwrap();
+    let calls_before = w.gitlab.total_calls();
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.starts_with("api: healthy (Qovery holds token"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(w.held_token().unwrap().id, held.id);
+    assert_eq!(w.gitlab.calls(CREATE_TOKEN), 1);
+    assert_eq!(
+        w.gitlab.total_calls() - calls_before,
+        1,
+        "one token list, nothing else"
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_prints_the_plan_and_writes_nothing_anywhere() {
+    let w = World::start().await;
+
+    let run = w.reconcile(&["--dry-run", "--output", "json"]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    let json = run.json();
+    assert_eq!(json["dry_run"], true);
+    assert_eq!(json["bindings"][0]["outcome"], "planned");
+    assert_eq!(
+        json["bindings"][0]["plan"]["rotate"]["why"],
+        "registry_missing"
+    );
+    assert!(
+        json["bindings"][0]["actions"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("would rotate")
+    );
+    assert!(w.gitlab.deploy_tokens().is_empty());
+    assert!(w.qovery.registries().is_empty());
+    assert!(!w.store_file().exists(), "not even the store is created");
+}
+
+#[tokio::test]
+async fn i1_a_token_that_fails_the_check_never_reaches_qovery() {
+    let w = World::start().await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let old = w.held_token().unwrap();
+    // GitLab starts signing registry tokens with a key the registry does not trust: every
+    // new token fails the check.
+    w.gitlab.set_sign_with_untrusted_key(true);
+
+    let run = w.reconcile(&["--force"]).await;
+
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("the new token failed the registry check"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        w.held_token().unwrap().id,
+        old.id,
+        "Qovery still holds the old token"
+    );
+    assert_eq!(
+        w.active_tokens(),
+        vec![old],
+        "the new token was revoked, the old kept"
+    );
+    assert_eq!(
+        w.qovery.calls(EDIT_REGISTRY),
+        0,
+        "Qovery never saw the new token"
+    );
+}
+
+#[tokio::test]
+async fn i2_the_old_token_lives_until_qovery_holds_the_new_one_and_the_grace_ends() {
+    let w = World::with(Settings {
+        grace_period: "2s",
+        ..Settings::default()
+    })
+    .await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let old = w.held_token().unwrap();
+    // Clocks have a one-second grain in token names.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    assert_eq!(w.reconcile(&["--force"]).await.code, 0);
+    let new = assert_converged(&w).await;
+    assert_ne!(new.id, old.id);
+    assert_eq!(
+        w.active_tokens().len(),
+        2,
+        "the old token is within its grace period"
+    );
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains(&format!(
+            "revoked token {}: its grace period is over",
+            old.id
+        )),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(w.active_tokens(), vec![new]);
+}
+
+#[tokio::test]
+async fn a_qovery_refusal_on_switch_keeps_the_old_token_and_revokes_the_new() {
+    let w = World::start().await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let old = w.held_token().unwrap();
+    w.qovery.fail(EDIT_REGISTRY, Fault::Status(400, None), 1);
+
+    let run = w.reconcile(&["--force"]).await;
+
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains("Qovery refused the new credential"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(w.held_token().unwrap().id, old.id);
+    assert_eq!(w.active_tokens(), vec![old]);
+}
+
+#[tokio::test]
+async fn a_qovery_server_error_is_retried_and_the_rotation_completes() {
+    let w = World::start().await;
+    w.qovery.fail(CREATE_REGISTRY, Fault::Status(503, None), 1);
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_converged(&w).await;
+    assert_eq!(w.qovery.registries().len(), 1);
+}
+
+#[tokio::test]
+async fn a_qovery_answer_lost_after_the_switch_still_counts_as_switched() {
+    let w = World::start().await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    // Qovery applies the PUT, then every answer is lost: the marker read back tells.
+    w.qovery.fail(EDIT_REGISTRY, Fault::ApplyThenFail, 10);
+
+    let run = w.reconcile(&["--force"]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    let held = assert_converged(&w).await;
+    assert!(run.stdout.contains(&format!(
+        "switched Qovery registry \"gitlab-acme-api\" to token {}",
+        held.id
+    )));
+}
+
+#[tokio::test]
+async fn a_gitlab_rate_limit_during_create_is_waited_out() {
+    let w = World::start().await;
+    w.gitlab.fail(CREATE_TOKEN, Fault::Status(429, Some(1)), 1);
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_converged(&w).await;
+    assert_eq!(w.active_tokens().len(), 1);
+}
+
+#[tokio::test]
+async fn a_registry_down_during_the_test_leaves_no_token_and_no_qovery_registry() {
+    let mut w = World::start().await;
+    w.stop_registry();
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains("cannot reach the registry"),
+        "{}",
+        run.stdout
+    );
+    assert!(w.active_tokens().is_empty(), "the new token was revoked");
+    assert!(w.qovery.registries().is_empty());
+}
+
+#[tokio::test]
+async fn a_token_about_to_expire_is_rotated() {
+    let w = World::start().await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let old = w.held_token().unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Six days left: within the default rotate_before of seven.
+    w.gitlab
+        .state
+        .lock()
+        .unwrap()
+        .deploy_tokens
+        .iter_mut()
+        .filter(|t| t.id == old.id)
+        .for_each(|t| t.expires_at = Some(chrono::Utc::now() + chrono::Duration::days(6)));
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("rotate: the token Qovery holds expires at"),
+        "{}",
+        run.stdout
+    );
+    assert_ne!(assert_converged(&w).await.id, old.id);
+}
+
+#[tokio::test]
+async fn a_held_token_revoked_by_hand_is_replaced() {
+    let w = World::start().await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let old = w.held_token().unwrap();
+    w.gitlab.revoke_deploy_token(old.id);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("is revoked, expired or gone"),
+        "{}",
+        run.stdout
+    );
+    assert_ne!(assert_converged(&w).await.id, old.id);
+}
+
+#[tokio::test]
+async fn tokens_regwarden_did_not_make_are_never_touched() {
+    let w = World::start().await;
+    let theirs = w.gitlab.add_deploy_token(
+        support::gitlab::Owner::Project(support::world::PROJECT.into()),
+        &["read_registry"],
+    );
+
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    assert_eq!(w.reconcile(&["--force"]).await.code, 0);
+
+    let still = w
+        .gitlab
+        .deploy_tokens()
+        .into_iter()
+        .find(|t| t.id == theirs.id)
+        .unwrap();
+    assert!(still.active());
+}
+
+#[tokio::test]
+async fn an_unknown_binding_name_is_a_usage_error() {
+    let w = World::start().await;
+
+    let run = w.reconcile(&["--binding", "nope"]).await;
+
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("no binding named \"nope\": the configuration has api"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn i5_no_secret_reaches_the_store() {
+    let w = World::start().await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(w.reconcile(&["--force"]).await.code, 0);
+
+    let mut bytes = std::fs::read(w.store_file()).unwrap();
+    for extra in ["regwarden.db-wal", "regwarden.db-shm"] {
+        if let Ok(more) = std::fs::read(w.path().join(extra)) {
+            bytes.extend(more);
+        }
+    }
+    let store = String::from_utf8_lossy(&bytes);
+    let secrets = w.token_secrets();
+    assert_eq!(secrets.len(), 2);
+    for secret in secrets.iter().chain([&w.gitlab_token, &w.qovery_token]) {
+        assert!(!store.contains(secret.as_str()), "a secret is in the store");
+    }
+    assert!(
+        store.contains("sha256:"),
+        "fingerprints are what the store keeps"
+    );
+}

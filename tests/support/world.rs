@@ -1,0 +1,246 @@
+//! Everything a reconcile pass talks to, wired together: the fake GitLab, the real registry
+//! over TLS (a private CA) whose realm is that GitLab, the fake Qovery (which checks
+//! credentials against the same registry), a store, and a configuration file.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use tempfile::TempDir;
+
+use super::cli::{Run, regwarden};
+use super::gitlab::{FakeGitlab, Owner};
+use super::pki::PrivateCa;
+use super::qovery::{FakeQovery, Registry as QoveryRegistry};
+use super::registry::{Auth, Registry, Tls, push_image};
+
+pub const ORG: &str = "3c90c3cc-0d44-4b50-8888-8dd25736052a";
+pub const PROJECT: &str = "acme/api";
+pub const QOVERY_REGISTRY: &str = "gitlab-acme-api";
+
+pub struct World {
+    pub dir: TempDir,
+    pub gitlab: FakeGitlab,
+    pub qovery: FakeQovery,
+    pub registry: Option<Registry>,
+    pub registry_url: String,
+    pub ca: PathBuf,
+    pub config: PathBuf,
+    pub gitlab_token: String,
+    pub qovery_token: String,
+    pub store_url: String,
+}
+
+/// Settings a test may change in the configuration file.
+pub struct Settings {
+    pub store_url: Option<String>,
+    pub grace_period: &'static str,
+    pub lease_ttl: &'static str,
+    pub extra: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            store_url: None,
+            grace_period: "1h",
+            lease_ttl: "30s",
+            extra: String::new(),
+        }
+    }
+}
+
+impl World {
+    pub async fn start() -> World {
+        Self::with(Settings::default()).await
+    }
+
+    pub async fn with(settings: Settings) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let gitlab = FakeGitlab::start(dir.path()).await;
+        gitlab.add_project(PROJECT);
+        let gitlab_token = gitlab.admin_token();
+        let ca = PrivateCa::generate(dir.path());
+        let registry = Registry::start(
+            dir.path(),
+            Auth::Token {
+                realm: &gitlab.realm(),
+                signer_cert: gitlab.signer_cert(),
+            },
+            Some(Tls {
+                cert: &ca.server_cert,
+                key: &ca.server_key,
+                ca: &ca.ca_path,
+            }),
+        )
+        .await;
+        let push = gitlab.mint_registry_jwt(PROJECT, &["pull", "push"]);
+        push_image(&registry.url, Some(&ca.ca_path), PROJECT, "v1", &push).await;
+        let qovery = FakeQovery::start().await;
+        let qovery_token = qovery.add_organization(ORG, "acme");
+        qovery.check_credentials_against(&registry.url, PROJECT, Some(&ca.ca_path));
+        let store_url = settings
+            .store_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("regwarden.db").display()));
+        let config = dir.path().join("regwarden.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[gitlab]
+url = "{gitlab}"
+registry_url = "{registry}"
+ca_file = "{ca}"
+
+[qovery]
+url = "{qovery}"
+organization_id = "{ORG}"
+
+[store]
+url = "{store_url}"
+
+[reconcile]
+check_attempts = 2
+check_interval = "100ms"
+http_timeout = "5s"
+lease_ttl = "{lease_ttl}"
+
+[defaults]
+grace_period = "{grace}"
+
+[[binding]]
+name = "api"
+project = "{PROJECT}"
+qovery_registry = "{QOVERY_REGISTRY}"
+{extra}"#,
+                gitlab = gitlab.url(),
+                registry = registry.url,
+                ca = ca.ca_path.display(),
+                qovery = qovery.url(),
+                lease_ttl = settings.lease_ttl,
+                grace = settings.grace_period,
+                extra = settings.extra,
+            ),
+        )
+        .unwrap();
+        World {
+            registry_url: registry.url.clone(),
+            registry: Some(registry),
+            ca: ca.ca_path.clone(),
+            dir,
+            gitlab,
+            qovery,
+            config,
+            gitlab_token,
+            qovery_token,
+            store_url,
+        }
+    }
+
+    /// Runs `regwarden <args> --config <file>` with the API tokens in the environment.
+    pub async fn regwarden(&self, args: &[&str]) -> Run {
+        self.regwarden_env(args, &[]).await
+    }
+
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> super::cli::Regwarden {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--config", self.config.to_str().unwrap()]);
+        let mut cmd = regwarden(all)
+            .env("GITLAB_TOKEN", &self.gitlab_token)
+            .env("QOVERY_API_TOKEN", &self.qovery_token);
+        for (k, v) in env {
+            cmd = cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Starts `regwarden <args>` and hands the process over (to be killed).
+    pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
+        self.command(args, &[]).spawn()
+    }
+
+    pub async fn regwarden_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let run = self.command(args, env).run().await;
+        run.assert_never_shows(&self.gitlab_token);
+        run.assert_never_shows(&self.qovery_token);
+        for secret in self.token_secrets() {
+            run.assert_never_shows(&secret);
+        }
+        run
+    }
+
+    pub async fn reconcile(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["reconcile"];
+        args.extend_from_slice(extra);
+        self.regwarden(&args).await
+    }
+
+    /// Every deploy-token secret GitLab ever issued in this world.
+    pub fn token_secrets(&self) -> Vec<String> {
+        self.gitlab
+            .deploy_tokens()
+            .into_iter()
+            .map(|t| t.token)
+            .collect()
+    }
+
+    /// regwarden's active deploy tokens of the project.
+    pub fn active_tokens(&self) -> Vec<super::gitlab::DeployToken> {
+        self.gitlab
+            .deploy_tokens()
+            .into_iter()
+            .filter(|t| {
+                t.active()
+                    && t.name.starts_with("regwarden-api-")
+                    && t.owner == Owner::Project(PROJECT.into())
+            })
+            .collect()
+    }
+
+    pub fn qovery_registry(&self) -> Option<QoveryRegistry> {
+        self.qovery.registry_named(QOVERY_REGISTRY)
+    }
+
+    /// The deploy token Qovery holds now, found by the password Qovery was given.
+    pub fn held_token(&self) -> Option<super::gitlab::DeployToken> {
+        let password = self.qovery_registry()?.password?;
+        self.gitlab
+            .deploy_tokens()
+            .into_iter()
+            .find(|t| t.token == password)
+    }
+
+    /// Whether the credential Qovery holds works against the real registry right now.
+    pub async fn qovery_can_pull(&self) -> bool {
+        let Some(r) = self.qovery_registry() else {
+            return false;
+        };
+        let (Some(user), Some(password)) = (r.username, r.password) else {
+            return false;
+        };
+        let http =
+            regwarden::http::client(Some(&self.ca), std::time::Duration::from_secs(5)).unwrap();
+        let credential = regwarden::credential::Credential::new(user, SecretString::from(password));
+        let report = regwarden::registry::check(
+            &http,
+            &reqwest::Url::parse(&self.registry_url).unwrap(),
+            PROJECT,
+            regwarden::registry::Access::Pull,
+            &credential,
+        )
+        .await;
+        report.is_ok()
+    }
+
+    /// Stops the registry (it is down until the test ends).
+    pub fn stop_registry(&mut self) {
+        self.registry = None;
+    }
+
+    pub fn store_file(&self) -> PathBuf {
+        self.dir.path().join("regwarden.db")
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}

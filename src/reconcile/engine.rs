@@ -202,7 +202,8 @@ impl Engine {
             report.held = held_of(&observed);
             return report;
         }
-        self.act(b, options).await
+        let known_id = observed.registry.as_ref().map(|r| r.id.clone());
+        self.act(b, known_id.as_deref(), options).await
     }
 
     /// The binding's active regwarden tokens, and its Qovery registry.
@@ -250,7 +251,12 @@ impl Engine {
 
     /// Under the binding's lease: observe afresh (another process may just have acted),
     /// plan again, and carry the plan out.
-    async fn act(&self, b: &Binding, options: PassOptions) -> BindingReport {
+    async fn act(
+        &self,
+        b: &Binding,
+        known_id: Option<&str>,
+        options: PassOptions,
+    ) -> BindingReport {
         let mut report = BindingReport::new(b);
         let Some(store) = &self.store else {
             return report.fail("no store: a rotation needs the store's lease");
@@ -269,7 +275,7 @@ impl Engine {
             }
             Err(e) => return report.fail(format!("cannot take the binding's lease: {e}")),
         }
-        let result = self.act_leased(b, options, &mut report).await;
+        let result = self.act_leased(b, known_id, options, &mut report).await;
         if let Err(e) = store.release_lease(&b.name, &self.holder).await {
             tracing::warn!(error = %e, "cannot release the lease; it will expire by itself");
         }
@@ -282,12 +288,12 @@ impl Engine {
     async fn act_leased(
         &self,
         b: &Binding,
+        known_id: Option<&str>,
         options: PassOptions,
         report: &mut BindingReport,
     ) -> Result<(), String> {
         let registry = self
-            .qovery
-            .registry_by_name(&self.organization, &b.qovery_registry)
+            .fresh_registry(b, known_id)
             .await
             .map_err(|e| format!("cannot read the Qovery registry: {e}"))?;
         let observed = self
@@ -316,6 +322,24 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// The binding's Qovery registry as it is now: by id when the pass saw it (one small
+    /// call), else by name from the list (so that one made meanwhile is not made twice).
+    async fn fresh_registry(
+        &self,
+        b: &Binding,
+        known_id: Option<&str>,
+    ) -> Result<Option<ContainerRegistry>, ApiError> {
+        if let Some(id) = known_id
+            && let Some(r) = self.qovery.registry(&self.organization, id).await?
+            && r.name == b.qovery_registry
+        {
+            return Ok(Some(r));
+        }
+        self.qovery
+            .registry_by_name(&self.organization, &b.qovery_registry)
+            .await
     }
 
     /// The four steps. Every failure before the switch revokes the new token and keeps the

@@ -370,3 +370,84 @@ async fn i5_no_secret_reaches_the_store() {
         "fingerprints are what the store keeps"
     );
 }
+
+#[tokio::test]
+async fn i5_no_secret_reaches_the_logs_even_at_trace_level() {
+    let w = World::start().await;
+
+    // regwarden_env fails the test if any token appears on stdout or stderr.
+    let first = w
+        .regwarden_env(
+            &["reconcile", "--log-format", "json"],
+            &[("RUST_LOG", "trace")],
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let forced = w
+        .regwarden_env(&["reconcile", "--force"], &[("RUST_LOG", "trace")])
+        .await;
+
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(forced.code, 0, "{forced:?}");
+    assert!(
+        first.stderr.contains("\"level\":\"TRACE\""),
+        "trace logs were written"
+    );
+    assert!(forced.stderr.contains("rotation step"), "{}", forced.stderr);
+    assert_eq!(w.token_secrets().len(), 2);
+}
+
+#[tokio::test]
+async fn auto_bind_covers_every_project_of_the_group_with_a_registry() {
+    let w = World::with(Settings {
+        extra:
+            "\n[[auto_bind]]\ngroup = \"acme\"\nqovery_registry = \"gitlab-{project_path_slug}\"\n"
+                .into(),
+        ..Settings::default()
+    })
+    .await;
+    w.gitlab.add_project("acme/web");
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    // acme/api is already bound by name; acme/web gets a binding from the rule.
+    assert!(run.stdout.contains("api: rotated"), "{}", run.stdout);
+    assert!(run.stdout.contains("acme-web: rotated"), "{}", run.stdout);
+    let mut names: Vec<String> = w.qovery.registries().into_iter().map(|r| r.name).collect();
+    names.sort();
+    assert_eq!(names, ["gitlab-acme-api", "gitlab-acme-web"]);
+}
+
+#[tokio::test]
+async fn an_access_token_binding_rotates_with_create_new_and_revoke_old() {
+    let w = World::with(Settings {
+        grace_period: "2s",
+        extra: "credential = \"access_token\"\n".into(),
+        ..Settings::default()
+    })
+    .await;
+
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let first = w.qovery_registry().unwrap().password.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(w.reconcile(&["--force"]).await.code, 0);
+    let second = w.qovery_registry().unwrap().password.unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+
+    assert!(second.starts_with("glpat-") && first != second);
+    assert!(w.qovery_can_pull().await);
+    let tokens = w.gitlab.access_tokens();
+    let active: Vec<_> = tokens
+        .iter()
+        .filter(|t| t.active() && t.name.starts_with("regwarden-api-"))
+        .collect();
+    assert_eq!(active.len(), 1, "{active:?}");
+    assert_eq!(active[0].token, second);
+    assert!(
+        tokens.iter().all(|t| t.rotated_to.is_none()),
+        "create-new + revoke-old, never rotate"
+    );
+    assert!(w.gitlab.deploy_tokens().is_empty());
+}

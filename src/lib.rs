@@ -10,4 +10,5 @@ pub mod http;
 pub mod qovery;
 pub mod reconcile;
 pub mod registry;
+pub mod server;
 pub mod store;

@@ -1,0 +1,380 @@
+//! Who may post webhooks: GitLab's Standard Webhooks signature (`webhook-signature`, an
+//! HMAC-SHA256 over `{webhook-id}.{webhook-timestamp}.{body}` with a `whsec_` key), or, for
+//! hooks without a signing token, the legacy `X-Gitlab-Token` shared secret. Several secrets
+//! of each kind are accepted, so they can be rotated. Every comparison is constant-time.
+
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::{SecretSource, ServerConfig};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a request was refused (a metrics label; the caller only ever sees a bare 401).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// No signature and no token, or a token where a signature is required.
+    Missing,
+    /// `webhook-signature` present but empty or not `v1,<base64>`, or its headers missing.
+    Malformed,
+    /// `webhook-timestamp` outside the tolerance.
+    Stale,
+    /// No signature matches any signing key.
+    BadSignature,
+    /// `X-Gitlab-Token` matches no secret token.
+    BadToken,
+}
+
+impl Rejection {
+    pub fn label(self) -> &'static str {
+        match self {
+            Rejection::Missing => "missing",
+            Rejection::Malformed => "malformed",
+            Rejection::Stale => "stale",
+            Rejection::BadSignature => "bad_signature",
+            Rejection::BadToken => "bad_token",
+        }
+    }
+}
+
+/// How a request proved itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Authenticated {
+    Signature,
+    SecretToken,
+}
+
+pub struct Verifier {
+    signing_keys: Vec<SecretBox<Vec<u8>>>,
+    /// SHA-256 of each secret token: comparing digests takes the same time whatever the
+    /// lengths.
+    token_digests: Vec<[u8; 32]>,
+    require_signature: bool,
+    tolerance: Duration,
+}
+
+/// Splits a comma-separated secret list; empty items are dropped.
+fn split(secret: &SecretString) -> Vec<String> {
+    secret
+        .expose_secret()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Decodes `whsec_<base64>` into the HMAC key.
+pub fn signing_key(secret: &str) -> Result<Vec<u8>, String> {
+    let encoded = secret
+        .strip_prefix("whsec_")
+        .ok_or("a signing token starts with whsec_ (GitLab shows it once, when generated)")?;
+    let key = STANDARD
+        .decode(encoded)
+        .map_err(|_| "a signing token is whsec_ followed by standard base64")?;
+    if key.len() < 16 {
+        return Err("a signing token encodes at least 16 bytes (GitLab's encode 32)".into());
+    }
+    Ok(key)
+}
+
+impl Verifier {
+    pub fn new(
+        signing_tokens: &[String],
+        secret_tokens: &[String],
+        require_signature: bool,
+        tolerance: Duration,
+    ) -> Result<Verifier, String> {
+        let signing_keys = signing_tokens
+            .iter()
+            .map(|t| signing_key(t).map(|k| SecretBox::new(Box::new(k))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let token_digests = secret_tokens
+            .iter()
+            .map(|t| Sha256::digest(t.as_bytes()).into())
+            .collect();
+        let verifier = Verifier {
+            signing_keys,
+            token_digests,
+            require_signature,
+            tolerance,
+        };
+        if verifier.signing_keys.is_empty()
+            && (verifier.token_digests.is_empty() || require_signature)
+        {
+            return Err(if require_signature {
+                "server.require_signature is set but no signing token is configured: set server.signing_tokens_env (whsec_...)".into()
+            } else {
+                "no webhook secret is configured: set the variable named by server.signing_tokens_env (whsec_..., preferred) or server.secret_tokens_env".into()
+            });
+        }
+        Ok(verifier)
+    }
+
+    /// Reads the secrets the configuration names (environment variables or files).
+    pub fn from_config(server: &ServerConfig) -> Result<Verifier, String> {
+        let read = |key: &'static str, env: &str, file: Option<&std::path::Path>| -> Vec<String> {
+            SecretSource { key, env, file }
+                .read()
+                .map(|s| split(&s))
+                .unwrap_or_default()
+        };
+        let signing = read(
+            "server.signing_tokens_env",
+            &server.signing_tokens_env,
+            server.signing_tokens_file.as_deref(),
+        );
+        let tokens = read(
+            "server.secret_tokens_env",
+            &server.secret_tokens_env,
+            server.secret_tokens_file.as_deref(),
+        );
+        Self::new(
+            &signing,
+            &tokens,
+            server.require_signature,
+            server.timestamp_tolerance.0,
+        )
+        .map_err(|e| {
+            format!(
+                "{e} (signing tokens: {}, secret tokens: {})",
+                server.signing_tokens_env, server.secret_tokens_env
+            )
+        })
+    }
+
+    /// Checks a request; `now` is the current Unix time in seconds.
+    pub fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Authenticated, Rejection> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        if let Some(signatures) = header("webhook-signature") {
+            return self.verify_signature(
+                signatures,
+                header("webhook-id"),
+                header("webhook-timestamp"),
+                body,
+                now,
+            );
+        }
+        if self.require_signature {
+            return Err(Rejection::Missing);
+        }
+        let Some(token) = header("x-gitlab-token") else {
+            return Err(Rejection::Missing);
+        };
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // Every secret is compared, so the time taken does not tell which one matched.
+        let matched = self
+            .token_digests
+            .iter()
+            .fold(subtle::Choice::from(0), |acc, d| acc | d.ct_eq(&presented));
+        if bool::from(matched) {
+            Ok(Authenticated::SecretToken)
+        } else {
+            Err(Rejection::BadToken)
+        }
+    }
+
+    fn verify_signature(
+        &self,
+        signatures: &str,
+        id: Option<&str>,
+        timestamp: Option<&str>,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Authenticated, Rejection> {
+        let (Some(id), Some(timestamp)) = (id, timestamp) else {
+            return Err(Rejection::Malformed);
+        };
+        let ts: i64 = timestamp.trim().parse().map_err(|_| Rejection::Malformed)?;
+        if (now - ts).unsigned_abs() > self.tolerance.as_secs() {
+            return Err(Rejection::Stale);
+        }
+        let candidates: Vec<Vec<u8>> = signatures
+            .split_whitespace()
+            .filter_map(|s| s.strip_prefix("v1,"))
+            .filter_map(|b64| STANDARD.decode(b64).ok())
+            .filter(|sig| !sig.is_empty())
+            .collect();
+        if candidates.is_empty() {
+            return Err(Rejection::Malformed);
+        }
+        for key in &self.signing_keys {
+            for candidate in &candidates {
+                let mut mac = HmacSha256::new_from_slice(key.expose_secret())
+                    .expect("HMAC takes any key length");
+                mac.update(id.as_bytes());
+                mac.update(b".");
+                mac.update(timestamp.as_bytes());
+                mac.update(b".");
+                mac.update(body);
+                if mac.verify_slice(candidate).is_ok() {
+                    return Ok(Authenticated::Signature);
+                }
+            }
+        }
+        Err(Rejection::BadSignature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    // Computed independently:
+    //   key=$(printf 'regwarden-test-signing-key-32b!!' | xxd -p -c 256)
+    //   printf '%s' 'msg_2KWPBgLlAfxdpx2AI54pPJ85f4W.1744578123.{"object_kind":"deploy_token"}' \
+    //     | openssl dgst -sha256 -mac HMAC -macopt hexkey:$key -binary | base64
+    const SECRET: &str = "whsec_cmVnd2FyZGVuLXRlc3Qtc2lnbmluZy1rZXktMzJiISE=";
+    const ID: &str = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W";
+    const TS: i64 = 1744578123;
+    const BODY: &[u8] = br#"{"object_kind":"deploy_token"}"#;
+    const SIGNATURE: &str = "v1,NQozMc8iDwDH92arH2gVV9LETTfPzSi5MSXoyX7kuKo=";
+
+    fn verifier(signing: &[&str], tokens: &[&str], require: bool) -> Verifier {
+        Verifier::new(
+            &signing.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            &tokens.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            require,
+            Duration::from_secs(300),
+        )
+        .unwrap()
+    }
+
+    fn signed(signature: &str, id: &str, ts: i64) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "webhook-signature",
+            HeaderValue::from_str(signature).unwrap(),
+        );
+        h.insert("webhook-id", HeaderValue::from_str(id).unwrap());
+        h.insert("webhook-timestamp", HeaderValue::from(ts));
+        h
+    }
+
+    #[test]
+    fn the_documented_algorithm_matches_an_independent_vector() {
+        let v = verifier(&[SECRET], &[], false);
+        assert_eq!(
+            v.verify(&signed(SIGNATURE, ID, TS), BODY, TS + 10),
+            Ok(Authenticated::Signature)
+        );
+    }
+
+    #[test]
+    fn any_configured_key_and_any_listed_signature_may_match() {
+        let other = "whsec_b3RoZXItc2VjcmV0LWtleS1mb3ItdGVzdHMhIQ==";
+        let v = verifier(&[other, SECRET], &[], false);
+        let several = format!("v1,AAAA {SIGNATURE} v2,ignored");
+        assert_eq!(
+            v.verify(&signed(&several, ID, TS), BODY, TS),
+            Ok(Authenticated::Signature)
+        );
+    }
+
+    #[test]
+    fn a_changed_body_id_or_timestamp_breaks_the_signature() {
+        let v = verifier(&[SECRET], &[], false);
+        assert_eq!(
+            v.verify(&signed(SIGNATURE, ID, TS), b"{}", TS),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            v.verify(&signed(SIGNATURE, "msg_other", TS), BODY, TS),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            v.verify(&signed(SIGNATURE, ID, TS + 1), BODY, TS),
+            Err(Rejection::BadSignature)
+        );
+    }
+
+    #[test]
+    fn stale_and_future_timestamps_are_refused() {
+        let v = verifier(&[SECRET], &[], false);
+        assert_eq!(
+            v.verify(&signed(SIGNATURE, ID, TS), BODY, TS + 301),
+            Err(Rejection::Stale)
+        );
+        assert_eq!(
+            v.verify(&signed(SIGNATURE, ID, TS), BODY, TS - 301),
+            Err(Rejection::Stale)
+        );
+    }
+
+    #[test]
+    fn empty_and_malformed_signatures_are_refused() {
+        let v = verifier(&[SECRET], &["legacy"], false);
+        for bad in [
+            "",
+            "   ",
+            "v1,",
+            "v1,!!!",
+            "v2,NQozMc8iDwDH92arH2gVV9LETTfPzSi5MSXoyX7kuKo=",
+        ] {
+            assert_eq!(
+                v.verify(&signed(bad, ID, TS), BODY, TS),
+                Err(Rejection::Malformed),
+                "{bad:?}"
+            );
+        }
+        let mut h = signed(SIGNATURE, ID, TS);
+        h.remove("webhook-id");
+        assert_eq!(v.verify(&h, BODY, TS), Err(Rejection::Malformed));
+    }
+
+    #[test]
+    fn a_bad_signature_does_not_fall_back_to_the_token() {
+        let v = verifier(&[SECRET], &["legacy"], false);
+        let mut h = signed("v1,AAAA", ID, TS);
+        h.insert("x-gitlab-token", HeaderValue::from_static("legacy"));
+        assert_eq!(v.verify(&h, BODY, TS), Err(Rejection::BadSignature));
+    }
+
+    #[test]
+    fn the_legacy_token_matches_any_configured_secret() {
+        let v = verifier(&[], &["first", "second"], false);
+        let with = |t: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-gitlab-token", HeaderValue::from_static(t));
+            h
+        };
+        assert_eq!(
+            v.verify(&with("second"), BODY, TS),
+            Ok(Authenticated::SecretToken)
+        );
+        assert_eq!(v.verify(&with("secon"), BODY, TS), Err(Rejection::BadToken));
+        assert_eq!(
+            v.verify(&HeaderMap::new(), BODY, TS),
+            Err(Rejection::Missing)
+        );
+    }
+
+    #[test]
+    fn require_signature_refuses_the_legacy_token() {
+        let v = verifier(&[SECRET], &["legacy"], true);
+        let mut h = HeaderMap::new();
+        h.insert("x-gitlab-token", HeaderValue::from_static("legacy"));
+        assert_eq!(v.verify(&h, BODY, TS), Err(Rejection::Missing));
+    }
+
+    #[test]
+    fn a_server_without_any_secret_does_not_start() {
+        assert!(Verifier::new(&[], &[], false, Duration::from_secs(300)).is_err());
+        assert!(Verifier::new(&[], &["t".into()], true, Duration::from_secs(300)).is_err());
+        let bad = Verifier::new(&["not-whsec".into()], &[], false, Duration::from_secs(300));
+        assert!(bad.err().unwrap().contains("whsec_"));
+    }
+}

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use regwarden::store::{JournalEntry, Store, now_ms};
+use regwarden::store::{JobOutcome, JournalEntry, Store, now_ms};
 use support::postgres::Postgres;
 
 fn entry(binding: &str, step: &str) -> JournalEntry {
@@ -96,11 +96,142 @@ impl WithTime for JournalEntry {
     }
 }
 
+async fn a_delivery_is_recorded_once_and_queues_one_job(store: &Store) {
+    assert!(
+        store
+            .record_delivery("webhook-id:a", "deploy_token_expiring", Some("{\"job\":1}"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_delivery("webhook-id:a", "deploy_token_expiring", Some("{\"job\":1}"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_delivery("webhook-id:b", "ignored", None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.job_counts().await.unwrap().queued,
+        1,
+        "a redelivery and an ignored event queue nothing"
+    );
+
+    let job = store
+        .claim_job("w1", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("a job");
+    assert_eq!(job.payload, "{\"job\":1}");
+    assert_eq!(job.attempts, 1);
+    assert_eq!(
+        store
+            .claim_job("w2", Duration::from_secs(30))
+            .await
+            .unwrap(),
+        None,
+        "claimed once"
+    );
+
+    store
+        .settle_job(
+            job.id,
+            JobOutcome::Retry {
+                at_ms: now_ms() + 300,
+                error: "GitLab 503",
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_job("w2", Duration::from_secs(30))
+            .await
+            .unwrap(),
+        None,
+        "not before its time"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let again = store
+        .claim_job("w2", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.id, again.attempts), (job.id, 2));
+
+    store
+        .settle_job(again.id, JobOutcome::Dead { error: "gave up" })
+        .await
+        .unwrap();
+    let counts = store.job_counts().await.unwrap();
+    assert_eq!((counts.queued, counts.running, counts.dead), (0, 0, 1));
+}
+
+async fn a_job_of_a_dead_worker_is_claimed_again(store: &Store) {
+    store
+        .record_delivery("webhook-id:c", "x", Some("c"))
+        .await
+        .unwrap();
+    let first = store
+        .claim_job("dies", Duration::from_millis(100))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let second = store
+        .claim_job("lives", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.id, first.id);
+    store.settle_job(second.id, JobOutcome::Done).await.unwrap();
+}
+
+async fn racing_workers_claim_each_job_once(store: &Store) {
+    for i in 0..12 {
+        store
+            .record_delivery(&format!("race-{i}"), "x", Some("race"))
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(job) = store
+                .claim_job(&format!("w{w}"), Duration::from_secs(30))
+                .await
+                .unwrap()
+            {
+                mine.push(job.id);
+                store.settle_job(job.id, JobOutcome::Done).await.unwrap();
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let count = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((count, all.len()), (12, 12), "every job once, none twice");
+}
+
 async fn suite(store: Store) {
     store.ping().await.unwrap();
     journal_is_kept_newest_first_and_filtered(&store).await;
     one_lease_holder_at_a_time(&store).await;
     racing_holders_get_exactly_one_lease(&store).await;
+    a_delivery_is_recorded_once_and_queues_one_job(&store).await;
+    a_job_of_a_dead_worker_is_claimed_again(&store).await;
+    racing_workers_claim_each_job_once(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

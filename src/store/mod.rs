@@ -57,17 +57,59 @@ pub struct Store {
 }
 
 fn migrator(backend: Backend) -> Migrator {
-    let sql = match backend {
-        Backend::Sqlite => include_str!("migrations/sqlite/0001_journal_and_leases.sql"),
-        Backend::Postgres => include_str!("migrations/postgres/0001_journal_and_leases.sql"),
+    let sqls: [(&'static str, &'static str); 2] = match backend {
+        Backend::Sqlite => [
+            (
+                "journal and leases",
+                include_str!("migrations/sqlite/0001_journal_and_leases.sql"),
+            ),
+            (
+                "deliveries and jobs",
+                include_str!("migrations/sqlite/0002_deliveries_and_jobs.sql"),
+            ),
+        ],
+        Backend::Postgres => [
+            (
+                "journal and leases",
+                include_str!("migrations/postgres/0001_journal_and_leases.sql"),
+            ),
+            (
+                "deliveries and jobs",
+                include_str!("migrations/postgres/0002_deliveries_and_jobs.sql"),
+            ),
+        ],
     };
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("journal and leases"),
-        MigrationType::Simple,
-        sql.into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(
+        sqls.into_iter()
+            .enumerate()
+            .map(|(i, (description, sql))| {
+                Migration::new(
+                    i as i64 + 1,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// A job claimed by a worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub id: i64,
+    pub payload: String,
+    /// Tries so far, this one included.
+    pub attempts: i64,
+}
+
+/// Jobs by status, for metrics and readiness.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JobCounts {
+    pub queued: i64,
+    pub running: i64,
+    pub dead: i64,
 }
 
 pub fn now_ms() -> i64 {
@@ -235,4 +277,126 @@ impl Store {
             .await?;
         Ok(())
     }
+
+    /// Records a delivery under `dedupe_key` and, when `payload` is given, queues a job for
+    /// it, in one transaction. `false` when the key was seen before: nothing is queued again.
+    pub async fn record_delivery(
+        &self,
+        dedupe_key: &str,
+        event: &str,
+        payload: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO deliveries (dedupe_key, received_at_ms, event) VALUES ($1, $2, $3)
+             ON CONFLICT (dedupe_key) DO NOTHING",
+        )
+        .bind(dedupe_key)
+        .bind(now)
+        .bind(event)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted && let Some(payload) = payload {
+            sqlx::query(
+                "INSERT INTO jobs (payload, status, attempts, next_run_ms, created_ms, updated_ms)
+                 VALUES ($1, 'queued', 0, $2, $2, $2)",
+            )
+            .bind(payload)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// Claims the oldest runnable job for `worker` until `lock_for` from now: a queued job
+    /// whose time has come, or a running one whose worker died (its lock expired).
+    pub async fn claim_job(
+        &self,
+        worker: &str,
+        lock_for: Duration,
+    ) -> Result<Option<Job>, StoreError> {
+        let now = now_ms();
+        // The status test is repeated outside the subquery: under PostgreSQL's READ COMMITTED,
+        // a second claimer re-checks it on the row the first one just changed, and gets nothing.
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'running', locked_by = $1, locked_until_ms = $2,
+                    attempts = attempts + 1, updated_ms = $3
+             WHERE id = (SELECT id FROM jobs
+                         WHERE (status = 'queued' AND next_run_ms <= $3)
+                            OR (status = 'running' AND locked_until_ms < $3)
+                         ORDER BY id LIMIT 1)
+               AND ((status = 'queued' AND next_run_ms <= $3)
+                    OR (status = 'running' AND locked_until_ms < $3))
+             RETURNING id, payload, attempts",
+        )
+        .bind(worker)
+        .bind(now + lock_for.as_millis() as i64)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Job {
+                id: r.try_get(0)?,
+                payload: r.try_get(1)?,
+                attempts: r.try_get(2)?,
+            })
+        })
+        .transpose()
+        .map_err(|e: sqlx::Error| StoreError::from(e))
+    }
+
+    /// Ends a job: done, queued again at `retry_at_ms`, or dead.
+    pub async fn settle_job(&self, id: i64, outcome: JobOutcome<'_>) -> Result<(), StoreError> {
+        let now = now_ms();
+        let (status, next_run, error) = match outcome {
+            JobOutcome::Done => ("done", now, None),
+            JobOutcome::Retry { at_ms, error } => ("queued", at_ms, Some(error)),
+            JobOutcome::Dead { error } => ("dead", now, Some(error)),
+        };
+        sqlx::query(
+            "UPDATE jobs SET status = $1, next_run_ms = $2, last_error = $3,
+                    locked_by = NULL, locked_until_ms = NULL, updated_ms = $4
+             WHERE id = $5",
+        )
+        .bind(status)
+        .bind(next_run)
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn job_counts(&self) -> Result<JobCounts, StoreError> {
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) FROM jobs WHERE status IN ('queued', 'running', 'dead') GROUP BY status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts = JobCounts::default();
+        for r in rows {
+            let status: String = r.try_get(0)?;
+            let n: i64 = r.try_get(1)?;
+            match status.as_str() {
+                "queued" => counts.queued = n,
+                "running" => counts.running = n,
+                _ => counts.dead = n,
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// How a job ended.
+#[derive(Clone, Copy, Debug)]
+pub enum JobOutcome<'a> {
+    Done,
+    Retry { at_ms: i64, error: &'a str },
+    Dead { error: &'a str },
 }

@@ -41,6 +41,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the bot: receive GitLab webhooks, act on them from a worker pool, and reconcile
+    /// every `server.reconcile_interval`. Stops gracefully on SIGTERM or SIGINT.
+    Serve(ServeArgs),
     /// Check that a credential can pull (or push) a repository, through the registry's own
     /// token authentication, down to the `access` claim of the JWT its realm grants.
     ///
@@ -59,6 +62,35 @@ pub enum Command {
     Reconcile(ReconcileArgs),
     /// Show the journal: every step of every rotation, newest first.
     History(HistoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; default: server.listen from the configuration.
+    #[arg(long, env = "REGWARDEN_LISTEN", value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+
+    /// Jobs run at once.
+    #[arg(long, env = "REGWARDEN_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+
+    /// How long running jobs may take to finish after a stop signal.
+    #[arg(
+        long,
+        env = "REGWARDEN_SHUTDOWN_GRACE",
+        default_value = "30s",
+        value_name = "DURATION"
+    )]
+    pub shutdown_grace: HumanDuration,
+
+    /// How long a worker holds a job; a job whose worker died runs again after this.
+    #[arg(
+        long,
+        env = "REGWARDEN_JOB_LOCK",
+        default_value = "10m",
+        value_name = "DURATION"
+    )]
+    pub job_lock: HumanDuration,
 }
 
 #[derive(Debug, Args)]
@@ -188,10 +220,13 @@ const EXIT_FAILED: u8 = 1;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The server uses every core; a one-shot command starts faster on one thread.
+    let mut builder = if matches!(cli.command, Command::Serve(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -199,6 +234,8 @@ pub fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(run(cli));
+    // A dropped runtime waits for blocking tasks; the process is done with them.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     ExitCode::from(code)
 }
 
@@ -220,6 +257,7 @@ async fn run(cli: Cli) -> u8 {
         Command::Config(ConfigCommand::Check(args)) => {
             config_check(cli.config.as_deref(), args).await
         }
+        Command::Serve(args) => serve(cli.config.as_deref(), args).await,
         Command::Reconcile(args) => reconcile(cli.config.as_deref(), args).await,
         Command::History(args) => history(cli.config.as_deref(), args).await,
     }
@@ -688,4 +726,37 @@ async fn history(path: Option<&Path>, args: HistoryArgs) -> u8 {
         }
     }
     0
+}
+
+async fn serve(path: Option<&Path>, args: ServeArgs) -> u8 {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let verifier = match crate::server::verify::Verifier::from_config(&config.server) {
+        Ok(v) => v,
+        Err(e) => return usage_error(e),
+    };
+    let engine = match engine(&config, false).await {
+        Ok(e) => e,
+        Err(e) => return usage_error(e),
+    };
+    let store = engine.store.clone().expect("a store outside dry runs");
+    let server = crate::server::Server {
+        listen: args.listen.unwrap_or(config.server.listen),
+        config: std::sync::Arc::new(config),
+        engine: std::sync::Arc::new(engine),
+        store,
+        verifier,
+        workers: args.workers,
+        shutdown_grace: args.shutdown_grace.0,
+        job_lock: args.job_lock.0,
+    };
+    match server.run().await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: the server stopped: {e}");
+            EXIT_FAILED
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! GitLab's REST API (`<url>/api/v4`): projects, deploy tokens, project and group access
 //! tokens. Authenticated with `PRIVATE-TOKEN`. Facts: `reference/gitlab.md` §3, §4, §8.
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use reqwest::header::HeaderName;
@@ -408,26 +408,26 @@ impl GitlabClient {
         C: Fn() -> Fut,
         Fut: Future<Output = Result<(), ApiError>>,
     {
-        let maybe_applied = Cell::new(false);
+        let maybe_applied = AtomicBool::new(false);
         let what = format!("{SERVICE} POST {path}");
         let result = self
             .api
             .retry
             .run(&what, || async {
-                if maybe_applied.get() {
+                if maybe_applied.load(Ordering::Relaxed) {
                     cleanup().await?;
-                    maybe_applied.set(false);
+                    maybe_applied.store(false, Ordering::Relaxed);
                 }
                 let result = self.api.once(Method::POST, path, &[], Some(body)).await;
                 if let Err(e) = &result
                     && !e.certainly_not_applied()
                 {
-                    maybe_applied.set(true);
+                    maybe_applied.store(true, Ordering::Relaxed);
                 }
                 result
             })
             .await;
-        if result.is_err() && maybe_applied.get() {
+        if result.is_err() && maybe_applied.load(Ordering::Relaxed) {
             // Best effort: the caller reports the original error either way.
             if let Err(e) = cleanup().await {
                 tracing::warn!(error = %e, call = %what, "cannot clean up after a failed create");

@@ -1,8 +1,8 @@
 //! Qovery's REST API: organizations and container registries. Authenticated with an
 //! organization API token (`Authorization: Token ...`). Facts: `reference/qovery.md`.
 
-use std::cell::Cell;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use reqwest::header::AUTHORIZATION;
@@ -285,11 +285,11 @@ impl QoveryClient {
     ) -> Result<ContainerRegistry, ApiError> {
         let path = registries_path(org);
         let body = request.body();
-        let maybe_applied = Cell::new(false);
+        let maybe_applied = AtomicBool::new(false);
         self.api
             .retry
             .run("Qovery POST containerRegistry", || async {
-                if maybe_applied.get()
+                if maybe_applied.load(Ordering::Relaxed)
                     && let Some(existing) = self.registry_by_name(org, &request.name).await?
                 {
                     return self.edit_registry(org, &existing, request).await;
@@ -299,7 +299,7 @@ impl QoveryClient {
                     Ok(reply) => reply.json(SERVICE),
                     Err(e) => {
                         if !e.certainly_not_applied() {
-                            maybe_applied.set(true);
+                            maybe_applied.store(true, Ordering::Relaxed);
                         }
                         Err(e)
                     }

@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use futures_util::StreamExt;
 use reqwest::Url;
 use serde::Serialize;
 use tracing::Instrument;
@@ -154,23 +153,28 @@ impl Engine {
             }
         };
         let progress = super::progress::Progress::new(bindings.len());
-        let reports = futures_util::stream::iter(bindings)
-            .map(|b| {
-                let registry = registries
-                    .iter()
-                    .find(|r| r.name == b.qovery_registry)
-                    .cloned();
-                let progress = &progress;
-                let span = tracing::info_span!("binding", binding = %b.name);
-                async move {
-                    let report = self.binding(b, registry, options).instrument(span).await;
-                    progress.tick();
-                    report
-                }
-            })
-            .buffered(self.settings.concurrency.max(1))
-            .collect::<Vec<_>>()
-            .await;
+        // A semaphore bounds the work; every binding's future exists from the start, which at
+        // thousands of bindings is a few kilobytes each.
+        let permits = tokio::sync::Semaphore::new(self.settings.concurrency.max(1));
+        let futures = bindings.iter().map(|b| {
+            let registry = registries
+                .iter()
+                .find(|r| r.name == b.qovery_registry)
+                .cloned();
+            let span = tracing::info_span!("binding", binding = %b.name);
+            let permits = &permits;
+            let progress = &progress;
+            async move {
+                let _permit = permits
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed");
+                let report = self.binding(b, registry, options).instrument(span).await;
+                progress.tick();
+                report
+            }
+        });
+        let reports = futures_util::future::join_all(futures).await;
         progress.finish();
         reports
     }

@@ -1,1 +1,200 @@
+//! `regwarden serve`: the HTTP edge (webhooks, health, metrics), the job workers, and the
+//! reconcile timer, all stopped gracefully on SIGTERM or SIGINT.
+
+pub mod jobs;
+pub mod metrics;
 pub mod verify;
+mod webhook;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::{Notify, watch};
+
+use crate::config::Config;
+use crate::reconcile::Engine;
+use crate::store::Store;
+use jobs::{JobPayload, Worker};
+use metrics::Metrics;
+use verify::Verifier;
+
+pub use webhook::dedupe_key;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub verifier: Arc<Verifier>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    /// Wakes an idle worker when a job is queued.
+    pub wake: Arc<Notify>,
+}
+
+/// Everything `serve` runs with, built by the caller from the configuration.
+pub struct Server {
+    pub config: Arc<Config>,
+    pub engine: Arc<Engine>,
+    pub store: Store,
+    pub verifier: Verifier,
+    pub listen: SocketAddr,
+    pub workers: usize,
+    /// How long running jobs may take to finish after a stop signal.
+    pub shutdown_grace: Duration,
+    /// How long a worker holds a job before another may take it over.
+    pub job_lock: Duration,
+}
+
+pub fn router(state: AppState, max_body: usize) -> Router {
+    Router::new()
+        .route("/webhooks/gitlab", post(webhook::receive))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+async fn readyz(State(app): State<AppState>) -> Response {
+    let ping = tokio::time::timeout(Duration::from_secs(2), app.store.ping())
+        .await
+        .unwrap_or_else(|_| Err(crate::store::StoreError::Query("no answer in 2 s".into())));
+    match ping {
+        Ok(()) => "ready".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: the store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "the store does not answer").into_response()
+        }
+    }
+}
+
+async fn metrics_text(State(app): State<AppState>) -> Response {
+    if let Ok(counts) = app.store.job_counts().await {
+        app.metrics.set_jobs(counts);
+    }
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Queues one reconcile pass per `interval` slot. Replicas sharing a store compute the same
+/// slot, and the delivery table lets only the first of them queue it.
+async fn timer(
+    store: Store,
+    interval: Duration,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let interval_ms = interval.as_millis().max(1) as i64;
+    loop {
+        let slot = crate::store::now_ms() / interval_ms;
+        let payload = serde_json::to_string(&JobPayload::Reconcile {
+            bindings: None,
+            reason: "timer".into(),
+        })
+        .expect("a payload serializes");
+        match store
+            .record_delivery(
+                &format!("timer:{interval_ms}:{slot}"),
+                "timer",
+                Some(&payload),
+            )
+            .await
+        {
+            Ok(true) => wake.notify_one(),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot queue the timer's reconcile pass"),
+        }
+        // Sleep to the next slot, plus up to a tenth of the interval so replicas spread out.
+        let next_slot_ms = (slot + 1) * interval_ms - crate::store::now_ms();
+        let jitter = (crate::store::now_ms() % (interval_ms / 10).max(1)).max(0);
+        let wait = Duration::from_millis((next_slot_ms + jitter).max(0) as u64);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+impl Server {
+    /// Serves until a stop signal, then lets running jobs finish (up to `shutdown_grace`).
+    pub async fn run(self) -> std::io::Result<()> {
+        let metrics = Arc::new(Metrics::default());
+        let wake = Arc::new(Notify::new());
+        let state = AppState {
+            verifier: Arc::new(self.verifier),
+            store: self.store.clone(),
+            metrics: metrics.clone(),
+            wake: wake.clone(),
+        };
+        let max_body = usize::try_from(self.config.server.max_body.0).unwrap_or(usize::MAX);
+        let app = router(state, max_body);
+        let listener = tokio::net::TcpListener::bind(self.listen).await?;
+        tracing::info!(listen = %listener.local_addr()?, "serving");
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..self.workers.max(1) {
+            let worker = Worker {
+                config: self.config.clone(),
+                engine: self.engine.clone(),
+                store: self.store.clone(),
+                metrics: metrics.clone(),
+                wake: wake.clone(),
+                name: format!("{}-w{i}", self.engine.holder),
+                job_lock: self.job_lock,
+            };
+            tasks.spawn(worker.run(stop_rx.clone()));
+        }
+        tasks.spawn(timer(
+            self.store.clone(),
+            self.config.server.reconcile_interval.0,
+            wake.clone(),
+            stop_rx.clone(),
+        ));
+
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                stop_signal().await;
+                tracing::info!("stopping: no new requests; running jobs finish");
+                let _ = stop_tx.send(true);
+            })
+            .await?;
+        let deadline = tokio::time::sleep(self.shutdown_grace);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                next = tasks.join_next() => if next.is_none() { break },
+                _ = &mut deadline => {
+                    tracing::warn!("jobs still running at the deadline; their locks expire and another process resumes them");
+                    break;
+                }
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

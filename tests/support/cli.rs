@@ -73,6 +73,20 @@ impl Regwarden {
         cmd.spawn().expect("run the regwarden binary")
     }
 
+    /// Starts the process with its stdout and stderr appended to `log`.
+    pub fn spawn_logging(self, log: &std::path::Path) -> tokio::process::Child {
+        let mut cmd = self.command();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file));
+        cmd.spawn().expect("run the regwarden binary")
+    }
+
     fn command(&self) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_regwarden"));
         cmd.args(&self.args).kill_on_drop(true);

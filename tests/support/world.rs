@@ -244,3 +244,72 @@ qovery_registry = "{QOVERY_REGISTRY}"
         self.dir.path()
     }
 }
+
+/// The signing token and the legacy secret a served world accepts.
+pub const SIGNING_TOKEN: &str = "whsec_cmVnd2FyZGVuLXRlc3Qtc2lnbmluZy1rZXktMzJiISE=";
+pub const LEGACY_SECRET: &str = "legacy-webhook-secret";
+
+/// A running `regwarden serve`.
+pub struct Serving {
+    pub url: String,
+    pub child: tokio::process::Child,
+}
+
+impl Serving {
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running") as i32;
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("stopped within 30 s")
+            .unwrap()
+    }
+
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+impl World {
+    /// Starts `regwarden serve` on a free port and waits until it answers /healthz.
+    pub async fn serve(&self, extra_args: &[&str]) -> Serving {
+        let port = super::server::closed_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["serve", "--listen", &listen];
+        args.extend_from_slice(extra_args);
+        args.extend(["--config", self.config.to_str().unwrap()]);
+        let child = regwarden(args)
+            .env("GITLAB_TOKEN", &self.gitlab_token)
+            .env("QOVERY_API_TOKEN", &self.qovery_token)
+            .env("REGWARDEN_WEBHOOK_SIGNING_TOKEN", SIGNING_TOKEN)
+            .env("REGWARDEN_WEBHOOK_SECRET", LEGACY_SECRET)
+            .spawn_logging(&self.dir.path().join(format!("serve-{port}.log")));
+        let url = format!("http://{listen}");
+        let http = regwarden::http::client(None, std::time::Duration::from_secs(2)).unwrap();
+        for _ in 0..200 {
+            if let Ok(r) = http.get(format!("{url}/healthz")).send().await
+                && r.status() == 200
+            {
+                return Serving { url, child };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("regwarden serve did not answer /healthz");
+    }
+
+    /// What the server logged (its stderr), for assertions and failure messages.
+    pub fn server_log(&self) -> String {
+        let mut all = String::new();
+        for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with("serve-") && name.ends_with(".log") {
+                all.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+        all
+    }
+}

@@ -1,0 +1,520 @@
+//! What a queued job asks for, and the worker pool that does it. A job that fails is retried
+//! with backoff, then marked dead (visible in `history` and `/metrics`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
+
+use super::metrics::{BindingLabels, Metrics, OutcomeLabels};
+use crate::config::{Config, CredentialKind};
+use crate::gitlab::Namespace;
+use crate::gitlab::events::{Event, TokenOwner};
+use crate::reconcile::plan::created_at;
+use crate::reconcile::{Binding, BindingReport, Engine, PassOptions, bindings};
+use crate::store::{JobOutcome, JournalEntry, Store, now_ms};
+
+/// Tries of a job before it is dead.
+pub const MAX_ATTEMPTS: i64 = 5;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "job")]
+pub enum JobPayload {
+    /// React to a webhook event.
+    Event { event: Event },
+    /// A reconcile pass: every binding (`None`) or these, for a reason (timer, CI job).
+    Reconcile {
+        bindings: Option<Vec<String>>,
+        reason: String,
+    },
+}
+
+/// What an event asks of the bindings.
+#[derive(Debug, PartialEq, Eq)]
+enum Action {
+    Nothing(String),
+    Pass { bindings: Vec<String>, force: bool },
+    Destroyed { bindings: Vec<String> },
+}
+
+fn project_matches(b: &Binding, path: &str, id: u64) -> bool {
+    matches!(&b.namespace, Namespace::Project(p) if p == path || *p == id.to_string())
+}
+
+fn names(bindings: impl Iterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = bindings.collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Which bindings an event concerns, and what to do about them.
+fn action(event: &Event, all: &[Binding]) -> Action {
+    match event {
+        Event::DeployTokenExpiring {
+            project,
+            token_name,
+            ..
+        } => {
+            let hit = names(
+                all.iter()
+                    .filter(|b| b.policy.credential == CredentialKind::DeployToken)
+                    .filter(|b| project_matches(b, &project.path, project.id))
+                    .filter(|b| created_at(&b.name, token_name).is_some())
+                    .map(|b| b.name.clone()),
+            );
+            if hit.is_empty() {
+                Action::Nothing(format!("token {token_name:?} is not one of regwarden's"))
+            } else {
+                Action::Pass {
+                    bindings: hit,
+                    force: true,
+                }
+            }
+        }
+        Event::AccessTokenExpiring {
+            owner, token_name, ..
+        } => {
+            let hit = names(
+                all.iter()
+                    .filter(|b| b.policy.credential == CredentialKind::AccessToken)
+                    .filter(|b| match (owner, &b.namespace) {
+                        (TokenOwner::Project(p), _) => project_matches(b, &p.path, p.id),
+                        (TokenOwner::Group(g), Namespace::Group(ns)) => {
+                            *ns == g.path || *ns == g.id.to_string()
+                        }
+                        _ => false,
+                    })
+                    .filter(|b| created_at(&b.name, token_name).is_some())
+                    .map(|b| b.name.clone()),
+            );
+            if hit.is_empty() {
+                Action::Nothing(format!("token {token_name:?} is not one of regwarden's"))
+            } else {
+                Action::Pass {
+                    bindings: hit,
+                    force: true,
+                }
+            }
+        }
+        Event::ProjectCreated { project } => {
+            let hit = names(
+                all.iter()
+                    .filter(|b| project_matches(b, &project.path, project.id))
+                    .map(|b| b.name.clone()),
+            );
+            if hit.is_empty() {
+                Action::Nothing(format!(
+                    "no binding or auto_bind rule covers {}",
+                    project.path
+                ))
+            } else {
+                Action::Pass {
+                    bindings: hit,
+                    force: false,
+                }
+            }
+        }
+        Event::ProjectRenamed { project, old_path }
+        | Event::ProjectTransferred { project, old_path } => {
+            let hit = names(
+                all.iter()
+                    .filter(|b| {
+                        project_matches(b, &project.path, project.id)
+                            || project_matches(b, old_path, project.id)
+                    })
+                    .map(|b| b.name.clone()),
+            );
+            if hit.is_empty() {
+                Action::Nothing(format!("no binding covers {} or {old_path}", project.path))
+            } else {
+                // The repository path changed: a new token is checked against the new path.
+                Action::Pass {
+                    bindings: hit,
+                    force: true,
+                }
+            }
+        }
+        Event::ProjectDestroyed { project } => {
+            let hit = names(
+                all.iter()
+                    .filter(|b| project_matches(b, &project.path, project.id))
+                    .map(|b| b.name.clone()),
+            );
+            if hit.is_empty() {
+                Action::Nothing(format!("no binding covers {}", project.path))
+            } else {
+                Action::Destroyed { bindings: hit }
+            }
+        }
+        Event::Ignored { event } => Action::Nothing(format!("{event} is not handled")),
+    }
+}
+
+pub struct Worker {
+    pub config: Arc<Config>,
+    pub engine: Arc<Engine>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub wake: Arc<Notify>,
+    pub name: String,
+    pub job_lock: Duration,
+}
+
+impl Worker {
+    /// Claims and runs jobs until `stop` turns true; a running job is finished first.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            match self.store.claim_job(&self.name, self.job_lock).await {
+                Ok(Some(job)) => {
+                    let started = Instant::now();
+                    let span = tracing::info_span!("job", id = job.id, attempt = job.attempts);
+                    let result =
+                        tracing::Instrument::instrument(self.process(&job.payload), span).await;
+                    self.metrics
+                        .job_duration
+                        .observe(started.elapsed().as_secs_f64());
+                    self.settle(job.id, job.attempts, result).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot claim a job"),
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    async fn settle(&self, id: i64, attempts: i64, result: Result<(), String>) {
+        let outcome = match &result {
+            Ok(()) => JobOutcome::Done,
+            Err(e) if attempts < MAX_ATTEMPTS => {
+                // 2, 4, 8, 16 s, with up to a second of jitter so replicas spread out.
+                let backoff = 1000 * (1i64 << attempts.min(8)) + fastrand_ms();
+                tracing::warn!(error = %e, retry_in_ms = backoff, "job failed; retrying");
+                JobOutcome::Retry {
+                    at_ms: now_ms() + backoff,
+                    error: e,
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "job failed for good");
+                let _ = self
+                    .store
+                    .record(&JournalEntry {
+                        at_ms: now_ms(),
+                        binding: "(server)".into(),
+                        rotation: None,
+                        step: "job".into(),
+                        outcome: "dead".into(),
+                        reason: format!("job {id} gave up after {attempts} tries: {e}"),
+                        token_id: None,
+                        fingerprint: None,
+                    })
+                    .await;
+                JobOutcome::Dead { error: e }
+            }
+        };
+        if let Err(e) = self.store.settle_job(id, outcome).await {
+            tracing::warn!(error = %e, "cannot settle a job; its lock will expire and it runs again");
+        }
+    }
+
+    async fn process(&self, payload: &str) -> Result<(), String> {
+        let payload: JobPayload =
+            serde_json::from_str(payload).map_err(|e| format!("unreadable job: {e}"))?;
+        let all = bindings::resolve(&self.config, &self.engine.gitlab)
+            .await
+            .map_err(|e| format!("cannot expand [[auto_bind]] rules: {e}"))?;
+        let (selected, force) = match payload {
+            JobPayload::Reconcile { bindings, reason } => {
+                tracing::info!(%reason, "reconcile pass");
+                let selected = match bindings {
+                    None => all,
+                    Some(names) => all
+                        .into_iter()
+                        .filter(|b| names.contains(&b.name))
+                        .collect(),
+                };
+                (selected, false)
+            }
+            JobPayload::Event { event } => match action(&event, &all) {
+                Action::Nothing(why) => {
+                    tracing::info!(event = event.kind(), "nothing to do: {why}");
+                    return Ok(());
+                }
+                Action::Pass { bindings, force } => (
+                    all.into_iter()
+                        .filter(|b| bindings.contains(&b.name))
+                        .collect(),
+                    force,
+                ),
+                Action::Destroyed { bindings } => {
+                    let gone: Vec<Binding> = all
+                        .into_iter()
+                        .filter(|b| bindings.contains(&b.name))
+                        .collect();
+                    return self.project_destroyed(&gone).await;
+                }
+            },
+        };
+        let reports = self
+            .engine
+            .run(
+                &selected,
+                PassOptions {
+                    dry_run: false,
+                    force,
+                },
+            )
+            .await;
+        self.observe(&reports);
+        let failed: Vec<String> = reports
+            .iter()
+            .filter(|r| r.outcome.is_failure())
+            .map(|r| format!("{}: {}", r.binding, r.error.as_deref().unwrap_or("failed")))
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+
+    fn observe(&self, reports: &[BindingReport]) {
+        for r in reports {
+            let outcome = serde_json::to_value(r.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            self.metrics
+                .rotations
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc();
+            if let Some(expires) = r.held.as_ref().and_then(|h| h.expires) {
+                let days = (expires - chrono::Utc::now().date_naive()).num_days();
+                self.metrics
+                    .days_until_expiry
+                    .get_or_create(&BindingLabels {
+                        binding: r.binding.clone(),
+                    })
+                    .set(days);
+            }
+        }
+    }
+
+    /// A bound project is gone, and its tokens with it. Its Qovery registry is deleted when
+    /// no service uses it; otherwise it is kept and a warning says why.
+    async fn project_destroyed(&self, gone: &[Binding]) -> Result<(), String> {
+        let org = &self.engine.organization;
+        for b in gone {
+            let registry = self
+                .engine
+                .qovery
+                .registry_by_name(org, &b.qovery_registry)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(registry) = registry else { continue };
+            let ours = registry
+                .description
+                .as_deref()
+                .and_then(crate::reconcile::Marker::find)
+                .is_some_and(|m| m.binding == b.name);
+            let (step, outcome, reason) = if !ours || registry.is_cluster_owned() {
+                (
+                    "delete_registry",
+                    "skipped",
+                    "the registry is not one regwarden manages".to_string(),
+                )
+            } else if registry.associated_services_count.unwrap_or(1) > 0 {
+                (
+                    "delete_registry",
+                    "kept",
+                    format!(
+                        "the project is gone but {} service(s) still use Qovery registry {:?}",
+                        registry.associated_services_count.unwrap_or(0),
+                        registry.name
+                    ),
+                )
+            } else {
+                self.engine
+                    .qovery
+                    .delete_registry(org, &registry)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                (
+                    "delete_registry",
+                    "ok",
+                    format!("project gone; deleted Qovery registry {:?}", registry.name),
+                )
+            };
+            if outcome == "kept" {
+                tracing::warn!(binding = %b.name, "{reason}");
+            }
+            let _ = self
+                .store
+                .record(&JournalEntry {
+                    at_ms: now_ms(),
+                    binding: b.name.clone(),
+                    rotation: None,
+                    step: step.into(),
+                    outcome: outcome.into(),
+                    reason,
+                    token_id: None,
+                    fingerprint: None,
+                })
+                .await;
+        }
+        Ok(())
+    }
+}
+
+/// Up to a second of jitter, without a random-number crate: the clock's low bits differ
+/// between replicas and between calls.
+fn fastrand_ms() -> i64 {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        % 1000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    use crate::gitlab::events::{GroupRef, ProjectRef};
+
+    fn binding(name: &str, ns: Namespace, credential: CredentialKind) -> Binding {
+        Binding {
+            name: name.into(),
+            namespace: ns,
+            repository: "x".into(),
+            qovery_registry: format!("r-{name}"),
+            policy: Policy {
+                credential,
+                ..Policy::default()
+            },
+        }
+    }
+
+    fn all() -> Vec<Binding> {
+        vec![
+            binding(
+                "api",
+                Namespace::Project("acme/api".into()),
+                CredentialKind::DeployToken,
+            ),
+            binding(
+                "web",
+                Namespace::Project("acme/web".into()),
+                CredentialKind::DeployToken,
+            ),
+            binding(
+                "grp",
+                Namespace::Group("acme/platform".into()),
+                CredentialKind::AccessToken,
+            ),
+        ]
+    }
+
+    fn project(path: &str) -> ProjectRef {
+        ProjectRef {
+            id: 7,
+            path: path.into(),
+        }
+    }
+
+    #[test]
+    fn an_expiring_regwarden_token_forces_its_binding() {
+        let e = Event::DeployTokenExpiring {
+            project: project("acme/api"),
+            token_id: 1,
+            token_name: "regwarden-api-20261124T100000Z".into(),
+            expires_at: "2026-12-01 00:00:00 UTC".into(),
+        };
+        assert_eq!(
+            action(&e, &all()),
+            Action::Pass {
+                bindings: vec!["api".into()],
+                force: true
+            }
+        );
+    }
+
+    #[test]
+    fn an_expiring_token_of_someone_else_is_left_alone() {
+        let e = Event::DeployTokenExpiring {
+            project: project("acme/api"),
+            token_id: 1,
+            token_name: "ci-pull".into(),
+            expires_at: "x".into(),
+        };
+        assert!(matches!(action(&e, &all()), Action::Nothing(_)));
+    }
+
+    #[test]
+    fn a_group_access_token_reaches_its_group_binding() {
+        let e = Event::AccessTokenExpiring {
+            owner: TokenOwner::Group(GroupRef {
+                id: 9,
+                path: "acme/platform".into(),
+            }),
+            token_id: 1,
+            token_name: "regwarden-grp-20261124T100000Z".into(),
+            expires_at: "2026-12-01".into(),
+        };
+        assert_eq!(
+            action(&e, &all()),
+            Action::Pass {
+                bindings: vec!["grp".into()],
+                force: true
+            }
+        );
+    }
+
+    #[test]
+    fn project_events_reach_the_bindings_of_the_project() {
+        let renamed = Event::ProjectRenamed {
+            project: project("acme/api2"),
+            old_path: "acme/api".into(),
+        };
+        assert_eq!(
+            action(&renamed, &all()),
+            Action::Pass {
+                bindings: vec!["api".into()],
+                force: true
+            }
+        );
+        let created = Event::ProjectCreated {
+            project: project("acme/web"),
+        };
+        assert_eq!(
+            action(&created, &all()),
+            Action::Pass {
+                bindings: vec!["web".into()],
+                force: false
+            }
+        );
+        let destroyed = Event::ProjectDestroyed {
+            project: project("acme/web"),
+        };
+        assert_eq!(
+            action(&destroyed, &all()),
+            Action::Destroyed {
+                bindings: vec!["web".into()]
+            }
+        );
+        let elsewhere = Event::ProjectCreated {
+            project: project("other/thing"),
+        };
+        assert!(matches!(action(&elsewhere, &all()), Action::Nothing(_)));
+    }
+}

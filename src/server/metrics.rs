@@ -1,0 +1,126 @@
+//! `/metrics` in Prometheus text format. Labels carry event kinds, outcomes and binding names,
+//! never a token, a token name or a fingerprint.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::store::JobCounts;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    pub event: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BindingLabels {
+    pub binding: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub deliveries: Family<DeliveryLabels, Counter>,
+    pub verification_failures: Family<ReasonLabels, Counter>,
+    pub jobs: Family<StatusLabels, Gauge>,
+    pub rotations: Family<OutcomeLabels, Counter>,
+    pub job_duration: Histogram,
+    pub days_until_expiry: Family<BindingLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("regwarden");
+        let deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries by event and outcome",
+            deliveries.clone(),
+        );
+        let verification_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "webhook_verification_failures",
+            "Webhook requests refused, by reason",
+            verification_failures.clone(),
+        );
+        let jobs = Family::<StatusLabels, Gauge>::default();
+        registry.register("jobs", "Jobs in the queue by status", jobs.clone());
+        let rotations = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "rotations",
+            "Binding outcomes of passes run by the server",
+            rotations.clone(),
+        );
+        let job_duration = Histogram::new(exponential_buckets(0.01, 2.0, 14));
+        registry.register(
+            "job_duration_seconds",
+            "Time to run one job",
+            job_duration.clone(),
+        );
+        let days_until_expiry = Family::<BindingLabels, Gauge>::default();
+        registry.register(
+            "token_days_until_expiry",
+            "Days until the token Qovery holds expires, per binding",
+            days_until_expiry.clone(),
+        );
+        Self {
+            registry,
+            deliveries,
+            verification_failures,
+            jobs,
+            rotations,
+            job_duration,
+            days_until_expiry,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn delivery(&self, event: &str, outcome: &str) {
+        self.deliveries
+            .get_or_create(&DeliveryLabels {
+                event: event.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn set_jobs(&self, counts: JobCounts) {
+        for (status, n) in [
+            ("queued", counts.queued),
+            ("running", counts.running),
+            ("dead", counts.dead),
+        ] {
+            self.jobs
+                .get_or_create(&StatusLabels {
+                    status: status.into(),
+                })
+                .set(n);
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

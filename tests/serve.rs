@@ -1,0 +1,311 @@
+//! `regwarden serve` as GitLab sees it: signed and legacy webhooks through the real router,
+//! durable intake and dedupe, the worker acting on a token-expiry event, health, metrics,
+//! a kill after 202, and a graceful stop.
+
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+use support::postgres::Postgres;
+use support::world::{LEGACY_SECRET, PROJECT, SIGNING_TOKEN, Serving, Settings, World};
+
+/// A body signed as GitLab signs it (Standard Webhooks).
+fn signed(id: &str, body: &str, event: &str) -> reqwest::header::HeaderMap {
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let key = regwarden::server::verify::signing_key(SIGNING_TOKEN).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert("webhook-id", id.parse().unwrap());
+    h.insert("webhook-timestamp", ts.parse().unwrap());
+    h.insert("webhook-signature", format!("v1,{sig}").parse().unwrap());
+    h.insert("idempotency-key", id.parse().unwrap());
+    h.insert("x-gitlab-event", event.parse().unwrap());
+    h.insert("content-type", "application/json".parse().unwrap());
+    h
+}
+
+async fn post(s: &Serving, headers: reqwest::header::HeaderMap, body: &str) -> (u16, String) {
+    let http = regwarden::http::client(None, Duration::from_secs(10)).unwrap();
+    let r = http
+        .post(format!("{}/webhooks/gitlab", s.url))
+        .headers(headers)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn get(s: &Serving, path: &str) -> (u16, String) {
+    let http = regwarden::http::client(None, Duration::from_secs(10)).unwrap();
+    let r = http.get(format!("{}{path}", s.url)).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The expiry webhook GitLab sends for a deploy token of the project.
+fn expiry_payload(w: &World, token_id: u64, token_name: &str) -> String {
+    let project_id = w.gitlab.state.lock().unwrap().projects[0].id;
+    json!({
+        "object_kind": "deploy_token",
+        "project": {"id": project_id, "name": "api", "path_with_namespace": PROJECT},
+        "object_attributes": {
+            "id": token_id, "name": token_name,
+            "expires_at": "2026-12-01 07:57:25 UTC", "created_at": "2026-11-01 07:57:25 UTC",
+            "revoked": false, "deploy_token_type": "project_type"
+        },
+        "event_name": "expiring_deploy_token"
+    })
+    .to_string()
+}
+
+/// Polls until `cond` holds, for up to 20 s.
+async fn eventually(what: &str, w: &World, cond: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not happen; server log:\n{}", w.server_log());
+}
+
+/// A world with a token in Qovery already, served with a long timer so only webhooks act.
+async fn served_world(settings: Settings) -> (World, Serving) {
+    let w = World::with(Settings {
+        extra: format!(
+            "{}\n[server]\nreconcile_interval = \"1h\"\nmax_body = \"8KiB\"\n",
+            settings.extra
+        ),
+        ..settings
+    })
+    .await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    // Token names have a one-second grain.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let s = w.serve(&["--job-lock", "2s"]).await;
+    (w, s)
+}
+
+#[tokio::test]
+async fn an_expiry_webhook_rotates_its_binding_once_however_often_it_is_delivered() {
+    let (w, s) = served_world(Settings::default()).await;
+    let old = w.held_token().unwrap();
+    let body = expiry_payload(&w, old.id, &old.name);
+
+    let (first, answer) = post(
+        &s,
+        signed("msg_1", &body, "Resource Deploy Token Hook"),
+        &body,
+    )
+    .await;
+    let (again, again_answer) = post(
+        &s,
+        signed("msg_1", &body, "Resource Deploy Token Hook"),
+        &body,
+    )
+    .await;
+
+    assert_eq!((first, answer.as_str()), (202, r#"{"status":"accepted"}"#));
+    assert_eq!(
+        (again, again_answer.as_str()),
+        (200, r#"{"status":"duplicate"}"#)
+    );
+    eventually("the rotation", &w, || {
+        w.held_token().is_some_and(|t| t.id != old.id)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        w.gitlab.calls("POST /api/v4/projects/{id}/deploy_tokens"),
+        2,
+        "one rotation after the first pass"
+    );
+    assert!(w.qovery_can_pull().await);
+    s.terminate().await;
+}
+
+#[tokio::test]
+async fn refused_requests_get_a_bare_401_and_gitlab_never_sees_a_4xx_for_what_it_may_send() {
+    let (w, s) = served_world(Settings::default()).await;
+    let push = r#"{"object_kind":"push","ref":"refs/heads/main"}"#;
+
+    let mut bad_signature = signed("msg_2", push, "Push Hook");
+    bad_signature.insert("webhook-signature", "v1,AAAA".parse().unwrap());
+    let mut legacy = reqwest::header::HeaderMap::new();
+    legacy.insert("x-gitlab-token", LEGACY_SECRET.parse().unwrap());
+    legacy.insert("x-gitlab-event", "Push Hook".parse().unwrap());
+    let mut wrong_legacy = legacy.clone();
+    wrong_legacy.insert("x-gitlab-token", "guess".parse().unwrap());
+
+    assert_eq!(post(&s, bad_signature, push).await, (401, String::new()));
+    assert_eq!(post(&s, wrong_legacy, push).await, (401, String::new()));
+    assert_eq!(
+        post(&s, reqwest::header::HeaderMap::new(), push).await,
+        (401, String::new())
+    );
+    let (code, body) = post(&s, legacy.clone(), push).await;
+    assert_eq!((code, body.as_str()), (200, r#"{"status":"ignored"}"#));
+
+    let (code, body) = post(&s, signed("msg_3", "{not json", "Push Hook"), "{not json").await;
+    assert_eq!(code, 400);
+    assert!(body.contains("the body is not a JSON object"), "{body}");
+
+    let big = format!(
+        "{{\"object_kind\":\"push\",\"pad\":\"{}\"}}",
+        "x".repeat(10_000)
+    );
+    assert_eq!(post(&s, legacy, &big).await.0, 413);
+
+    let (_, metrics) = get(&s, "/metrics").await;
+    assert!(
+        metrics
+            .contains(r#"regwarden_webhook_verification_failures_total{reason="bad_signature"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains(r#"regwarden_webhook_deliveries_total{event="ignored",outcome="ignored"} 1"#),
+        "{metrics}"
+    );
+    drop(w);
+    s.kill().await;
+}
+
+#[tokio::test]
+async fn every_fixture_replays_through_the_router_without_a_4xx() {
+    let dir = std::env::var("REGWARDEN_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+        .join("fixtures/gitlab-webhooks");
+    if !dir.is_dir() {
+        eprintln!(
+            "skipped: the GitLab payload fixtures are not here: {} is absent",
+            dir.display()
+        );
+        return;
+    }
+    let (w, s) = served_world(Settings::default()).await;
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let mut replayed = 0;
+    for line in readme
+        .lines()
+        .filter(|l| l.starts_with("| `") && l.contains(".json`"))
+    {
+        let cells: Vec<&str> = line
+            .split('|')
+            .map(|c| c.trim().trim_matches('`'))
+            .collect();
+        let (file, event) = (cells[1], cells[2]);
+        let body = std::fs::read_to_string(dir.join(file)).unwrap();
+        let (code, answer) =
+            post(&s, signed(&format!("fixture-{file}"), &body, event), &body).await;
+        assert!(code == 200 || code == 202, "{file}: {code} {answer}");
+        replayed += 1;
+    }
+    assert_eq!(replayed, 14);
+    let (_, metrics) = get(&s, "/metrics").await;
+    assert!(!metrics.contains(&w.gitlab_token) && !metrics.contains(&w.qovery_token));
+    s.kill().await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer() {
+    let (w, s) = served_world(Settings::default()).await;
+
+    assert_eq!(get(&s, "/healthz").await, (200, "ok".into()));
+    assert_eq!(get(&s, "/readyz").await, (200, "ready".into()));
+    let (code, metrics) = get(&s, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("regwarden_jobs{status=\"queued\"}"),
+        "{metrics}"
+    );
+    for secret in w.token_secrets() {
+        assert!(!metrics.contains(&secret));
+    }
+    s.kill().await;
+}
+
+#[tokio::test]
+async fn a_delivery_answered_202_is_acted_on_after_a_kill() {
+    let (w, s) = served_world(Settings::default()).await;
+    let old = w.held_token().unwrap();
+    // A slow GitLab keeps the job in flight when the server dies.
+    w.gitlab.faults.lock().unwrap().latency = Duration::from_millis(400);
+    let body = expiry_payload(&w, old.id, &old.name);
+
+    let (code, _) = post(
+        &s,
+        signed("msg_kill", &body, "Resource Deploy Token Hook"),
+        &body,
+    )
+    .await;
+    assert_eq!(code, 202);
+    s.kill().await;
+    w.gitlab.faults.lock().unwrap().latency = Duration::ZERO;
+    let again = w.serve(&["--job-lock", "2s"]).await;
+
+    eventually("the rotation after the restart", &w, || {
+        w.held_token().is_some_and(|t| t.id != old.id)
+    })
+    .await;
+    assert!(w.qovery_can_pull().await);
+    again.kill().await;
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly() {
+    let (_w, s) = served_world(Settings::default()).await;
+    let status = s.terminate().await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn the_timer_reconciles_without_any_webhook() {
+    let w = World::with(Settings {
+        extra: "\n[server]\nreconcile_interval = \"1h\"\n".into(),
+        ..Settings::default()
+    })
+    .await;
+    assert!(w.qovery_registry().is_none());
+
+    // The first slot's pass runs at start-up.
+    let s = w.serve(&[]).await;
+
+    eventually("the timer's pass", &w, || w.held_token().is_some()).await;
+    s.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_stops_answering_gets_503_not_a_lost_delivery() {
+    let pg = Postgres::start();
+    let (w, s) = served_world(Settings {
+        store_url: Some(pg.url.clone()),
+        ..Settings::default()
+    })
+    .await;
+    let old = w.held_token().unwrap();
+    let body = expiry_payload(&w, old.id, &old.name);
+    drop(pg);
+
+    let (code, answer) = post(
+        &s,
+        signed("msg_503", &body, "Resource Deploy Token Hook"),
+        &body,
+    )
+    .await;
+    let (ready, _) = get(&s, "/readyz").await;
+
+    assert_eq!(
+        (code, answer.as_str()),
+        (503, r#"{"status":"store_unavailable"}"#)
+    );
+    assert_eq!(ready, 503);
+    s.kill().await;
+}

@@ -1,6 +1,7 @@
 //! `regwarden serve`: the HTTP edge (webhooks, health, metrics), the job workers, and the
 //! reconcile timer, all stopped gracefully on SIGTERM or SIGINT.
 
+pub mod ci;
 pub mod jobs;
 pub mod metrics;
 pub mod verify;
@@ -34,6 +35,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Wakes an idle worker when a job is queued.
     pub wake: Arc<Notify>,
+    pub config: Arc<Config>,
+    pub engine: Arc<Engine>,
+    /// `None` when `server.ci_audience` is not set.
+    pub ci: Option<Arc<ci::CiAuth>>,
 }
 
 /// Everything `serve` runs with, built by the caller from the configuration.
@@ -53,6 +58,7 @@ pub struct Server {
 pub fn router(state: AppState, max_body: usize) -> Router {
     Router::new()
         .route("/webhooks/gitlab", post(webhook::receive))
+        .route("/api/v1/ci/reconcile", post(ci::reconcile))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -144,11 +150,21 @@ impl Server {
     pub async fn run(self) -> std::io::Result<()> {
         let metrics = Arc::new(Metrics::default());
         let wake = Arc::new(Notify::new());
+        let ci = self.config.server.ci_audience.as_ref().map(|aud| {
+            Arc::new(ci::CiAuth::new(
+                self.engine.http.clone(),
+                &self.config.gitlab.url.0,
+                aud,
+            ))
+        });
         let state = AppState {
             verifier: Arc::new(self.verifier),
             store: self.store.clone(),
             metrics: metrics.clone(),
             wake: wake.clone(),
+            config: self.config.clone(),
+            engine: self.engine.clone(),
+            ci,
         };
         let max_body = usize::try_from(self.config.server.max_body.0).unwrap_or(usize::MAX);
         let app = router(state, max_body);

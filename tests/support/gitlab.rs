@@ -199,7 +199,12 @@ fn random_suffix(seed: u64) -> String {
 struct Keys {
     trusted: SigningKey,
     untrusted: SigningKey,
+    /// Signs CI ID tokens; published at /oauth/discovery/keys.
+    ci: SigningKey,
 }
+
+/// The `kid` of the CI ID-token key in the fake's JWKS.
+pub const CI_KID: &str = "regwarden-test-ci-key";
 
 #[derive(Clone)]
 pub struct FakeGitlab {
@@ -235,6 +240,7 @@ impl FakeGitlab {
         let keys = Arc::new(Keys {
             trusted: SigningKey::generate(dir, "gitlab-registry-signer"),
             untrusted: SigningKey::generate(dir, "some-other-signer"),
+            ci: SigningKey::generate(dir, "gitlab-ci-id-token-signer"),
         });
         let state = Arc::new(Mutex::new(GitlabState::default()));
         let faults: SharedFaults = Arc::new(Mutex::new(Faults::default()));
@@ -245,6 +251,7 @@ impl FakeGitlab {
         let mut router = Router::new()
             .route("/jwt/auth", get(jwt_auth))
             .route("/api/v4/personal_access_tokens/self", get(token_self))
+            .route("/oauth/discovery/keys", get(jwks))
             .route("/api/v4/projects/{id}", get(get_project))
             .route("/api/v4/groups/{id}/projects", get(group_projects));
         for (prefix, kind) in [("projects", Kind::Project), ("groups", Kind::Group)] {
@@ -424,6 +431,40 @@ impl FakeGitlab {
 
     pub fn set_sign_with_untrusted_key(&self, on: bool) {
         self.state.lock().unwrap().sign_with_untrusted_key = on;
+    }
+
+    /// A CI job's ID token (reference §7), signed with the key the JWKS publishes. The ids are
+    /// strings, as in GitLab's example. `kid` and `exp_in` let tests spoil it.
+    pub fn mint_id_token(&self, project_path: &str, aud: &str, kid: &str, exp_in: i64) -> String {
+        let s = self.state.lock().unwrap();
+        let project = s
+            .project(project_path)
+            .cloned()
+            .expect("a project of the fake");
+        drop(s);
+        let now = Utc::now().timestamp();
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.to_string());
+        header.typ = Some("JWT".into());
+        let claims = json!({
+            "iss": self.url(),
+            "sub": format!("project_path:{project_path}:ref_type:branch:ref:main"),
+            "aud": aud,
+            "iat": now,
+            "nbf": now - 1,
+            "exp": now + exp_in,
+            "jti": random_suffix(now as u64),
+            "project_id": project.id.to_string(),
+            "project_path": project_path,
+            "namespace_id": project.namespace_id.to_string(),
+            "namespace_path": project_path.rsplit_once('/').map(|(g, _)| g).unwrap_or(""),
+            "job_id": "1212",
+            "ref": "main",
+            "ref_type": "branch",
+            "ref_protected": "true",
+        });
+        let key = EncodingKey::from_rsa_pem(&self.keys.ci.key_pem).unwrap();
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
     }
 
     /// A registry JWT granting `actions` on `repository`, as GitLab would for its own jobs:
@@ -933,6 +974,19 @@ async fn rotate_access_token(
     json["token"] = Value::String(secret);
     s.access_tokens.push(successor);
     Json(json).into_response()
+}
+
+/// `GET /oauth/discovery/keys`: the keys CI ID tokens are signed with (reference §7).
+async fn jwks(State(app): State<App>) -> Response {
+    Json(json!({"keys": [{
+        "kty": "RSA",
+        "kid": CI_KID,
+        "e": "AQAB",
+        "n": app.keys.ci.modulus_b64url,
+        "use": "sig",
+        "alg": "RS256",
+    }]}))
+    .into_response()
 }
 
 /// `GET /api/v4/personal_access_tokens/self` (reference §4, §8): the calling token's record.

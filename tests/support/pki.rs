@@ -25,6 +25,8 @@ pub struct SigningKey {
     pub cert_path: PathBuf,
     /// The libtrust key id of the public key, which the registry matches against the JWT `kid`.
     pub kid: String,
+    /// The RSA modulus, base64url without padding, as a JWK's `n`.
+    pub modulus_b64url: String,
 }
 
 impl SigningKey {
@@ -57,10 +59,23 @@ impl SigningKey {
             ],
         );
         let public_der = std::fs::read(dir.join(&der)).unwrap();
+        let modulus = Command::new("openssl")
+            .args(["rsa", "-in", &key, "-noout", "-modulus"])
+            .current_dir(dir)
+            .output()
+            .expect("openssl rsa -modulus");
+        let hex = String::from_utf8(modulus.stdout).unwrap();
+        let hex = hex.trim().trim_start_matches("Modulus=");
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        use base64::Engine;
         Self {
             key_pem: std::fs::read(dir.join(&key)).unwrap(),
             cert_path: dir.join(&cert),
             kid: libtrust_key_id(&public_der),
+            modulus_b64url: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
         }
     }
 }

@@ -1,0 +1,226 @@
+//! `POST /api/v1/ci/reconcile`: a GitLab CI job proves who it is with its ID token (RS256,
+//! from `id_tokens:` with `aud` = this server's URL), and the bindings of its project are
+//! reconciled. No GitLab or Qovery secret lives in CI.
+//!
+//! The token is verified against GitLab's JWKS (`<gitlab.url>/oauth/discovery/keys`, cached,
+//! fetched again for an unknown `kid` at most once a minute), its `iss` (the GitLab URL), `aud`
+//! (`server.ci_audience`) and `exp`/`nbf` with a minute of leeway. The project is authorized by
+//! its stable `project_id`: GitLab is asked for the project's current path, never the claim's.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use reqwest::Url;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use super::AppState;
+use super::jobs::JobPayload;
+use crate::gitlab::Namespace;
+use crate::reconcile::bindings;
+
+/// An unknown `kid` makes the keys be fetched again, but not more often than this.
+const REFETCH_AFTER: Duration = Duration::from_secs(60);
+
+pub struct CiAuth {
+    http: reqwest::Client,
+    jwks_url: Url,
+    issuer: String,
+    audience: String,
+    keys: Mutex<Keys>,
+}
+
+#[derive(Default)]
+struct Keys {
+    by_kid: HashMap<String, DecodingKey>,
+    fetched_at: Option<Instant>,
+}
+
+fn refuse(code: StatusCode, why: impl Into<String>) -> Response {
+    (
+        code,
+        Json(json!({ "status": "refused", "error": why.into() })),
+    )
+        .into_response()
+}
+
+impl CiAuth {
+    pub fn new(http: reqwest::Client, gitlab: &Url, audience: &str) -> Self {
+        let issuer = gitlab.as_str().trim_end_matches('/').to_string();
+        let jwks_url = crate::http::directory_url(gitlab, "oauth/discovery")
+            .join("keys")
+            .expect("a valid URL");
+        Self {
+            http,
+            jwks_url,
+            issuer,
+            audience: audience.to_string(),
+            keys: Mutex::new(Keys::default()),
+        }
+    }
+
+    async fn key(&self, kid: &str) -> Result<DecodingKey, String> {
+        let mut keys = self.keys.lock().await;
+        if let Some(k) = keys.by_kid.get(kid) {
+            return Ok(k.clone());
+        }
+        if keys
+            .fetched_at
+            .is_some_and(|at| at.elapsed() < REFETCH_AFTER)
+        {
+            return Err(format!("no key {kid:?} in GitLab's JWKS"));
+        }
+        keys.fetched_at = Some(Instant::now());
+        let set: JwkSet = self
+            .http
+            .get(self.jwks_url.clone())
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("cannot fetch GitLab's JWKS: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("GitLab's JWKS is unreadable: {e}"))?;
+        keys.by_kid = set
+            .keys
+            .iter()
+            .filter_map(|jwk| {
+                let kid = jwk.common.key_id.clone()?;
+                DecodingKey::from_jwk(jwk).ok().map(|k| (kid, k))
+            })
+            .collect();
+        keys.by_kid
+            .get(kid)
+            .cloned()
+            .ok_or_else(|| format!("no key {kid:?} in GitLab's JWKS"))
+    }
+
+    /// The verified claims of an ID token.
+    async fn verify(&self, token: &str) -> Result<Value, String> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("not a JWT: {e}"))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(format!(
+                "{:?} tokens are not accepted; GitLab signs ID tokens with RS256",
+                header.alg
+            ));
+        }
+        let kid = header.kid.ok_or("the token names no key (kid)")?;
+        let key = self.key(&kid).await?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.validate_nbf = true;
+        validation.leeway = 60;
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        jsonwebtoken::decode::<Value>(token, &key, &validation)
+            .map(|d| d.claims)
+            .map_err(|e| format!("the ID token is not valid here: {e}"))
+    }
+}
+
+/// A claim GitLab sends as a string (`"project_id": "20"`) or, on some versions, a number.
+fn id_claim(claims: &Value, name: &str) -> Option<String> {
+    match claims.get(name)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+pub async fn reconcile(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(ci) = &app.ci else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "the CI endpoint is off: set server.ci_audience to this server's URL",
+        );
+    };
+    let Some(token) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "send the job's ID token as Authorization: Bearer",
+        );
+    };
+    let claims = match ci.verify(token.trim()).await {
+        Ok(c) => c,
+        Err(why) => {
+            tracing::warn!(%why, "CI token refused");
+            return refuse(StatusCode::UNAUTHORIZED, why);
+        }
+    };
+    let Some(project_id) = id_claim(&claims, "project_id") else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "the ID token has no project_id claim",
+        );
+    };
+    // The project's path now, from GitLab, by its stable id.
+    let project = match app.engine.gitlab.project(&project_id).await {
+        Ok(p) => p,
+        Err(e) => return refuse(StatusCode::FORBIDDEN, format!("project {project_id}: {e}")),
+    };
+    let all = match bindings::resolve(&app.config, &app.engine.gitlab).await {
+        Ok(b) => b,
+        Err(e) => {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot expand [[auto_bind]] rules: {e}"),
+            );
+        }
+    };
+    let path = &project.path_with_namespace;
+    let names: Vec<String> = all
+        .iter()
+        .filter(|b| match &b.namespace {
+            Namespace::Project(p) => p == path || *p == project_id,
+            Namespace::Group(g) => path.starts_with(&format!("{g}/")),
+        })
+        .map(|b| b.name.clone())
+        .collect();
+    if names.is_empty() {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!("project {path} ({project_id}) has no binding on this server"),
+        );
+    }
+    let payload = serde_json::to_string(&JobPayload::Reconcile {
+        bindings: Some(names.clone()),
+        reason: format!(
+            "CI job {} of {path}",
+            id_claim(&claims, "job_id").unwrap_or_default()
+        ),
+    })
+    .expect("a payload serializes");
+    // One pass per ID token: a retried request does not queue a second one.
+    let key = format!(
+        "ci:{}",
+        id_claim(&claims, "jti").unwrap_or_else(|| super::dedupe_key(&headers, token.as_bytes()))
+    );
+    match app
+        .store
+        .record_delivery(&key, "ci_reconcile", Some(&payload))
+        .await
+    {
+        Ok(_) => {
+            app.wake.notify_one();
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "status": "accepted", "bindings": names })),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot queue the CI pass");
+            refuse(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable")
+        }
+    }
+}

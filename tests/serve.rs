@@ -309,3 +309,46 @@ async fn a_store_that_stops_answering_gets_503_not_a_lost_delivery() {
     assert_eq!(ready, 503);
     s.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_sharing_postgres_run_each_job_once_and_rotate_once() {
+    let pg = Postgres::start();
+    let w = World::with(Settings {
+        store_url: Some(pg.url.clone()),
+        extra: "\n[server]\nreconcile_interval = \"1h\"\n".into(),
+        ..Settings::default()
+    })
+    .await;
+    w.gitlab.faults.lock().unwrap().latency = Duration::from_millis(30);
+
+    // Both start in the same timer slot: one pass between them provisions the binding.
+    let (a, b) = tokio::join!(w.serve(&[]), w.serve(&[]));
+    eventually("the timer's pass", &w, || w.held_token().is_some()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        w.gitlab.calls("POST /api/v4/projects/{id}/deploy_tokens"),
+        1
+    );
+
+    // GitLab delivers the same expiry event to both (a retry that hit the other replica).
+    let old = w.held_token().unwrap();
+    let body = expiry_payload(&w, old.id, &old.name);
+    let headers = signed("msg_twice", &body, "Resource Deploy Token Hook");
+    let (first, second) = tokio::join!(post(&a, headers.clone(), &body), post(&b, headers, &body));
+    let mut codes = [first.0, second.0];
+    codes.sort();
+    assert_eq!(codes, [200, 202], "{first:?} {second:?}");
+    eventually("the rotation", &w, || {
+        w.held_token().is_some_and(|t| t.id != old.id)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        w.gitlab.calls("POST /api/v4/projects/{id}/deploy_tokens"),
+        2,
+        "one rotation for one event"
+    );
+    assert!(w.qovery_can_pull().await);
+    a.kill().await;
+    b.kill().await;
+}

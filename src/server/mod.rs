@@ -32,6 +32,8 @@ pub use webhook::dedupe_key;
 pub struct AppState {
     pub verifier: Arc<Verifier>,
     pub store: Store,
+    /// Records webhook deliveries, many to a commit.
+    pub deliveries: crate::store::DeliveryWriter,
     pub metrics: Arc<Metrics>,
     /// Wakes an idle worker when a job is queued.
     pub wake: Arc<Notify>,
@@ -160,6 +162,7 @@ impl Server {
         let state = AppState {
             verifier: Arc::new(self.verifier),
             store: self.store.clone(),
+            deliveries: self.store.delivery_writer(),
             metrics: metrics.clone(),
             wake: wake.clone(),
             config: self.config.clone(),

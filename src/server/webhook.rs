@@ -86,19 +86,27 @@ pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Byte
 async fn record(app: AppState, key: String, event: Event) -> Response {
     let payload = match &event {
         Event::Ignored { .. } => None,
+        // regwarden only ever acts on tokens it named: another token's expiry needs no job.
+        Event::DeployTokenExpiring { token_name, .. }
+        | Event::AccessTokenExpiring { token_name, .. }
+            if !token_name.starts_with("regwarden-") =>
+        {
+            None
+        }
         e => Some(
             serde_json::to_string(&JobPayload::Event { event: e.clone() })
                 .expect("an event serializes"),
         ),
     };
     // GitLab waits 10 s for an answer; a store that hangs must not make it wait that long.
-    let recorded = tokio::time::timeout(
-        STORE_DEADLINE,
-        app.store
-            .record_delivery(&key, event.kind(), payload.as_deref()),
-    )
-    .await
-    .unwrap_or_else(|_| Err(crate::store::StoreError::Query("no answer in time".into())));
+    let delivery = crate::store::NewDelivery {
+        dedupe_key: key,
+        event: event.kind().to_string(),
+        payload: payload.clone(),
+    };
+    let recorded = tokio::time::timeout(STORE_DEADLINE, app.deliveries.record(delivery))
+        .await
+        .unwrap_or_else(|_| Err(crate::store::StoreError::Query("no answer in time".into())));
     match recorded {
         Err(e) => {
             tracing::error!(error = %e, "cannot record the delivery");

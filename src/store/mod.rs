@@ -95,6 +95,55 @@ fn migrator(backend: Backend) -> Migrator {
     )
 }
 
+/// `($1, $2, $3), ($4, $5, $6), ...`: `rows` tuples of `width` numbered placeholders.
+fn placeholders(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Deliveries written in one transaction at the most.
+const MAX_BATCH: usize = 256;
+
+/// A delivery to record.
+#[derive(Clone, Debug)]
+pub struct NewDelivery {
+    pub dedupe_key: String,
+    pub event: String,
+    /// The job it queues, if any.
+    pub payload: Option<String>,
+}
+
+struct Pending {
+    delivery: NewDelivery,
+    reply: tokio::sync::oneshot::Sender<Result<bool, String>>,
+}
+
+/// The handle of [`Store::delivery_writer`].
+#[derive(Clone)]
+pub struct DeliveryWriter {
+    tx: tokio::sync::mpsc::Sender<Pending>,
+}
+
+impl DeliveryWriter {
+    /// Records one delivery; `false` for a key seen before.
+    pub async fn record(&self, delivery: NewDelivery) -> Result<bool, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Pending { delivery, reply })
+            .await
+            .map_err(|_| StoreError::Query("the delivery writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Query("the delivery writer stopped".into()))?
+            .map_err(StoreError::Query)
+    }
+}
+
 /// A job claimed by a worker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
@@ -286,59 +335,152 @@ impl Store {
         event: &str,
         payload: Option<&str>,
     ) -> Result<bool, StoreError> {
+        let one = [NewDelivery {
+            dedupe_key: dedupe_key.to_string(),
+            event: event.to_string(),
+            payload: payload.map(str::to_string),
+        }];
+        Ok(self.record_deliveries(&one).await?[0])
+    }
+
+    /// [`Self::record_delivery`] for many deliveries in one transaction (one commit, one
+    /// write to disk, two statements); a key repeated within the batch counts once.
+    pub async fn record_deliveries(&self, batch: &[NewDelivery]) -> Result<Vec<bool>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO deliveries (dedupe_key, received_at_ms, event) VALUES ($1, $2, $3)
-             ON CONFLICT (dedupe_key) DO NOTHING",
-        )
-        .bind(dedupe_key)
-        .bind(now)
-        .bind(event)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if inserted && let Some(payload) = payload {
-            sqlx::query(
-                "INSERT INTO jobs (payload, status, attempts, next_run_ms, created_ms, updated_ms)
-                 VALUES ($1, 'queued', 0, $2, $2, $2)",
-            )
-            .bind(payload)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        // Placeholders are numbered by hand: the Any driver passes SQL through, and `$n` is
+        // what both PostgreSQL and SQLite read. Only placeholders are generated; every value
+        // is bound.
+        let sql = format!(
+            "INSERT INTO deliveries (dedupe_key, received_at_ms, event) VALUES {} \
+             ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key",
+            placeholders(batch.len(), 3)
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for d in batch {
+            insert = insert
+                .bind(d.dedupe_key.clone())
+                .bind(now)
+                .bind(d.event.clone());
+        }
+        let new_keys: std::collections::HashSet<String> = insert
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+        // The first occurrence of a new key is the new delivery; later ones are duplicates.
+        let mut seen = std::collections::HashSet::new();
+        let inserted: Vec<bool> = batch
+            .iter()
+            .map(|d| new_keys.contains(&d.dedupe_key) && seen.insert(d.dedupe_key.as_str()))
+            .collect();
+        let jobs: Vec<&String> = batch
+            .iter()
+            .zip(&inserted)
+            .filter(|(_, new)| **new)
+            .filter_map(|(d, _)| d.payload.as_ref())
+            .collect();
+        if !jobs.is_empty() {
+            let sql = format!(
+                "INSERT INTO jobs (payload, status, attempts, next_run_ms, created_ms, updated_ms) VALUES {}",
+                placeholders(jobs.len(), 6)
+            );
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for payload in jobs {
+                insert = insert
+                    .bind(payload.clone())
+                    .bind("queued")
+                    .bind(0i64)
+                    .bind(now)
+                    .bind(now)
+                    .bind(now);
+            }
+            insert.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(inserted)
     }
 
-    /// Claims the oldest runnable job for `worker` until `lock_for` from now: a queued job
-    /// whose time has come, or a running one whose worker died (its lock expired).
+    /// A writer that records deliveries in groups: each caller waits for the commit of the
+    /// batch its delivery is in, and concurrent deliveries share one commit.
+    pub fn delivery_writer(&self) -> DeliveryWriter {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Pending>(4096);
+        let store = self.clone();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut pending = vec![first];
+                while pending.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(p) => pending.push(p),
+                        Err(_) => break,
+                    }
+                }
+                let batch: Vec<NewDelivery> = pending.iter().map(|p| p.delivery.clone()).collect();
+                match store.record_deliveries(&batch).await {
+                    Ok(flags) => {
+                        for (p, new) in pending.into_iter().zip(flags) {
+                            let _ = p.reply.send(Ok(new));
+                        }
+                    }
+                    Err(e) => {
+                        let message = e.to_string();
+                        for p in pending {
+                            let _ = p.reply.send(Err(message.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        DeliveryWriter { tx }
+    }
+
+    /// Claims a runnable job for `worker` until `lock_for` from now: the queued job whose time
+    /// came first, else a running one whose worker died (its lock expired).
     pub async fn claim_job(
         &self,
         worker: &str,
         lock_for: Duration,
     ) -> Result<Option<Job>, StoreError> {
         let now = now_ms();
-        // The status test is repeated outside the subquery: under PostgreSQL's READ COMMITTED,
-        // a second claimer re-checks it on the row the first one just changed, and gets nothing.
-        let row = sqlx::query(
+        let until = now + lock_for.as_millis() as i64;
+        // Two statements, each served by the (status, next_run_ms) index. The condition is
+        // repeated outside the subquery: under PostgreSQL's READ COMMITTED a second claimer
+        // re-checks it on the row the first one just changed, and gets nothing.
+        let queued = sqlx::query(
             "UPDATE jobs SET status = 'running', locked_by = $1, locked_until_ms = $2,
                     attempts = attempts + 1, updated_ms = $3
-             WHERE id = (SELECT id FROM jobs
-                         WHERE (status = 'queued' AND next_run_ms <= $3)
-                            OR (status = 'running' AND locked_until_ms < $3)
-                         ORDER BY id LIMIT 1)
-               AND ((status = 'queued' AND next_run_ms <= $3)
-                    OR (status = 'running' AND locked_until_ms < $3))
+             WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND next_run_ms <= $3
+                         ORDER BY next_run_ms, id LIMIT 1)
+               AND status = 'queued'
              RETURNING id, payload, attempts",
         )
         .bind(worker)
-        .bind(now + lock_for.as_millis() as i64)
+        .bind(until)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
+        let row = match queued {
+            Some(row) => Some(row),
+            None => {
+                sqlx::query(
+                    "UPDATE jobs SET locked_by = $1, locked_until_ms = $2,
+                            attempts = attempts + 1, updated_ms = $3
+                     WHERE id = (SELECT id FROM jobs WHERE status = 'running' AND locked_until_ms < $3
+                                 ORDER BY id LIMIT 1)
+                       AND status = 'running' AND locked_until_ms < $3
+                     RETURNING id, payload, attempts",
+                )
+                .bind(worker)
+                .bind(until)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+        };
         row.map(|r| {
             Ok(Job {
                 id: r.try_get(0)?,

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Webhook intake throughput: wrk posts a real GitLab payload (a deploy-token expiry event) to
+# `regwarden serve` (SQLite store; every request a new delivery id, so each one is recorded and
+# queues a job) and, in the same run, to Debian's `webhook` (adnanh/webhook) with the equivalent
+# X-Gitlab-Token rule. Prints requests/s, p50 and p99 latency, idle and peak RSS of both, the
+# throughput ratio, and the same for regwarden's HMAC-signed path. DURATION (10s) and
+# CONNECTIONS (32) change the run.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+duration=${DURATION:-10s}
+connections=${CONNECTIONS:-32}
+
+missing=()
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v webhook >/dev/null 2>&1 || missing+=(webhook)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+cargo build --release --quiet --bin regwarden
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 1 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1"; exit 1; }
+rss_kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
+
+# A real payload GitLab sends (shared/fixtures when present, else the documented shape).
+payload="$work/payload.json"
+if [ -f ../shared/fixtures/gitlab-webhooks/resource_deploy_token_project.json ]; then
+  cp ../shared/fixtures/gitlab-webhooks/resource_deploy_token_project.json "$payload"
+else
+  printf '%s' '{"object_kind":"deploy_token","project":{"id":2,"path_with_namespace":"gitlab-org/gitlab-test"},"object_attributes":{"id":79,"name":"seven-days-6days","expires_at":"2025-08-03 07:57:25 UTC","created_at":"2025-07-28 07:57:25 UTC","revoked":false,"deploy_token_type":"project_type"},"event_name":"expiring_deploy_token"}' >"$payload"
+fi
+secret="bench-webhook-secret"
+signing="whsec_$(printf 'regwarden-bench-signing-key-32b!' | base64)"
+
+# wrk scripts: the legacy token with a new Idempotency-Key per request; and, for the signed
+# path, signatures computed ahead (Lua has no HMAC), one new webhook-id per request.
+cat >"$work/token.lua" <<LUA
+local threads = 0
+setup = function(thread)
+  thread:set("tid", threads)
+  threads = threads + 1
+end
+local body = io.open("$payload"):read("*a")
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json", ["X-Gitlab-Event"] = "Resource Deploy Token Hook",
+    ["X-Gitlab-Token"] = "$secret", ["Idempotency-Key"] = string.format("bench-%d-%d", tid, n)}, body)
+end
+LUA
+python3 - "$payload" "$signing" "$work/signatures.txt" <<'PY'
+import base64, hmac, hashlib, sys, time
+body = open(sys.argv[1], "rb").read()
+key = base64.b64decode(sys.argv[2][len("whsec_"):])
+ts = str(int(time.time()))
+with open(sys.argv[3], "w") as out:
+    for i in range(600000):
+        mid = "msg_bench_%d" % i
+        mac = hmac.new(key, b"%s.%s.%s" % (mid.encode(), ts.encode(), body), hashlib.sha256).digest()
+        out.write("%s %s v1,%s\n" % (mid, ts, base64.b64encode(mac).decode()))
+PY
+cat >"$work/signed.lua" <<LUA
+local threads = 0
+setup = function(thread)
+  thread:set("tid", threads)
+  threads = threads + 1
+end
+local body = io.open("$payload"):read("*a")
+local sigs = {}
+for line in io.lines("$work/signatures.txt") do
+  local id, ts, sig = line:match("(%S+) (%S+) (%S+)")
+  sigs[#sigs + 1] = {id, ts, sig}
+end
+local n = 0
+request = function()
+  -- Thread k takes entries k, k+2, k+4, ...: no delivery id is sent twice.
+  local s = sigs[(n * 2 + tid) % #sigs + 1]
+  n = n + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json", ["X-Gitlab-Event"] = "Resource Deploy Token Hook",
+    ["webhook-id"] = s[1], ["webhook-timestamp"] = s[2], ["webhook-signature"] = s[3]}, body)
+end
+LUA
+
+run_wrk() { wrk -t2 -c"$connections" -d"$duration" --latency -s "$2" "$1" >"$3" 2>&1; }
+rps() { awk '/Requests\/sec/ { print $2 }' "$1"; }
+pct() { awk -v p="$2" '$1 == p { print $2 }' "$1"; }
+non2xx() { awk '/Non-2xx/ { print $5 }' "$1"; }
+total() { awk '/requests in/ { print $1 }' "$1"; }
+
+# regwarden
+port=$(free_port)
+cat >"$work/regwarden.toml" <<TOML
+[gitlab]
+url = "http://127.0.0.1:9"
+registry_url = "http://127.0.0.1:9"
+[qovery]
+url = "http://127.0.0.1:9"
+organization_id = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+[store]
+url = "sqlite://$work/regwarden.db"
+[server]
+max_body = "1MiB"
+reconcile_interval = "24h"
+[[binding]]
+name = "api"
+project = "acme/api"
+qovery_registry = "gitlab-acme-api"
+TOML
+run_regwarden() {
+  rm -f "$work"/regwarden.db*
+  GITLAB_TOKEN=unused QOVERY_API_TOKEN=unused REGWARDEN_WEBHOOK_SECRET="$secret" \
+    REGWARDEN_WEBHOOK_SIGNING_TOKEN="$signing" RUST_LOG=error \
+    ./target/release/regwarden serve --config "$work/regwarden.toml" --listen "127.0.0.1:$port" &
+  rpid=$!; pids+=("$rpid")
+  wait_http "http://127.0.0.1:$port/healthz"; sleep 1
+}
+# Deliveries answered 2xx and recorded: accepted (a job queued) and ignored (none needed).
+recorded() {
+  curl -s "http://127.0.0.1:$port/metrics" \
+    | awk '/^regwarden_webhook_deliveries_total\{event="deploy_token_expiring",outcome="(accepted|ignored)"\}/ { n += $2 } END { print n + 0 }'
+}
+
+run_regwarden
+r_idle=$(rss_kib "$rpid" VmRSS)
+run_wrk "http://127.0.0.1:$port/webhooks/gitlab" "$work/token.lua" "$work/r_token.txt"
+r_peak=$(rss_kib "$rpid" VmHWM); r_recorded=$(recorded)
+kill "$rpid"; wait "$rpid" 2>/dev/null || true
+
+run_regwarden
+run_wrk "http://127.0.0.1:$port/webhooks/gitlab" "$work/signed.lua" "$work/r_signed.txt"
+s_peak=$(rss_kib "$rpid" VmHWM); s_recorded=$(recorded)
+kill "$rpid"; wait "$rpid" 2>/dev/null || true
+
+# The same with a token regwarden named: each delivery also queues a job the workers run.
+sed -e 's/"name": *"[^"]*"/"name": "regwarden-api-20261124T000000Z"/' "$payload" >"$work/ours.json"
+sed -e "s#$payload#$work/ours.json#" "$work/token.lua" >"$work/ours.lua"
+run_regwarden
+run_wrk "http://127.0.0.1:$port/webhooks/gitlab" "$work/ours.lua" "$work/r_ours.txt"
+o_peak=$(rss_kib "$rpid" VmHWM); o_recorded=$(recorded)
+kill "$rpid"; wait "$rpid" 2>/dev/null || true
+
+# adnanh/webhook with the same X-Gitlab-Token rule
+wport=$(free_port)
+cat >"$work/hooks.json" <<JSON
+[{"id": "gitlab", "execute-command": "/bin/true",
+  "trigger-rule": {"match": {"type": "value", "value": "$secret", "parameter": {"source": "header", "name": "X-Gitlab-Token"}}}}]
+JSON
+webhook -hooks "$work/hooks.json" -ip 127.0.0.1 -port "$wport" >"$work/webhook.log" 2>&1 &
+wpid=$!; pids+=("$wpid")
+sleep 1; w_idle=$(rss_kib "$wpid" VmRSS)
+run_wrk "http://127.0.0.1:$wport/hooks/gitlab" "$work/token.lua" "$work/w_token.txt"
+w_peak=$(rss_kib "$wpid" VmHWM)
+
+row() { printf '%-34s %10s %9s %9s %9s %10s %10s\n' "$@"; }
+row "" "req/s" "p50" "p99" "non-2xx" "idle RSS" "peak RSS"
+row "regwarden (X-Gitlab-Token)" "$(rps "$work/r_token.txt")" "$(pct "$work/r_token.txt" 50%)" "$(pct "$work/r_token.txt" 99%)" "$(non2xx "$work/r_token.txt")" "$((r_idle / 1024)) MiB" "$((r_peak / 1024)) MiB"
+row "regwarden (HMAC signature)" "$(rps "$work/r_signed.txt")" "$(pct "$work/r_signed.txt" 50%)" "$(pct "$work/r_signed.txt" 99%)" "$(non2xx "$work/r_signed.txt")" "" "$((s_peak / 1024)) MiB"
+row "regwarden (token, queues a job)" "$(rps "$work/r_ours.txt")" "$(pct "$work/r_ours.txt" 50%)" "$(pct "$work/r_ours.txt" 99%)" "$(non2xx "$work/r_ours.txt")" "" "$((o_peak / 1024)) MiB"
+row "adnanh/webhook (X-Gitlab-Token)" "$(rps "$work/w_token.txt")" "$(pct "$work/w_token.txt" 50%)" "$(pct "$work/w_token.txt" 99%)" "$(non2xx "$work/w_token.txt")" "$((w_idle / 1024)) MiB" "$((w_peak / 1024)) MiB"
+echo "deliveries recorded by regwarden: $r_recorded of $(total "$work/r_token.txt") requests (token), $s_recorded of $(total "$work/r_signed.txt") (signed), $o_recorded of $(total "$work/r_ours.txt") (queuing jobs)"
+awk -v r="$(rps "$work/r_token.txt")" -v w="$(rps "$work/w_token.txt")" 'BEGIN { printf "throughput ratio regwarden/webhook: %.2f (target: at least 4)\n", r / w }'
+echo "targets: p99 <= 5 ms at $connections connections; RSS <= 15 MiB idle, <= 50 MiB under load"

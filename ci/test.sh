@@ -19,6 +19,7 @@ command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+command -v rsync >/dev/null 2>&1 || missing+=(rsync)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing Debian packages: ${missing[*]}"
@@ -35,12 +36,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Node tools, pinned in ci/package-lock.json, installed into ci/node_modules.
-if [ ! -x ci/node_modules/.bin/prism ] || ! cmp -s ci/package-lock.json ci/node_modules/.regwarden-lock; then
+if [ ! -x ci/node_modules/.bin/prism ] || [ ! -x ci/node_modules/.bin/gitlab-ci-local ] \
+  || ! cmp -s ci/package-lock.json ci/node_modules/.regwarden-lock; then
   step "installing the pinned Node tools (ci/package.json)"
   npm ci --prefix ci --no-audit --no-fund --loglevel=error
   cp ci/package-lock.json ci/node_modules/.regwarden-lock
 fi
 export REGWARDEN_PRISM="$PWD/ci/node_modules/.bin/prism"
+export REGWARDEN_GITLAB_CI_LOCAL="$PWD/ci/node_modules/.bin/gitlab-ci-local"
 
 if [ -n "${CI:-}" ]; then
   export CARGO_TERM_COLOR=never

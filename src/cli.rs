@@ -62,6 +62,9 @@ pub enum Command {
     Reconcile(ReconcileArgs),
     /// Show the journal: every step of every rotation, newest first.
     History(HistoryArgs),
+    /// The jobs of the GitLab CI/CD component (templates/), run inside GitLab CI.
+    #[command(subcommand)]
+    Ci(crate::ci::CiCommand),
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +263,7 @@ async fn run(cli: Cli) -> u8 {
         Command::Serve(args) => serve(cli.config.as_deref(), args).await,
         Command::Reconcile(args) => reconcile(cli.config.as_deref(), args).await,
         Command::History(args) => history(cli.config.as_deref(), args).await,
+        Command::Ci(command) => crate::ci::run(command).await,
     }
 }
 

@@ -171,7 +171,7 @@ impl Store {
         install_default_drivers();
         let shown = crate::config::redact_url_password(url);
         let (backend, connect_url) = if url.starts_with("sqlite:") {
-            let with_mode = if url.contains("mode=") {
+            let with_mode = if url.contains("mode=") || url.contains(":memory:") {
                 url.to_string()
             } else if url.contains('?') {
                 format!("{url}&mode=rwc")
@@ -187,8 +187,25 @@ impl Store {
                 reason: "use sqlite://path or postgres://...".into(),
             });
         };
+        // Every connection to `sqlite::memory:` is a database of its own: keep one.
+        let max = match backend {
+            Backend::Sqlite if url.contains(":memory:") => 1,
+            Backend::Sqlite => 4,
+            Backend::Postgres => 8,
+        };
         let mut options = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .max_connections(max)
+            .min_connections(if max == 1 { 1 } else { 0 })
+            .idle_timeout(if max == 1 {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if max == 1 {
+                None
+            } else {
+                Some(Duration::from_secs(1800))
+            })
             .acquire_timeout(Duration::from_secs(10));
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _| {

@@ -28,6 +28,7 @@ pub struct World {
     pub gitlab_token: String,
     pub qovery_token: String,
     pub store_url: String,
+    pub qovery_url: String,
 }
 
 /// Settings a test may change in the configuration file.
@@ -123,6 +124,7 @@ qovery_registry = "{QOVERY_REGISTRY}"
         )
         .unwrap();
         World {
+            qovery_url: qovery.url(),
             registry_url: registry.url.clone(),
             registry: Some(registry),
             ca: ca.ca_path.clone(),
@@ -311,5 +313,12 @@ impl World {
             }
         }
         all
+    }
+}
+
+impl World {
+    /// The fake Qovery's base URL.
+    pub fn qovery_url_str(&self) -> &str {
+        &self.qovery_url
     }
 }

@@ -1,0 +1,335 @@
+//! The CI/CD component run for real: `gitlab-ci-local` (pinned in ci/package.json, shell
+//! executor) runs each template's job from a test repository that includes it with
+//! `component: $CI_SERVER_FQDN/$CI_PROJECT_PATH/<name>@$CI_COMMIT_SHA`, the regwarden binary on
+//! PATH, against the fake GitLab, the real registry and the fake Qovery.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use support::gitlab::{CI_KID, Owner};
+use support::world::{ORG, PROJECT, Settings, World};
+
+/// `gitlab-ci-local`, or why the tests cannot run.
+fn gitlab_ci_local() -> Option<PathBuf> {
+    match std::env::var("REGWARDEN_GITLAB_CI_LOCAL") {
+        Ok(p) if Path::new(&p).exists() => Some(PathBuf::from(p)),
+        other => {
+            eprintln!(
+                "skipped: the component tests need gitlab-ci-local: REGWARDEN_GITLAB_CI_LOCAL is {other:?} (ci/test.sh installs it from ci/package.json)"
+            );
+            None
+        }
+    }
+}
+
+/// A git repository of project acme/api whose pipeline includes one of our components.
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Repo {
+    fn including(component: &str, inputs: &[(&str, &str)]) -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        for entry in std::fs::read_dir(templates).unwrap().flatten() {
+            std::fs::copy(
+                entry.path(),
+                dir.path().join("templates").join(entry.file_name()),
+            )
+            .unwrap();
+        }
+        let inputs: String = inputs
+            .iter()
+            .map(|(k, v)| format!("      {k}: \"{v}\"\n"))
+            .collect();
+        std::fs::write(
+            dir.path().join(".gitlab-ci.yml"),
+            format!(
+                "stages: [deploy]\ninclude:\n  - component: $CI_SERVER_FQDN/$CI_PROJECT_PATH/{component}@$CI_COMMIT_SHA\n    inputs:\n{inputs}"
+            ),
+        )
+        .unwrap();
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        git(
+            dir.path(),
+            &[
+                "remote",
+                "add",
+                "origin",
+                &format!("https://gitlab.example.com/{PROJECT}.git"),
+            ],
+        );
+        git(dir.path(), &["add", "-A"]);
+        git(
+            dir.path(),
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@example.com",
+                "commit",
+                "-q",
+                "-m",
+                "pipeline",
+            ],
+        );
+        Repo { dir }
+    }
+
+    /// Runs one job; returns whether it passed, and its output. Asynchronous: the fakes it
+    /// talks to are served by this test's own runtime.
+    async fn run(&self, tool: &Path, job: &str, variables: &[(&str, &str)]) -> (bool, String) {
+        let bin_dir = Path::new(env!("CARGO_BIN_EXE_regwarden")).parent().unwrap();
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = tokio::process::Command::new(tool);
+        cmd.current_dir(self.dir.path())
+            .env("PATH", path)
+            .args(["--force-shell-executor", "--no-color"]);
+        for (k, v) in variables {
+            cmd.arg("--variable").arg(format!("{k}={v}"));
+        }
+        let out = cmd.arg(job).output().await.expect("run gitlab-ci-local");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    fn dotenv(&self) -> String {
+        // gitlab-ci-local keeps a job's artifacts in its build directory.
+        let mut found = String::new();
+        for entry in walk(&self.dir.path().join(".gitlab-ci-local")) {
+            if entry.file_name().is_some_and(|n| n == "regwarden.env") {
+                found = std::fs::read_to_string(entry).unwrap_or_default();
+            }
+        }
+        found
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn common_inputs(w: &World) -> Vec<(&'static str, &str)> {
+    vec![
+        ("qovery-organization-id", ORG),
+        ("qovery-url", w.qovery_url_str()),
+        ("registry-url", w.registry_url.as_str()),
+    ]
+}
+
+#[tokio::test]
+async fn register_checks_the_deploy_token_then_writes_qovery_once() {
+    let Some(tool) = gitlab_ci_local() else {
+        return;
+    };
+    let w = World::start().await;
+    let deploy = w
+        .gitlab
+        .add_deploy_token(Owner::Project(PROJECT.into()), &["read_registry"]);
+    let repo = Repo::including("register", &common_inputs(&w));
+    let ca = w.ca.display().to_string();
+    let vars = [
+        ("CI_DEPLOY_USER", deploy.username.as_str()),
+        ("CI_DEPLOY_PASSWORD", deploy.token.as_str()),
+        ("QOVERY_API_TOKEN", w.qovery_token.as_str()),
+        ("REGWARDEN_CA_FILE", ca.as_str()),
+    ];
+
+    let (ok, out) = repo.run(&tool, "regwarden-register", &vars).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Qovery registry \"gitlab-acme-api\" created"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&deploy.token),
+        "the token is never echoed:\n{out}"
+    );
+    let registry = w.qovery_registry().expect("registered");
+    assert_eq!(registry.password.as_deref(), Some(deploy.token.as_str()));
+    assert!(
+        repo.dotenv()
+            .contains(&format!("REGWARDEN_QOVERY_REGISTRY_ID={}", registry.id)),
+        "{}",
+        repo.dotenv()
+    );
+
+    let (ok, out) = repo.run(&tool, "regwarden-register", &vars).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("unchanged"), "{out}");
+    assert_eq!(
+        w.qovery
+            .calls("PUT /organization/{organizationId}/containerRegistry/{containerRegistryId}"),
+        0,
+        "the second run skipped the write"
+    );
+}
+
+#[tokio::test]
+async fn register_with_a_bad_credential_fails_and_leaves_qovery_untouched() {
+    let Some(tool) = gitlab_ci_local() else {
+        return;
+    };
+    let w = World::start().await;
+    let other = w
+        .gitlab
+        .add_deploy_token(Owner::Project("acme/web".into()), &["read_registry"]);
+    let repo = Repo::including("register", &common_inputs(&w));
+    let ca = w.ca.display().to_string();
+
+    let (ok, out) = repo
+        .run(
+            &tool,
+            "regwarden-register",
+            &[
+                ("CI_DEPLOY_USER", other.username.as_str()),
+                ("CI_DEPLOY_PASSWORD", other.token.as_str()),
+                ("QOVERY_API_TOKEN", w.qovery_token.as_str()),
+                ("REGWARDEN_CA_FILE", ca.as_str()),
+            ],
+        )
+        .await;
+
+    assert!(!ok, "{out}");
+    assert!(out.contains("Qovery was not changed"), "{out}");
+    assert!(out.contains("belongs to another project"), "{out}");
+    assert!(w.qovery.registries().is_empty());
+}
+
+#[tokio::test]
+async fn register_names_a_missing_variable_and_how_to_provide_it() {
+    let Some(tool) = gitlab_ci_local() else {
+        return;
+    };
+    let w = World::start().await;
+    let repo = Repo::including("register", &common_inputs(&w));
+
+    let (ok, out) = repo
+        .run(
+            &tool,
+            "regwarden-register",
+            &[("QOVERY_API_TOKEN", w.qovery_token.as_str())],
+        )
+        .await;
+
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("CI_DEPLOY_USER is not set: create a deploy token named gitlab-deploy-token"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn rotate_runs_the_protocol_from_a_pipeline() {
+    let Some(tool) = gitlab_ci_local() else {
+        return;
+    };
+    let w = World::start().await;
+    let mut inputs = common_inputs(&w);
+    let gitlab_url = w.gitlab.url();
+    inputs.push(("gitlab-url", gitlab_url.as_str()));
+    let repo = Repo::including("rotate", &inputs);
+    let ca = w.ca.display().to_string();
+
+    let (ok, out) = repo
+        .run(
+            &tool,
+            "regwarden-rotate",
+            &[
+                ("GITLAB_TOKEN", w.gitlab_token.as_str()),
+                ("QOVERY_API_TOKEN", w.qovery_token.as_str()),
+                ("REGWARDEN_CA_FILE", ca.as_str()),
+            ],
+        )
+        .await;
+
+    assert!(ok, "{out}");
+    assert!(out.contains("gitlab-acme-api rotated"), "{out}");
+    assert!(w.qovery_can_pull().await);
+    let held = w.held_token().unwrap();
+    assert!(
+        held.name.starts_with("regwarden-acme-api-"),
+        "{}",
+        held.name
+    );
+    for secret in w.token_secrets() {
+        assert!(!out.contains(&secret), "a token was echoed:\n{out}");
+    }
+    assert!(
+        repo.dotenv()
+            .contains(&format!("REGWARDEN_TOKEN_ID={}", held.id)),
+        "{}",
+        repo.dotenv()
+    );
+}
+
+#[tokio::test]
+async fn notify_sends_the_id_token_to_a_running_server() {
+    let Some(tool) = gitlab_ci_local() else {
+        return;
+    };
+    let audience = "https://regwarden.example.com";
+    let w = World::with(Settings {
+        extra: format!("\n[server]\nreconcile_interval = \"1h\"\nci_audience = \"{audience}\"\n"),
+        ..Settings::default()
+    })
+    .await;
+    let s = w.serve(&[]).await;
+    let repo = Repo::including("notify", &[("server", s.url.as_str())]);
+    let token = w.gitlab.mint_id_token(PROJECT, audience, CI_KID, 300);
+
+    let (ok, out) = repo
+        .run(
+            &tool,
+            "regwarden-notify",
+            &[("REGWARDEN_ID_TOKEN", token.as_str())],
+        )
+        .await;
+
+    assert!(ok, "{out}");
+    assert!(out.contains("will reconcile api"), "{out}");
+    for _ in 0..100 {
+        if w.held_token().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(w.qovery_can_pull().await, "{}", w.server_log());
+    s.kill().await;
+}

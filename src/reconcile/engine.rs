@@ -424,7 +424,7 @@ impl Engine {
         let (token, credential) = match created {
             Ok(c) => c,
             Err(e) => {
-                self.journal(b, rotation, "create", "failed", &e.to_string(), None, None)
+                self.journal(b, rotation, "create", "failed", &e.to_string(), None)
                     .await;
                 return Err(format!("cannot create the new GitLab token: {e}"));
             }
@@ -436,8 +436,7 @@ impl Engine {
             "create",
             "ok",
             &name,
-            Some(token.id),
-            Some(fingerprint.as_str()),
+            Some((token.id, fingerprint.as_str())),
         )
         .await;
         report
@@ -452,35 +451,26 @@ impl Engine {
             Access::Pull
         };
         let check = self.check(b, access, &credential).await;
+        let new = (token.id, fingerprint.as_str());
         if !check.is_ok() {
             let why = format!(
                 "the new token failed the registry check: {}",
                 check.explanation
             );
-            self.journal(
-                b,
-                rotation,
-                "test",
-                "failed",
-                &why,
-                Some(token.id),
-                Some(fingerprint.as_str()),
-            )
-            .await;
-            self.revoke(b, &token, "it failed the registry check", rotation, report)
+            return self
+                .abandon(
+                    b,
+                    rotation,
+                    "test",
+                    why,
+                    &token,
+                    "it failed the registry check",
+                    report,
+                )
                 .await;
-            return Err(why);
         }
-        self.journal(
-            b,
-            rotation,
-            "test",
-            "ok",
-            &check.explanation,
-            Some(token.id),
-            Some(fingerprint.as_str()),
-        )
-        .await;
+        self.journal(b, rotation, "test", "ok", &check.explanation, Some(new))
+            .await;
         report
             .actions
             .push(format!("checked token {}: {}", token.id, check.explanation));
@@ -495,17 +485,19 @@ impl Engine {
             None => false,
         };
         if !still_ours {
-            self.revoke(
-                b,
-                &token,
-                "this process lost the binding's lease",
-                rotation,
-                report,
-            )
-            .await;
-            return Err(
-                "lost the binding's lease before the switch; the new token was revoked".into(),
-            );
+            let why =
+                "lost the binding's lease before the switch; the new token was revoked".to_string();
+            return self
+                .abandon(
+                    b,
+                    rotation,
+                    "switch",
+                    why,
+                    &token,
+                    "this process lost the binding's lease",
+                    report,
+                )
+                .await;
         }
 
         // 3. Switch Qovery to the new credential, with the marker naming it.
@@ -567,31 +559,21 @@ impl Engine {
                 );
             if !landed {
                 let why = format!("Qovery refused the new credential: {e}");
-                self.journal(
-                    b,
-                    rotation,
-                    "switch",
-                    "failed",
-                    &why,
-                    Some(token.id),
-                    Some(fingerprint.as_str()),
-                )
-                .await;
-                self.revoke(b, &token, "Qovery did not take it", rotation, report)
+                return self
+                    .abandon(
+                        b,
+                        rotation,
+                        "switch",
+                        why,
+                        &token,
+                        "Qovery did not take it",
+                        report,
+                    )
                     .await;
-                return Err(why);
             }
         }
-        self.journal(
-            b,
-            rotation,
-            "switch",
-            "ok",
-            &b.qovery_registry,
-            Some(token.id),
-            Some(fingerprint.as_str()),
-        )
-        .await;
+        self.journal(b, rotation, "switch", "ok", &b.qovery_registry, Some(new))
+            .await;
         report.actions.push(format!(
             "switched Qovery registry {:?} to token {}",
             b.qovery_registry, token.id
@@ -623,16 +605,8 @@ impl Engine {
                 (*at + grace).format("%Y-%m-%d %H:%M:%S UTC")
             ));
         }
-        self.journal(
-            b,
-            rotation,
-            "finish",
-            "ok",
-            "",
-            Some(token.id),
-            Some(fingerprint.as_str()),
-        )
-        .await;
+        self.journal(b, rotation, "finish", "ok", "", Some(new))
+            .await;
         crash::point("after_finish");
         Ok(())
     }
@@ -688,7 +662,7 @@ impl Engine {
         };
         match result {
             Ok(()) => {
-                self.journal(b, rotation, "revoke", "ok", why, Some(token.id), None)
+                self.journal(b, rotation, "revoke", "ok", why, Some((token.id, "")))
                     .await;
                 report
                     .actions
@@ -702,8 +676,7 @@ impl Engine {
                     "revoke",
                     "failed",
                     &message,
-                    Some(token.id),
-                    None,
+                    Some((token.id, "")),
                 )
                 .await;
                 report.actions.push(message);
@@ -711,8 +684,27 @@ impl Engine {
         }
     }
 
-    /// Writes a journal line. The store is not the truth: a failure is logged, not fatal.
+    /// Gives up a rotation at `step`: journals why, revokes the new token (Qovery never held
+    /// it, so nothing depends on it), and returns the reason as the binding's error.
     #[allow(clippy::too_many_arguments)]
+    async fn abandon(
+        &self,
+        b: &Binding,
+        rotation: &str,
+        step: &str,
+        why: String,
+        token: &OwnedToken,
+        revoke_reason: &str,
+        report: &mut BindingReport,
+    ) -> Result<(), String> {
+        self.journal(b, rotation, step, "failed", &why, Some((token.id, "")))
+            .await;
+        self.revoke(b, token, revoke_reason, rotation, report).await;
+        Err(why)
+    }
+
+    /// Writes a journal line; `token` is its id and fingerprint (empty when unknown). The
+    /// store is not the truth: a failure is logged, not fatal.
     async fn journal(
         &self,
         b: &Binding,
@@ -720,9 +712,10 @@ impl Engine {
         step: &str,
         outcome: &str,
         reason: &str,
-        token_id: Option<u64>,
-        fingerprint: Option<&str>,
+        token: Option<(u64, &str)>,
     ) {
+        let token_id = token.map(|(id, _)| id);
+        let fingerprint = token.map(|(_, fp)| fp).filter(|fp| !fp.is_empty());
         tracing::info!(step, outcome, token_id, reason, "rotation step");
         let Some(store) = &self.store else { return };
         let entry = JournalEntry {

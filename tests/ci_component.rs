@@ -333,3 +333,57 @@ async fn notify_sends_the_id_token_to_a_running_server() {
     assert!(w.qovery_can_pull().await, "{}", w.server_log());
     s.kill().await;
 }
+
+#[tokio::test]
+async fn the_projects_own_pipeline_is_valid_gitlab_ci() {
+    let Some(tool) = gitlab_ci_local() else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // gitlab-ci-local reads the pipeline from a git checkout: a copy of the file in a fresh one.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        root.join(".gitlab-ci.yml"),
+        dir.path().join(".gitlab-ci.yml"),
+    )
+    .unwrap();
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(
+        dir.path(),
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://gitlab.example.com/regwarden/regwarden.git",
+        ],
+    );
+    git(dir.path(), &["add", "-A"]);
+    git(
+        dir.path(),
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "ci",
+        ],
+    );
+
+    // On a semver tag, the release job joins the test and image jobs.
+    let out = tokio::process::Command::new(&tool)
+        .current_dir(dir.path())
+        .args(["--list", "--no-color", "--variable", "CI_COMMIT_TAG=v1.2.3"])
+        .output()
+        .await
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+
+    assert!(out.status.success(), "{text}");
+    for job in ["test", "build-image", "create-release"] {
+        assert!(text.contains(job), "{job} is missing:\n{text}");
+    }
+}

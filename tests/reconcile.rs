@@ -451,3 +451,42 @@ async fn an_access_token_binding_rotates_with_create_new_and_revoke_old() {
     );
     assert!(w.gitlab.deploy_tokens().is_empty());
 }
+
+#[tokio::test]
+async fn a_terminal_shows_progress_for_many_bindings_and_a_pipe_does_not() {
+    let w = World::with(Settings {
+        extra:
+            "\n[[auto_bind]]\ngroup = \"bulk\"\nqovery_registry = \"gitlab-{project_path_slug}\"\n"
+                .into(),
+        ..Settings::default()
+    })
+    .await;
+    for i in 0..20 {
+        w.gitlab.add_project(&format!("bulk/p{i:02}"));
+    }
+
+    // `script` gives the command a pseudo-terminal, as a person's shell would.
+    let line = format!(
+        "{} reconcile --dry-run --config {}",
+        env!("CARGO_BIN_EXE_regwarden"),
+        w.config.display()
+    );
+    let tty = tokio::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("GITLAB_TOKEN", &w.gitlab_token)
+        .env("QOVERY_API_TOKEN", &w.qovery_token)
+        .output()
+        .await
+        .expect("script (util-linux)");
+    let piped = w.reconcile(&["--dry-run"]).await;
+
+    let on_terminal = String::from_utf8_lossy(&tty.stdout);
+    assert!(on_terminal.contains("21/21 bindings"), "{on_terminal}");
+    assert_eq!(piped.code, 0, "{piped:?}");
+    assert!(!piped.stderr.contains("bindings"), "{}", piped.stderr);
+    assert!(
+        piped.stdout.contains("bulk-p19: planned"),
+        "{}",
+        piped.stdout
+    );
+}

@@ -94,6 +94,10 @@ pub struct ServeArgs {
         value_name = "DURATION"
     )]
     pub job_lock: HumanDuration,
+
+    /// Tries of a failing job (2 s, 4 s, 8 s... apart) before it is marked dead.
+    #[arg(long, env = "REGWARDEN_JOB_ATTEMPTS", default_value_t = 5)]
+    pub job_attempts: u32,
 }
 
 #[derive(Debug, Args)]
@@ -755,6 +759,7 @@ async fn serve(path: Option<&Path>, args: ServeArgs) -> u8 {
         workers: args.workers,
         shutdown_grace: args.shutdown_grace.0,
         job_lock: args.job_lock.0,
+        job_attempts: args.job_attempts,
     };
     match server.run().await {
         Ok(()) => 0,

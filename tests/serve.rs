@@ -352,3 +352,146 @@ async fn two_servers_sharing_postgres_run_each_job_once_and_rotate_once() {
     a.kill().await;
     b.kill().await;
 }
+
+fn system_hook(event: &str, project_id: u64, path: &str) -> String {
+    json!({
+        "created_at": "2026-11-24T07:30:58Z", "updated_at": "2026-11-24T07:38:22Z",
+        "event_name": event, "name": path.rsplit('/').next().unwrap(), "path": path.rsplit('/').next().unwrap(),
+        "path_with_namespace": path, "project_id": project_id, "project_namespace_id": 1,
+        "owner_name": "A", "owner_email": "a@example.com", "owners": [], "project_visibility": "private"
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_destroyed_project_loses_its_unused_qovery_registry_and_keeps_a_used_one() {
+    let (w, s) = served_world(Settings::default()).await;
+    let project_id = w.gitlab.state.lock().unwrap().projects[0].id;
+    let body = system_hook("project_destroy", project_id, PROJECT);
+
+    // Used by two services: kept, with a warning in the journal.
+    w.qovery
+        .state
+        .lock()
+        .unwrap()
+        .registries
+        .iter_mut()
+        .for_each(|r| r.associated_services = 2);
+    let (code, _) = post(&s, signed("msg_destroy_1", &body, "System Hook"), &body).await;
+    assert_eq!(code, 202);
+    let history = || async { w.regwarden(&["history", "--output", "json"]).await.json() };
+    for _ in 0..100 {
+        if history().await.to_string().contains("delete_registry") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let h = history().await;
+    assert_eq!(h[0]["step"], "delete_registry");
+    assert_eq!(h[0]["outcome"], "kept");
+    assert!(
+        h[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("2 service(s) still use"),
+        "{h}"
+    );
+    assert!(w.qovery_registry().is_some());
+
+    // Unused: deleted.
+    w.qovery
+        .state
+        .lock()
+        .unwrap()
+        .registries
+        .iter_mut()
+        .for_each(|r| r.associated_services = 0);
+    let (code, _) = post(&s, signed("msg_destroy_2", &body, "System Hook"), &body).await;
+    assert_eq!(code, 202);
+    eventually("the registry's deletion", &w, || {
+        w.qovery_registry().is_none()
+    })
+    .await;
+    s.kill().await;
+}
+
+#[tokio::test]
+async fn a_project_created_under_an_auto_bind_group_is_provisioned() {
+    let (w, s) = served_world(Settings {
+        extra:
+            "\n[[auto_bind]]\ngroup = \"acme\"\nqovery_registry = \"gitlab-{project_path_slug}\"\n"
+                .into(),
+        ..Settings::default()
+    })
+    .await;
+    let id = w.gitlab.add_project("acme/web");
+    let body = json!({
+        "event_name": "project_create", "created_at": "2026-11-24T10:43:48Z", "updated_at": "2026-11-24T10:43:48Z",
+        "name": "web", "path": "web", "path_with_namespace": "acme/web", "project_id": id,
+        "project_namespace_id": 1, "owners": [], "project_visibility": "private"
+    })
+    .to_string();
+
+    let (code, _) = post(&s, signed("msg_create", &body, "Project Hook"), &body).await;
+
+    assert_eq!(code, 202);
+    eventually("the new project's registry", &w, || {
+        w.qovery.registry_named("gitlab-acme-web").is_some()
+    })
+    .await;
+    s.kill().await;
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_failing_ends_dead_in_history_and_metrics() {
+    let w = World::with(Settings {
+        extra: "\n[server]\nreconcile_interval = \"1h\"\n".into(),
+        ..Settings::default()
+    })
+    .await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let s = w.serve(&["--job-attempts", "1"]).await;
+    let old = w.held_token().unwrap();
+    // Qovery refuses every new credential from now on.
+    w.qovery.fail(
+        "PUT /organization/{organizationId}/containerRegistry/{containerRegistryId}",
+        support::faults::Fault::Status(400, None),
+        100,
+    );
+    let body = expiry_payload(&w, old.id, &old.name);
+
+    let (code, _) = post(
+        &s,
+        signed("msg_dead", &body, "Resource Deploy Token Hook"),
+        &body,
+    )
+    .await;
+    assert_eq!(code, 202);
+
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = get(&s, "/metrics").await.1;
+        if metrics.contains("regwarden_jobs{status=\"dead\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        metrics.contains("regwarden_jobs{status=\"dead\"} 1"),
+        "{metrics}"
+    );
+    let history = w.regwarden(&["history", "--binding", "(server)"]).await;
+    assert!(history.stdout.contains("job dead"), "{}", history.stdout);
+    assert!(
+        history.stdout.contains("Qovery refused the new credential"),
+        "{}",
+        history.stdout
+    );
+    assert_eq!(
+        w.held_token().unwrap().id,
+        old.id,
+        "Qovery kept the old token"
+    );
+    s.kill().await;
+}

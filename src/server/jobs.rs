@@ -15,9 +15,6 @@ use crate::reconcile::plan::created_at;
 use crate::reconcile::{Binding, BindingReport, Engine, PassOptions, bindings};
 use crate::store::{JobOutcome, JournalEntry, Store, now_ms};
 
-/// Tries of a job before it is dead.
-pub const MAX_ATTEMPTS: i64 = 5;
-
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "job")]
 pub enum JobPayload {
@@ -160,6 +157,8 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     pub name: String,
     pub job_lock: Duration,
+    /// Tries of a job before it is dead.
+    pub max_attempts: i64,
 }
 
 impl Worker {
@@ -195,7 +194,7 @@ impl Worker {
     async fn settle(&self, id: i64, attempts: i64, result: Result<(), String>) {
         let outcome = match &result {
             Ok(()) => JobOutcome::Done,
-            Err(e) if attempts < MAX_ATTEMPTS => {
+            Err(e) if attempts < self.max_attempts => {
                 // 2, 4, 8, 16 s, with up to a second of jitter so replicas spread out.
                 let backoff = 1000 * (1i64 << attempts.min(8)) + fastrand_ms();
                 tracing::warn!(error = %e, retry_in_ms = backoff, "job failed; retrying");

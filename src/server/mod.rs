@@ -55,6 +55,8 @@ pub struct Server {
     pub shutdown_grace: Duration,
     /// How long a worker holds a job before another may take it over.
     pub job_lock: Duration,
+    /// Tries of a job before it is dead.
+    pub job_attempts: u32,
 }
 
 pub fn router(state: AppState, max_body: usize) -> Router {
@@ -185,6 +187,7 @@ impl Server {
                 wake: wake.clone(),
                 name: format!("{}-w{i}", self.engine.holder),
                 job_lock: self.job_lock,
+                max_attempts: i64::from(self.job_attempts.max(1)),
             };
             tasks.spawn(worker.run(stop_rx.clone()));
         }

@@ -495,3 +495,32 @@ async fn a_job_that_keeps_failing_ends_dead_in_history_and_metrics() {
     );
     s.kill().await;
 }
+
+#[tokio::test]
+async fn sigterm_lets_a_running_job_finish_before_exiting() {
+    let (w, s) = served_world(Settings::default()).await;
+    let old = w.held_token().unwrap();
+    // A slow GitLab: the rotation takes a few seconds.
+    w.gitlab.faults.lock().unwrap().latency = Duration::from_millis(400);
+    let body = expiry_payload(&w, old.id, &old.name);
+    let (code, _) = post(
+        &s,
+        signed("msg_term", &body, "Resource Deploy Token Hook"),
+        &body,
+    )
+    .await;
+    assert_eq!(code, 202);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let status = s.terminate().await;
+
+    assert!(status.success(), "{status}");
+    let held = w.held_token().unwrap();
+    assert_ne!(
+        held.id,
+        old.id,
+        "the job in flight finished: server log\n{}",
+        w.server_log()
+    );
+    assert!(w.qovery_can_pull().await);
+}

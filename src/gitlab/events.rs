@@ -132,6 +132,10 @@ struct ProjectEvent {
 }
 
 fn decode<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, ParseError> {
+    // The path of a bad field is only worth its cost when there is one: parse plainly first.
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         ParseError(format!(

@@ -524,3 +524,24 @@ async fn sigterm_lets_a_running_job_finish_before_exiting() {
     );
     assert!(w.qovery_can_pull().await);
 }
+
+#[tokio::test]
+async fn a_renamed_project_is_checked_again_with_a_new_token() {
+    let (w, s) = served_world(Settings::default()).await;
+    let old = w.held_token().unwrap();
+    let project_id = w.gitlab.state.lock().unwrap().projects[0].id;
+    let mut body: serde_json::Value =
+        serde_json::from_str(&system_hook("project_rename", project_id, PROJECT)).unwrap();
+    body["old_path_with_namespace"] = json!("acme/api-old");
+    let body = body.to_string();
+
+    let (code, _) = post(&s, signed("msg_rename", &body, "System Hook"), &body).await;
+
+    assert_eq!(code, 202);
+    eventually("the rotation", &w, || {
+        w.held_token().is_some_and(|t| t.id != old.id)
+    })
+    .await;
+    assert!(w.qovery_can_pull().await);
+    s.kill().await;
+}

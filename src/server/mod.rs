@@ -110,6 +110,9 @@ async fn stop_signal() {
     }
 }
 
+/// How long a delivery id is remembered (a redelivery within it has no second effect).
+const DEDUPE_WINDOW: Duration = Duration::from_secs(7 * 86_400);
+
 /// Queues one reconcile pass per `interval` slot. Replicas sharing a store compute the same
 /// slot, and the delivery table lets only the first of them queue it.
 async fn timer(
@@ -134,7 +137,15 @@ async fn timer(
             )
             .await
         {
-            Ok(true) => wake.notify_one(),
+            Ok(true) => {
+                wake.notify_one();
+                // The replica that queued this slot's pass also tidies the store.
+                match store.prune(DEDUPE_WINDOW.max(interval * 2)).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "pruned old deliveries and finished jobs"),
+                    Err(e) => tracing::warn!(error = %e, "cannot prune the store"),
+                }
+            }
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "cannot queue the timer's reconcile pass"),
         }

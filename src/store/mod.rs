@@ -532,6 +532,24 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets deliveries and finished jobs older than `keep`: a redelivery older than that is
+    /// no longer recognised (GitLab resends within hours), dead jobs stay for `history`.
+    /// Returns how many rows went.
+    pub async fn prune(&self, keep: Duration) -> Result<u64, StoreError> {
+        let before = now_ms() - keep.as_millis() as i64;
+        let deliveries = sqlx::query("DELETE FROM deliveries WHERE received_at_ms < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let jobs = sqlx::query("DELETE FROM jobs WHERE status = 'done' AND updated_ms < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deliveries + jobs)
+    }
+
     pub async fn job_counts(&self) -> Result<JobCounts, StoreError> {
         let rows = sqlx::query(
             "SELECT status, COUNT(*) FROM jobs WHERE status IN ('queued', 'running', 'dead') GROUP BY status",

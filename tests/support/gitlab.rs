@@ -178,6 +178,19 @@ impl GitlabState {
         }
     }
 
+    /// The owner a route's `:id` designates, once the API token may act on it: 404 for an
+    /// unknown project or group, then 401 or 403 from [`authorize`].
+    fn authorized_owner(
+        &self,
+        kind: Kind,
+        id: &str,
+        headers: &HeaderMap,
+    ) -> Result<Owner, Response> {
+        let owner = self.owner(kind, id)?;
+        authorize(self, headers, Some(&owner))?;
+        Ok(owner)
+    }
+
     fn new_secret(&mut self, prefix: &str) -> (u64, String) {
         let id = self.id();
         (id, format!("{prefix}{}", random_suffix(id)))
@@ -656,13 +669,10 @@ async fn list_deploy_tokens(
     headers: HeaderMap,
 ) -> Response {
     let s = app.lock();
-    let owner = match s.owner(kind, &id) {
+    let owner = match s.authorized_owner(kind, &id, &headers) {
         Ok(o) => o,
         Err(r) => return r,
     };
-    if let Err(r) = authorize(&s, &headers, Some(&owner)) {
-        return r;
-    }
     let active_only = query.get("active").is_some_and(|v| v == "true");
     let items = s
         .deploy_tokens
@@ -700,13 +710,10 @@ async fn create_deploy_token(
     Json(body): Json<Value>,
 ) -> Response {
     let mut s = app.lock();
-    let owner = match s.owner(kind, &id) {
+    let owner = match s.authorized_owner(kind, &id, &headers) {
         Ok(o) => o,
         Err(r) => return r,
     };
-    if let Err(r) = authorize(&s, &headers, Some(&owner)) {
-        return r;
-    }
     let Some(name) = body.get("name").and_then(Value::as_str).map(str::to_string) else {
         return bad_request("name is missing");
     };
@@ -751,13 +758,10 @@ async fn get_deploy_token(
     headers: HeaderMap,
 ) -> Response {
     let s = app.lock();
-    let owner = match s.owner(kind, &id) {
+    let owner = match s.authorized_owner(kind, &id, &headers) {
         Ok(o) => o,
         Err(r) => return r,
     };
-    if let Err(r) = authorize(&s, &headers, Some(&owner)) {
-        return r;
-    }
     match s
         .deploy_tokens
         .iter()
@@ -775,13 +779,10 @@ async fn delete_deploy_token(
     headers: HeaderMap,
 ) -> Response {
     let mut s = app.lock();
-    let owner = match s.owner(kind, &id) {
+    let owner = match s.authorized_owner(kind, &id, &headers) {
         Ok(o) => o,
         Err(r) => return r,
     };
-    if let Err(r) = authorize(&s, &headers, Some(&owner)) {
-        return r;
-    }
     // GitLab deletes the record; the token is refused everywhere afterwards.
     let before = s.deploy_tokens.len();
     s.deploy_tokens
@@ -800,13 +801,10 @@ async fn list_access_tokens(
     headers: HeaderMap,
 ) -> Response {
     let s = app.lock();
-    let owner = match s.owner(kind, &id) {
+    let owner = match s.authorized_owner(kind, &id, &headers) {
         Ok(o) => o,
         Err(r) => return r,
     };
-    if let Err(r) = authorize(&s, &headers, Some(&owner)) {
-        return r;
-    }
     let state = query.get("state").map(String::as_str);
     let items = s
         .access_tokens
@@ -839,13 +837,10 @@ async fn create_access_token(
     Json(body): Json<Value>,
 ) -> Response {
     let mut s = app.lock();
-    let owner = match s.owner(kind, &id) {
+    let owner = match s.authorized_owner(kind, &id, &headers) {
         Ok(o) => o,
         Err(r) => return r,
     };
-    if let Err(r) = authorize(&s, &headers, Some(&owner)) {
-        return r;
-    }
     let Some(name) = body.get("name").and_then(Value::as_str).map(str::to_string) else {
         return bad_request("name is missing");
     };
@@ -887,13 +882,10 @@ async fn revoke_access_token(
     headers: HeaderMap,
 ) -> Response {
     let mut s = app.lock();
-    let owner = match s.owner(kind, &id) {
+    let owner = match s.authorized_owner(kind, &id, &headers) {
         Ok(o) => o,
         Err(r) => return r,
     };
-    if let Err(r) = authorize(&s, &headers, Some(&owner)) {
-        return r;
-    }
     match s
         .access_tokens
         .iter_mut()
@@ -917,13 +909,10 @@ async fn rotate_access_token(
     body: Option<Json<Value>>,
 ) -> Response {
     let mut s = app.lock();
-    let owner = match s.owner(kind, &id) {
+    let owner = match s.authorized_owner(kind, &id, &headers) {
         Ok(o) => o,
         Err(r) => return r,
     };
-    if let Err(r) = authorize(&s, &headers, Some(&owner)) {
-        return r;
-    }
     let body = body.map(|Json(b)| b).unwrap_or(Value::Null);
     let expires_at = match parse_date(&body) {
         Ok(d) => d.unwrap_or_else(|| Utc::now().date_naive() + Days::days(7)),

@@ -35,12 +35,6 @@ impl Namespace {
         };
         format!("{kind}/{}", encode_segment(id))
     }
-
-    pub fn id_or_path(&self) -> &str {
-        match self {
-            Namespace::Project(s) | Namespace::Group(s) => s,
-        }
-    }
 }
 
 fn encode_segment(s: &str) -> String {
@@ -87,12 +81,6 @@ pub struct DeployToken {
     pub expired: bool,
     #[serde(default)]
     pub scopes: Vec<String>,
-}
-
-impl DeployToken {
-    pub fn is_active(&self) -> bool {
-        !self.revoked && !self.expired
-    }
 }
 
 /// A project or group access token as GitLab lists it.

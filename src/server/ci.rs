@@ -34,6 +34,7 @@ pub struct CiAuth {
     issuer: String,
     audience: String,
     keys: Mutex<Keys>,
+    refetch_after: Duration,
 }
 
 #[derive(Default)]
@@ -62,6 +63,7 @@ impl CiAuth {
             issuer,
             audience: audience.to_string(),
             keys: Mutex::new(Keys::default()),
+            refetch_after: REFETCH_AFTER,
         }
     }
 
@@ -72,7 +74,7 @@ impl CiAuth {
         }
         if keys
             .fetched_at
-            .is_some_and(|at| at.elapsed() < REFETCH_AFTER)
+            .is_some_and(|at| at.elapsed() < self.refetch_after)
         {
             return Err(format!("no key {kid:?} in GitLab's JWKS"));
         }
@@ -222,5 +224,78 @@ pub async fn reconcile(State(app): State<AppState>, headers: HeaderMap) -> Respo
             tracing::error!(error = %e, "cannot queue the CI pass");
             refuse(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::routing::get;
+
+    use super::*;
+
+    /// A JWKS endpoint on loopback whose key set the test changes, counting its fetches.
+    struct Jwks {
+        url: Url,
+        kids: Arc<std::sync::Mutex<Vec<&'static str>>>,
+        fetches: Arc<AtomicUsize>,
+    }
+
+    async fn jwks() -> Jwks {
+        let kids = Arc::new(std::sync::Mutex::new(vec!["k1"]));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let (k, f) = (kids.clone(), fetches.clone());
+        let app = Router::new().route(
+            "/oauth/discovery/keys",
+            get(move || {
+                f.fetch_add(1, Ordering::SeqCst);
+                let keys: Vec<Value> = k
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|kid| json!({ "kty": "oct", "kid": kid, "k": "c2VjcmV0LWtleS1tYXRlcmlhbA" }))
+                    .collect();
+                async move { Json(json!({ "keys": keys })) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Jwks { url, kids, fetches }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_fetches_the_keys_again_only_once_the_interval_has_passed() {
+        let server = jwks().await;
+        let http = crate::http::client(None, Duration::from_secs(5)).unwrap();
+        let mut auth = CiAuth::new(http, &server.url, "https://regwarden.test");
+        auth.refetch_after = Duration::from_secs(2);
+
+        assert!(auth.key("k1").await.is_ok());
+        assert!(auth.key("k1").await.is_ok(), "served from the cache");
+        assert_eq!(server.fetches.load(Ordering::SeqCst), 1);
+
+        // GitLab rotates its signing key: the new kid is unknown until the interval is over,
+        // and asking again and again does not hammer GitLab.
+        server.kids.lock().unwrap().push("k2");
+        for _ in 0..5 {
+            let refused = auth.key("k2").await.expect_err("not fetched yet");
+            assert!(refused.contains("no key \"k2\""), "{refused}");
+        }
+        assert_eq!(server.fetches.load(Ordering::SeqCst), 1);
+
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert!(
+            auth.key("k2").await.is_ok(),
+            "fetched again after the interval"
+        );
+        assert!(
+            auth.key("k1").await.is_ok(),
+            "the old key is still published"
+        );
+        assert_eq!(server.fetches.load(Ordering::SeqCst), 2);
     }
 }

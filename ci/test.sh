@@ -21,6 +21,13 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 command -v rsync >/dev/null 2>&1 || missing+=(rsync)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+# The image (ci/Containerfile) is built with buildah, FROM base images made with debootstrap.
+image_tests=""
+if [ -z "${REGWARDEN_SKIP_IMAGE:-}" ] && [ "$(id -u)" -eq 0 ]; then
+  image_tests=1
+  command -v buildah >/dev/null 2>&1 || missing+=(buildah)
+  command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing Debian packages: ${missing[*]}"
   # The docker-registry and postgresql packages would start system-wide servers; the tests
@@ -62,6 +69,16 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --all-targets --locked --features fault-injection -- -D warnings
+
+if [ -n "$image_tests" ]; then
+  step "building the image (ci/image.sh)"
+  export REGWARDEN_IMAGE_STORE="$PWD/target/image-store"
+  REGWARDEN_IMAGE=$(IMAGE=localhost/regwarden:test IMAGE_STORE="$REGWARDEN_IMAGE_STORE" \
+    STANDIN_BASES="${STANDIN_BASES-1}" ci/image.sh | tail -n 1)
+  export REGWARDEN_IMAGE
+else
+  echo "note: the image tests (tests/image.rs) say they skipped: building the image with buildah needs root${REGWARDEN_SKIP_IMAGE:+, and REGWARDEN_SKIP_IMAGE is set}"
+fi
 
 # fault-injection adds the crash points the crash-safety tests (invariant I4) abort at.
 step "tests"

@@ -387,3 +387,166 @@ async fn the_projects_own_pipeline_is_valid_gitlab_ci() {
         assert!(text.contains(job), "{job} is missing:\n{text}");
     }
 }
+
+/// gitlab-ci-local does not check `regex:` (it warns that it is a no-op); GitLab checks inputs
+/// against it with RE2. gitlab-ci-local's own dependencies carry RE2 and a YAML parser, so every
+/// template's regexes are compiled and tried with them: each must accept its default (or every
+/// include would fail) and the values a user would write, and refuse what the job can't use.
+#[tokio::test]
+async fn every_input_regex_is_re2_accepts_its_default_and_refuses_bad_values() {
+    let Some(tool) = gitlab_ci_local() else {
+        return;
+    };
+    let modules = tool.parent().unwrap().parent().unwrap();
+    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    // (template/input, accepted, refused)
+    let samples: &[(&str, &[&str], &[&str])] = &[
+        (
+            "register/qovery-organization-id",
+            &[ORG, "3C90C3CC-0D44-4B50-8888-8DD25736052A"],
+            &["acme", "", "3c90c3cc0d444b5088888dd25736052a"],
+        ),
+        (
+            "rotate/qovery-organization-id",
+            &[ORG],
+            &["acme", "3c90c3cc-0d44-4b50-8888-8dd25736052a\nx"],
+        ),
+        (
+            "rotate/lifetime",
+            &["30d", "90days", "1h 30m"],
+            &["thirty days", "30", "-1d"],
+        ),
+        ("rotate/rotate-before", &["7d", "12h"], &["soon", ""]),
+        ("rotate/grace-period", &["1h", "15min"], &["1 hour later!"]),
+        (
+            "register/qovery-url",
+            &["https://api.qovery.com", "http://127.0.0.1:9"],
+            &["api.qovery.com"],
+        ),
+        (
+            "rotate/qovery-url",
+            &["https://api.qovery.com"],
+            &["ftp://api.qovery.com"],
+        ),
+        (
+            "rotate/gitlab-url",
+            &["", "https://gitlab.example.com"],
+            &["gitlab.example.com"],
+        ),
+        (
+            "notify/server",
+            &["https://regwarden.example.com"],
+            &["regwarden.example.com", ""],
+        ),
+    ];
+    let probes: serde_json::Value = samples
+        .iter()
+        .map(|(key, ok, bad)| {
+            let values: Vec<&str> = ok.iter().chain(bad.iter()).copied().collect();
+            (key.to_string(), serde_json::json!(values))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let script = r#"
+        const [modules, dir, probes] = process.argv.slice(1);
+        const yaml = require(modules + '/js-yaml');
+        const RE2 = require(modules + '/re2');
+        const fs = require('fs');
+        const tried = JSON.parse(probes);
+        const out = {};
+        for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.yml'))) {
+          const [header] = yaml.safeLoadAll(fs.readFileSync(dir + '/' + file, 'utf8'));
+          for (const [name, input] of Object.entries(header.spec.inputs)) {
+            if (input.regex === undefined) continue;
+            const key = file.replace(/\.yml$/, '') + '/' + name;
+            const re = new RE2(input.regex);
+            const matches = {};
+            for (const v of tried[key] || []) matches[v] = re.test(v);
+            out[key] = {
+              default: 'default' in input ? String(input.default) : null,
+              default_matches: 'default' in input ? re.test(String(input.default)) : null,
+              matches,
+            };
+          }
+        }
+        console.log(JSON.stringify(out));
+    "#;
+    let out = tokio::process::Command::new("node")
+        .args(["-e", script])
+        .arg(modules)
+        .arg(&templates)
+        .arg(probes.to_string())
+        .output()
+        .await
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    for (key, input) in found.as_object().unwrap() {
+        assert_ne!(
+            input["default_matches"], false,
+            "{key}: the default {} does not match its own regex",
+            input["default"]
+        );
+    }
+    for (key, ok, bad) in samples {
+        let input = &found[*key];
+        assert!(input.is_object(), "{key} has no regex: {found:#}");
+        for v in *ok {
+            assert_eq!(input["matches"][*v], true, "{key} refuses {v:?}");
+        }
+        for v in *bad {
+            assert_eq!(input["matches"][*v], false, "{key} accepts {v:?}");
+        }
+    }
+}
+
+/// The README documents every input of every component with its default.
+#[test]
+fn the_readme_documents_every_input_with_its_default() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for name in ["register", "rotate", "notify"] {
+        let text = std::fs::read_to_string(root.join(format!("templates/{name}.yml"))).unwrap();
+        let (spec, _) = text.split_once("\n---\n").expect("a spec header");
+        let section = readme
+            .split_once(&format!("### `{name}`"))
+            .unwrap_or_else(|| panic!("README has no section for {name}"))
+            .1;
+        let section = section.split("\n### ").next().unwrap();
+        let mut input: Option<&str> = None;
+        let mut default: Option<String> = None;
+        let mut inputs = Vec::new();
+        let (_, listed) = spec.split_once("\n  inputs:\n").expect("spec:inputs");
+        for line in listed.lines().chain(["    end:"]) {
+            if let Some(key) = line
+                .strip_prefix("    ")
+                .filter(|l| !l.starts_with(' '))
+                .and_then(|l| l.strip_suffix(':'))
+            {
+                if let Some(done) = input.take() {
+                    inputs.push((done, default.take()));
+                }
+                input = Some(key);
+            } else if let Some(value) = line.trim_start().strip_prefix("default: ") {
+                default = Some(value.trim_matches('"').to_string());
+            }
+        }
+        assert!(!inputs.is_empty(), "{name} has inputs");
+        for (key, default) in inputs {
+            let row = match &default {
+                Some(d) if d.is_empty() => format!("| `{key}` | `\"\"` |"),
+                Some(d) => format!("| `{key}` | `{d}` |"),
+                None => format!("| `{key}` | required |"),
+            };
+            assert!(
+                section.contains(&row),
+                "README's {name} table lacks the row starting {row}"
+            );
+        }
+    }
+}

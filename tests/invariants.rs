@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use support::postgres::Postgres;
+use support::rng::Lcg;
 use support::world::{Settings, World};
 
 const CREATE_TOKEN: &str = "POST /api/v4/projects/{id}/deploy_tokens";
@@ -131,19 +132,6 @@ async fn i4_a_crash_after_finish_changes_nothing() {
     assert_eq!(w.active_tokens().len(), 2);
 }
 
-/// A small deterministic generator: the seed is printed, so a failure can be replayed.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next_below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
 #[tokio::test]
 async fn i4_reconcilers_killed_at_random_moments_still_converge() {
     let w = World::with(Settings {
@@ -153,12 +141,7 @@ async fn i4_reconcilers_killed_at_random_moments_still_converge() {
     .await;
     // Spread each rotation over a few hundred milliseconds, so kills land in every step.
     w.gitlab.faults.lock().unwrap().latency = Duration::from_millis(25);
-    let seed = std::env::var("REGWARDEN_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| chrono::Utc::now().timestamp_nanos_opt().unwrap_or(1) as u64);
-    eprintln!("kill loop seed: {seed} (REGWARDEN_KILL_SEED replays it)");
-    let mut rng = Lcg(seed);
+    let mut rng = Lcg::from_env("REGWARDEN_KILL_SEED", "kill loop");
 
     for round in 0..8 {
         let mut child = w.spawn(&["reconcile", "--force"]);

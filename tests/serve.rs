@@ -32,6 +32,15 @@ fn signed(id: &str, body: &str, event: &str) -> reqwest::header::HeaderMap {
 
 async fn post(s: &Serving, headers: reqwest::header::HeaderMap, body: &str) -> (u16, String) {
     let http = regwarden::http::client(None, Duration::from_secs(10)).unwrap();
+    post_via(&http, s, headers, body).await
+}
+
+async fn post_via(
+    http: &reqwest::Client,
+    s: &Serving,
+    headers: reqwest::header::HeaderMap,
+    body: &str,
+) -> (u16, String) {
     let r = http
         .post(format!("{}/webhooks/gitlab", s.url))
         .headers(headers)
@@ -544,4 +553,174 @@ async fn a_renamed_project_is_checked_again_with_a_new_token() {
     .await;
     assert!(w.qovery_can_pull().await);
     s.kill().await;
+}
+
+/// Every value of `v` with the path to it (keys and indexes).
+fn json_paths(v: &serde_json::Value, at: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    out.push(at.clone());
+    let children: Vec<(String, &serde_json::Value)> = match v {
+        serde_json::Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i.to_string(), v))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (key, child) in children {
+        at.push(key);
+        json_paths(child, at, out);
+        at.pop();
+    }
+}
+
+fn json_at<'a>(v: &'a mut serde_json::Value, path: &[String]) -> &'a mut serde_json::Value {
+    path.iter().fold(v, |v, key| match v {
+        serde_json::Value::Object(m) => m.get_mut(key).unwrap(),
+        serde_json::Value::Array(a) => &mut a[key.parse::<usize>().unwrap()],
+        _ => unreachable!("paths lead through objects and arrays"),
+    })
+}
+
+/// `payload` with one to three of its values replaced by what GitLab never sends (or removed),
+/// and now and then cut short or with a byte changed.
+fn mutate(rng: &mut support::rng::Lcg, payload: &serde_json::Value) -> String {
+    let mut v = payload.clone();
+    for _ in 0..1 + rng.next_below(3) {
+        let mut all = Vec::new();
+        json_paths(&v, &mut Vec::new(), &mut all);
+        let path = all[rng.index(all.len())].clone();
+        let replacement = match rng.next_below(12) {
+            0 => {
+                if let Some((key, parent)) = path.split_last() {
+                    match json_at(&mut v, parent) {
+                        serde_json::Value::Object(m) => {
+                            m.remove(key);
+                        }
+                        serde_json::Value::Array(a) => {
+                            a.remove(key.parse::<usize>().unwrap());
+                        }
+                        _ => {}
+                    }
+                }
+                continue;
+            }
+            1 => serde_json::Value::Null,
+            2 => json!(-1),
+            3 => json!(u64::MAX),
+            4 => json!(1e308),
+            5 => json!(""),
+            6 => json!("x".repeat(1500)),
+            7 => json!({}),
+            8 => json!([[], {}, null]),
+            9 => json!(true),
+            10 => json!("2026-13-45 99:99:99 UTC"),
+            _ => json!("\u{0}\u{202e}../../ü\n'\"; DROP TABLE jobs"),
+        };
+        *json_at(&mut v, &path) = replacement;
+    }
+    let mut text = v.to_string().into_bytes();
+    match rng.next_below(8) {
+        0 => text.truncate(rng.index(text.len() + 1)),
+        1 if !text.is_empty() => {
+            let at = rng.index(text.len());
+            text[at] = rng.next_below(256) as u8;
+        }
+        _ => {}
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+#[tokio::test]
+async fn mutated_deliveries_get_a_clear_answer_and_the_server_keeps_working() {
+    let (w, s) = served_world(Settings::default()).await;
+    let held = w.held_token().unwrap();
+    let project_id = w.gitlab.state.lock().unwrap().projects[0].id;
+    // What GitLab sends, as (event header, payload): our own payloads, and the recorded ones
+    // when ../shared is here.
+    let mut seeds: Vec<(String, serde_json::Value)> = vec![
+        (
+            "Resource Deploy Token Hook".into(),
+            serde_json::from_str(&expiry_payload(&w, held.id + 1000, &held.name)).unwrap(),
+        ),
+        (
+            "System Hook".into(),
+            serde_json::from_str(&system_hook("project_create", 4242, "acme/fresh")).unwrap(),
+        ),
+        (
+            "System Hook".into(),
+            serde_json::from_str(&system_hook(
+                "project_rename",
+                project_id + 7,
+                "acme/renamed",
+            ))
+            .unwrap(),
+        ),
+    ];
+    let fixtures = std::env::var("REGWARDEN_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+        .join("fixtures/gitlab-webhooks");
+    if let Ok(readme) = std::fs::read_to_string(fixtures.join("README.md")) {
+        for line in readme
+            .lines()
+            .filter(|l| l.starts_with("| `") && l.contains(".json`"))
+        {
+            let cells: Vec<&str> = line
+                .split('|')
+                .map(|c| c.trim().trim_matches('`'))
+                .collect();
+            let body = std::fs::read_to_string(fixtures.join(cells[1])).unwrap();
+            seeds.push((cells[2].to_string(), serde_json::from_str(&body).unwrap()));
+        }
+    } else {
+        eprintln!(
+            "note: {} is absent: only regwarden's own payloads are mutated",
+            fixtures.display()
+        );
+    }
+    let mut rng = support::rng::Lcg::from_env("REGWARDEN_MUTATION_SEED", "mutation");
+
+    let http = regwarden::http::client(None, Duration::from_secs(10)).unwrap();
+    let mut answers = std::collections::BTreeMap::new();
+    for round in 0..30 {
+        for (n, (event, payload)) in seeds.iter().enumerate() {
+            let body = mutate(&mut rng, payload);
+            let headers = signed(&format!("mut-{round}-{n}"), &body, event);
+            let (code, answer) = post_via(&http, &s, headers, &body).await;
+            assert!(
+                matches!(code, 200 | 202 | 400 | 413),
+                "{event} answered {code} {answer} for:\n{body}"
+            );
+            if code == 400 {
+                let error = serde_json::from_str::<serde_json::Value>(&answer).unwrap()["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                assert!(!error.is_empty(), "a 400 says what is wrong: {answer}");
+            }
+            *answers.entry(code).or_insert(0) += 1;
+        }
+    }
+    eprintln!("answers to mutated deliveries: {answers:?}");
+    assert!(answers.contains_key(&400) && answers.keys().any(|c| *c == 200 || *c == 202));
+
+    // Still up, nothing panicked, and a genuine expiry still gets its binding rotated.
+    assert_eq!(get(&s, "/healthz").await, (200, "ok".into()));
+    let held = w.held_token().unwrap();
+    let body = expiry_payload(&w, held.id, &held.name);
+    let (code, _) = post(
+        &s,
+        signed("genuine", &body, "Resource Deploy Token Hook"),
+        &body,
+    )
+    .await;
+    assert_eq!(code, 202);
+    eventually("the rotation after the storm", &w, || {
+        w.held_token().is_some_and(|t| t.id != held.id)
+    })
+    .await;
+    assert!(!w.server_log().contains("panicked"), "{}", w.server_log());
+    assert!(w.qovery_can_pull().await);
+    s.terminate().await;
 }

@@ -16,4 +16,5 @@ pub mod postgres;
 pub mod prism;
 pub mod qovery;
 pub mod registry;
+pub mod rng;
 pub mod server;

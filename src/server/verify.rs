@@ -198,7 +198,7 @@ impl Verifier {
             return Err(Rejection::Malformed);
         };
         let ts: i64 = timestamp.trim().parse().map_err(|_| Rejection::Malformed)?;
-        if (now - ts).unsigned_abs() > self.tolerance.as_secs() {
+        if now.abs_diff(ts) > self.tolerance.as_secs() {
             return Err(Rejection::Stale);
         }
         let candidates: Vec<Vec<u8>> = signatures
@@ -312,6 +312,14 @@ mod tests {
             v.verify(&signed(SIGNATURE, ID, TS), BODY, TS - 301),
             Err(Rejection::Stale)
         );
+        // Timestamps at the ends of the range are stale, not an overflow.
+        for ts in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            assert_eq!(
+                v.verify(&signed(SIGNATURE, ID, ts), BODY, TS),
+                Err(Rejection::Stale),
+                "{ts}"
+            );
+        }
     }
 
     #[test]

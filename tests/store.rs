@@ -67,6 +67,29 @@ async fn one_lease_holder_at_a_time(store: &Store) {
     assert!(store.acquire_lease("api", "c", ttl).await.unwrap());
 }
 
+async fn a_lease_without_end_holds_until_released(store: &Store) {
+    assert!(
+        store
+            .acquire_lease("forever", "a", Duration::MAX)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .acquire_lease("forever", "b", Duration::from_secs(1))
+            .await
+            .unwrap()
+    );
+    assert!(store.holds_lease("forever", "a").await.unwrap());
+    store.release_lease("forever", "a").await.unwrap();
+    assert!(
+        store
+            .acquire_lease("forever", "b", Duration::from_secs(1))
+            .await
+            .unwrap()
+    );
+}
+
 async fn racing_holders_get_exactly_one_lease(store: &Store) {
     let mut tasks = Vec::new();
     for i in 0..16 {
@@ -228,6 +251,7 @@ async fn suite(store: Store) {
     store.ping().await.unwrap();
     journal_is_kept_newest_first_and_filtered(&store).await;
     one_lease_holder_at_a_time(&store).await;
+    a_lease_without_end_holds_until_released(&store).await;
     racing_holders_get_exactly_one_lease(&store).await;
     a_delivery_is_recorded_once_and_queues_one_job(&store).await;
     a_job_of_a_dead_worker_is_claimed_again(&store).await;

@@ -358,7 +358,10 @@ impl Engine {
         // 1. Create.
         let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_else(Utc::now);
         let name = token_name(&b.name, now);
-        let expires_at = now + chrono::Duration::from_std(b.policy.lifetime.0).unwrap_or_default();
+        let expires_at = chrono::Duration::from_std(b.policy.lifetime.0)
+            .ok()
+            .and_then(|lifetime| now.checked_add_signed(lifetime))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let scopes: Vec<&str> = b
             .policy
             .scopes
@@ -517,7 +520,8 @@ impl Engine {
             .unwrap_or_default()
             .into_iter()
             .filter(|(id, at)| {
-                switch_time < *at + grace && observed.tokens.iter().any(|t| t.id == *id)
+                crate::reconcile::plan::in_grace(*at, grace, switch_time)
+                    && observed.tokens.iter().any(|t| t.id == *id)
             })
             .collect();
         if let Some(previous) = observed.held() {
@@ -600,10 +604,13 @@ impl Engine {
             .iter()
             .filter(|(id, _)| !due.iter().any(|r| r.token.id == *id))
         {
-            report.actions.push(format!(
-                "kept token {id} until {} (grace period)",
-                (*at + grace).format("%Y-%m-%d %H:%M:%S UTC")
-            ));
+            let until = at.checked_add_signed(grace).map_or_else(
+                || "further notice".to_string(),
+                |end| end.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            );
+            report
+                .actions
+                .push(format!("kept token {id} until {until} (grace period)"));
         }
         self.journal(b, rotation, "finish", "ok", "", Some(new))
             .await;

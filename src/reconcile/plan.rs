@@ -165,7 +165,11 @@ pub fn plan(binding: &Binding, observed: &Observed, now: DateTime<Utc>, force: b
                 token_id: marker.token_id,
             }),
             Some(t) => match t.expires_at {
-                Some(e) if e - to_chrono(binding.policy.rotate_before.0) <= now => {
+                // An expiry so early that the subtraction leaves chrono's range is due.
+                Some(e)
+                    if e.checked_sub_signed(to_chrono(binding.policy.rotate_before.0))
+                        .is_none_or(|due| due <= now) =>
+                {
                     Some(RotateReason::Expiring { expires_at: e })
                 }
                 _ if force => Some(RotateReason::Forced),
@@ -204,7 +208,7 @@ pub fn revocations(
         .filter(|t| Some(t.id) != held.map(|h| h.id))
         .filter_map(|t| {
             let reason = match marker.and_then(|m| m.retired_at(t.id)) {
-                Some(since) if now < since + grace => return None,
+                Some(since) if in_grace(since, grace, now) => return None,
                 Some(_) => RevokeReason::GraceOver,
                 None => RevokeReason::NeverSwitched,
             };
@@ -218,6 +222,12 @@ pub fn revocations(
 
 fn to_chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Whether a token retired at `since` (a time read from the Qovery description, which anyone
+/// with access can edit) is still in its grace period: a time too late to add to is.
+pub fn in_grace(since: DateTime<Utc>, grace: chrono::Duration, now: DateTime<Utc>) -> bool {
+    since.checked_add_signed(grace).is_none_or(|end| now < end)
 }
 
 #[cfg(test)]
@@ -322,6 +332,44 @@ mod tests {
             p.revoke.is_empty(),
             "the held token is never revoked before its successor"
         );
+    }
+
+    #[test]
+    fn times_at_the_ends_of_the_calendar_are_planned_not_overflowed() {
+        let mut ancient = token(1, at(1, 0));
+        ancient.expires_at = Some(DateTime::<Utc>::MIN_UTC);
+        let p = plan(
+            &binding(),
+            &observed(vec![ancient], Some(registry(Some(1)))),
+            at(24, 0),
+            false,
+        );
+        assert_eq!(
+            p.rotate,
+            Some(RotateReason::Expiring {
+                expires_at: DateTime::<Utc>::MIN_UTC
+            })
+        );
+
+        // A marker edited to retire a token at the end of its calendar keeps it in its grace
+        // period, and so would a time too late for chrono to add the grace to.
+        let held = token(2, at(20, 0));
+        let retired = token(1, at(1, 0));
+        let registry = registry_retiring(Some(2), "1@99991231T235959Z");
+        let marker = Marker::find(registry.description.as_deref().unwrap()).unwrap();
+        assert!(marker.retired_at(1).is_some(), "{marker:?}");
+        let p = plan(
+            &binding(),
+            &observed(vec![held, retired], Some(registry)),
+            at(24, 0),
+            false,
+        );
+        assert!(p.revoke.is_empty(), "{p:?}");
+        assert!(in_grace(
+            DateTime::<Utc>::MAX_UTC,
+            chrono::Duration::hours(1),
+            at(24, 0)
+        ));
     }
 
     #[test]

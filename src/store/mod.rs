@@ -165,6 +165,12 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// `now_ms` plus `d`, held at the end of the range: a lease or lock of a thousand years is
+/// "until further notice", not an overflow.
+fn deadline_ms(now_ms: i64, d: Duration) -> i64 {
+    now_ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 impl Store {
     /// Opens (creating a SQLite file if needed) and migrates the store at `url`.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
@@ -307,7 +313,7 @@ impl Store {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         let now = now_ms();
-        let until = now + ttl.as_millis() as i64;
+        let until = deadline_ms(now, ttl);
         let result = sqlx::query(
             "INSERT INTO leases (binding, holder, expires_at_ms) VALUES ($1, $2, $3)
              ON CONFLICT (binding) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms
@@ -473,7 +479,7 @@ impl Store {
         lock_for: Duration,
     ) -> Result<Option<Job>, StoreError> {
         let now = now_ms();
-        let until = now + lock_for.as_millis() as i64;
+        let until = deadline_ms(now, lock_for);
         // Two statements, each served by the (status, next_run_ms) index. The condition is
         // repeated outside the subquery: under PostgreSQL's READ COMMITTED a second claimer
         // re-checks it on the row the first one just changed, and gets nothing.

@@ -14,7 +14,10 @@ use tracing::Instrument;
 
 use super::crash;
 use super::marker::Marker;
-use super::plan::{Binding, Observed, OwnedToken, Plan, created_at, plan, revocations, token_name};
+use super::plan::{
+    Binding, Observed, OwnedToken, Plan, created_at, grace_end, in_grace, plan, revocations,
+    to_chrono, token_name,
+};
 use crate::config::{CredentialKind, Scope};
 use crate::credential::Credential;
 use crate::gitlab::{GitlabClient, Namespace, NewAccessToken, NewDeployToken};
@@ -513,15 +516,14 @@ impl Engine {
         // The token Qovery held until now joins the retired list; entries whose grace is
         // over, or whose token is gone, leave it.
         let switch_time = Utc::now();
-        let grace = chrono::Duration::from_std(b.policy.grace_period.0).unwrap_or_default();
+        let grace = to_chrono(b.policy.grace_period.0);
         marker.retired = observed
             .marker()
             .map(|m| m.retired)
             .unwrap_or_default()
             .into_iter()
             .filter(|(id, at)| {
-                crate::reconcile::plan::in_grace(*at, grace, switch_time)
-                    && observed.tokens.iter().any(|t| t.id == *id)
+                in_grace(*at, grace, switch_time) && observed.tokens.iter().any(|t| t.id == *id)
             })
             .collect();
         if let Some(previous) = observed.held() {
@@ -604,7 +606,7 @@ impl Engine {
             .iter()
             .filter(|(id, _)| !due.iter().any(|r| r.token.id == *id))
         {
-            let until = at.checked_add_signed(grace).map_or_else(
+            let until = grace_end(*at, grace).map_or_else(
                 || "further notice".to_string(),
                 |end| end.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
             );

@@ -220,14 +220,21 @@ pub fn revocations(
         .collect()
 }
 
-fn to_chrono(d: Duration) -> chrono::Duration {
+/// A configured duration as chrono's, held at chrono's maximum.
+pub fn to_chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
-/// Whether a token retired at `since` (a time read from the Qovery description, which anyone
-/// with access can edit) is still in its grace period: a time too late to add to is.
+/// When the grace period of a token retired at `since` ends; `None` past chrono's range
+/// (`since` is read from the Qovery description, which anyone with access can edit).
+pub fn grace_end(since: DateTime<Utc>, grace: chrono::Duration) -> Option<DateTime<Utc>> {
+    since.checked_add_signed(grace)
+}
+
+/// Whether a token retired at `since` is still in its grace period: one whose end is past
+/// chrono's range is.
 pub fn in_grace(since: DateTime<Utc>, grace: chrono::Duration, now: DateTime<Utc>) -> bool {
-    since.checked_add_signed(grace).is_none_or(|end| now < end)
+    grace_end(since, grace).is_none_or(|end| now < end)
 }
 
 #[cfg(test)]

@@ -162,12 +162,17 @@ qovery_registry = "{QOVERY_REGISTRY}"
 
     pub async fn regwarden_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let run = self.command(args, env).run().await;
+        self.assert_no_secret_in(&run);
+        run
+    }
+
+    /// Fails the test if a run printed an API token or any token GitLab issued here.
+    pub fn assert_no_secret_in(&self, run: &Run) {
         run.assert_never_shows(&self.gitlab_token);
         run.assert_never_shows(&self.qovery_token);
         for secret in self.token_secrets() {
             run.assert_never_shows(&secret);
         }
-        run
     }
 
     pub async fn reconcile(&self, extra: &[&str]) -> Run {

@@ -80,6 +80,10 @@ else
   echo "note: the image tests (tests/image.rs) say they skipped: building the image with buildah needs root${REGWARDEN_SKIP_IMAGE:+, and REGWARDEN_SKIP_IMAGE is set}"
 fi
 
+# A test holds 1,500 connections open against the server (its connection cap): allow more
+# descriptors than a login shell's usual 1,024, up to the hard limit.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 4096 2>/dev/null || true
+
 # fault-injection adds the crash points the crash-safety tests (invariant I4) abort at.
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then

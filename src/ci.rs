@@ -15,7 +15,9 @@ use crate::credential::Credential;
 use crate::gitlab::{GitlabClient, Namespace};
 use crate::qovery::{QoveryClient, RegistryKind, RegistryRequest};
 use crate::reconcile::bindings::slug;
-use crate::reconcile::{Binding, BindingOutcome, Engine, EngineSettings, Marker, PassOptions};
+use crate::reconcile::{
+    Binding, BindingOutcome, Engine, EngineSettings, Force, Marker, PassOptions,
+};
 use crate::registry::{self, Access};
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +70,11 @@ pub struct QoveryArgs {
     /// PEM file of extra CA certificates (self-managed GitLab behind a private CA).
     #[arg(long, env = "REGWARDEN_CA_FILE", value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
+
+    /// Allow http:// URLs to hosts other than loopback (credentials cross the network in
+    /// clear).
+    #[arg(long, env = "REGWARDEN_ALLOW_INSECURE_HTTP")]
+    pub allow_insecure_http: bool,
 
     /// Where to write the dotenv report for later jobs.
     #[arg(
@@ -143,6 +150,22 @@ pub struct RotateArgs {
     /// Print the plan and change nothing.
     #[arg(long, env = "REGWARDEN_DRY_RUN")]
     pub dry_run: bool,
+
+    /// Names this deployment in its token names and the Qovery marker, so that it never
+    /// takes the tokens of a `regwarden serve` binding the same project for its own (the
+    /// server's default instance is unnamed).
+    #[arg(
+        long,
+        env = "REGWARDEN_INSTANCE",
+        default_value = "ci",
+        value_name = "NAME",
+        value_parser = parse_instance
+    )]
+    pub instance: String,
+}
+
+fn parse_instance(raw: &str) -> Result<String, String> {
+    crate::config::check_instance(raw).map(|()| raw.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +186,11 @@ pub struct NotifyArgs {
     /// PEM file of extra CA certificates (a server behind a private CA).
     #[arg(long, env = "REGWARDEN_CA_FILE", value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
+
+    /// Allow an http:// server on a host other than loopback (the ID token crosses the
+    /// network in clear).
+    #[arg(long, env = "REGWARDEN_ALLOW_INSECURE_HTTP")]
+    pub allow_insecure_http: bool,
 }
 
 /// A job's failure: what to print, and the exit code.
@@ -243,13 +271,25 @@ fn write_dotenv(path: &PathBuf, pairs: &[(&str, String)]) -> Result<(), Failure>
     })
 }
 
-fn parse_url(what: &str, raw: &str) -> Result<Url, Failure> {
+/// A URL from a flag or a CI variable (`https://` assumed without a scheme). Plain http to a
+/// host other than loopback is refused unless `allow_insecure_http`.
+fn parse_url(what: &str, raw: &str, allow_insecure_http: bool) -> Result<Url, Failure> {
     let with_scheme = if raw.contains("://") {
         raw.to_string()
     } else {
         format!("https://{raw}")
     };
-    Url::parse(&with_scheme).map_err(|e| fail(2, format!("{what} {raw:?} is not a URL: {e}")))
+    let url = Url::parse(&with_scheme)
+        .map_err(|e| fail(2, format!("{what} {raw:?} is not a URL: {e}")))?;
+    if !allow_insecure_http && let Err(why) = crate::http::refuse_cleartext(&url) {
+        return Err(fail(
+            2,
+            format!(
+                "{what} {why}: use https://, or set REGWARDEN_ALLOW_INSECURE_HTTP=true (--allow-insecure-http)"
+            ),
+        ));
+    }
+    Ok(url)
 }
 
 /// What the Qovery side of a job needs.
@@ -270,8 +310,12 @@ fn target(args: &QoveryArgs, timeout: std::time::Duration) -> Result<Target, Fai
         .as_deref()
         .filter(|u| !u.trim().is_empty())
     {
-        Some(u) => parse_url("--registry-url", u)?,
-        None => parse_url("CI_REGISTRY", &var("CI_REGISTRY")?)?,
+        Some(u) => parse_url("--registry-url", u, args.allow_insecure_http)?,
+        None => parse_url(
+            "CI_REGISTRY",
+            &var("CI_REGISTRY")?,
+            args.allow_insecure_http,
+        )?,
     };
     let kind = match args.registry_kind.as_str() {
         "auto" => RegistryKind::for_registry(&registry_url),
@@ -288,7 +332,7 @@ fn target(args: &QoveryArgs, timeout: std::time::Duration) -> Result<Target, Fai
         .map_err(|e| fail(2, e.to_string()))?;
     let qovery = QoveryClient::new(
         http.clone(),
-        &parse_url("--qovery-url", &args.qovery_url)?,
+        &parse_url("--qovery-url", &args.qovery_url, args.allow_insecure_http)?,
         secret_var("QOVERY_API_TOKEN")?,
     );
     Ok(Target {
@@ -369,7 +413,7 @@ async fn register(args: RegisterArgs, timeout: std::time::Duration) -> Result<()
         .registry_by_name(&t.org, &t.name)
         .await
         .map_err(|e| fail(1, format!("cannot read Qovery registries: {e}")))?;
-    let marker = Marker::new(&t.name, 0, &fingerprint, None);
+    let marker = Marker::new(&t.name, "", 0, &fingerprint, None);
     let (action, registry) = match existing {
         Some(r) if r.is_cluster_owned() => {
             return Err(fail(
@@ -441,8 +485,12 @@ async fn register(args: RegisterArgs, timeout: std::time::Duration) -> Result<()
 async fn rotate(args: RotateArgs, timeout: std::time::Duration) -> Result<(), Failure> {
     let t = target(&args.qovery, timeout)?;
     let gitlab_url = match args.gitlab_url.as_deref().filter(|u| !u.trim().is_empty()) {
-        Some(u) => parse_url("--gitlab-url", u)?,
-        None => parse_url("CI_SERVER_URL", &var("CI_SERVER_URL")?)?,
+        Some(u) => parse_url("--gitlab-url", u, args.qovery.allow_insecure_http)?,
+        None => parse_url(
+            "CI_SERVER_URL",
+            &var("CI_SERVER_URL")?,
+            args.qovery.allow_insecure_http,
+        )?,
     };
     let gitlab = GitlabClient::new(t.http.clone(), &gitlab_url, secret_var("GITLAB_TOKEN")?);
     let mut name: String = slug(&t.project_path).chars().take(64).collect();
@@ -466,13 +514,14 @@ async fn rotate(args: RotateArgs, timeout: std::time::Duration) -> Result<(), Fa
     };
     let binding = Binding {
         name: name.clone(),
+        instance: args.instance.clone(),
         namespace: Namespace::Project(t.project_path.clone()),
         repository: t.project_path.clone(),
         qovery_registry: t.name.clone(),
         policy,
     };
     // No store to run: the job's resource_group keeps two pipelines of the project apart, and
-    // the lease lives in memory for the job's own pass.
+    // the binding's lock lives in memory for the job's own pass.
     let store = if args.dry_run {
         None
     } else {
@@ -496,7 +545,6 @@ async fn rotate(args: RotateArgs, timeout: std::time::Duration) -> Result<(), Fa
             check_interval: std::time::Duration::from_secs(2),
             lease_ttl: std::time::Duration::from_secs(600),
         },
-        holder: format!("ci-{}", std::process::id()),
     });
     let reports = {
         let _s = Section::start("regwarden_rotate", "Running the rotation protocol");
@@ -505,7 +553,7 @@ async fn rotate(args: RotateArgs, timeout: std::time::Duration) -> Result<(), Fa
                 std::slice::from_ref(&binding),
                 PassOptions {
                     dry_run: args.dry_run,
-                    force: args.force,
+                    force: if args.force { Force::Always } else { Force::No },
                 },
             )
             .await;
@@ -574,7 +622,7 @@ async fn notify(args: NotifyArgs, timeout: std::time::Duration) -> Result<(), Fa
             ),
         )
     })?;
-    let server = parse_url("--server", &args.server)?;
+    let server = parse_url("--server", &args.server, args.allow_insecure_http)?;
     let url = crate::http::directory_url(&server, "api/v1/ci")
         .join("reconcile")
         .map_err(|e| fail(2, e.to_string()))?;
@@ -592,7 +640,11 @@ async fn notify(args: NotifyArgs, timeout: std::time::Duration) -> Result<(), Fa
             )
         })?;
     let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let body: serde_json::Value = crate::http::read_body(response, 64 << 10)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
     if status == reqwest::StatusCode::ACCEPTED {
         println!(
             "regwarden: {server} will reconcile {}",

@@ -55,10 +55,12 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// One pass over the bindings: observe GitLab and Qovery, plan, and rotate or revoke
-    /// what needs it.
+    /// what needs it. A binding is rotated by one worker, process or replica at a time; one
+    /// that another live holder is rotating is reported "busy" and left to it.
     ///
-    /// Exit codes: 0 every binding is healthy afterwards; 1 one or more failed (the others
-    /// still proceed); 2 bad usage or configuration.
+    /// Exit codes: 0 every binding is healthy, rotated, or busy (its holder finishes the
+    /// job); 1 a binding failed or is blocked, or an [[auto_bind]] rule could not be expanded
+    /// (every other binding still proceeds); 2 bad usage or configuration.
     Reconcile(ReconcileArgs),
     /// Show the journal: every step of every rotation, newest first.
     History(HistoryArgs),
@@ -173,6 +175,11 @@ pub struct CheckArgs {
     #[arg(long, env = "REGWARDEN_CA_FILE", value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
 
+    /// Allow an http:// registry on a host other than loopback (the token crosses the
+    /// network in clear).
+    #[arg(long, env = "REGWARDEN_ALLOW_INSECURE_HTTP")]
+    pub allow_insecure_http: bool,
+
     /// How to print the result.
     #[arg(long, env = "REGWARDEN_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -277,7 +284,7 @@ fn usage_error(message: impl std::fmt::Display) -> u8 {
     EXIT_USAGE
 }
 
-fn parse_registry_url(raw: &str) -> Result<Url, String> {
+fn parse_registry_url(raw: &str, allow_insecure_http: bool) -> Result<Url, String> {
     let with_scheme = if raw.contains("://") {
         raw.to_string()
     } else {
@@ -292,6 +299,11 @@ fn parse_registry_url(raw: &str) -> Result<Url, String> {
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err("--registry must not carry credentials: give the user with --username and the token on standard input".into());
+    }
+    if !allow_insecure_http && let Err(why) = crate::http::refuse_cleartext(&url) {
+        return Err(format!(
+            "--registry {why}: use https://, or pass --allow-insecure-http"
+        ));
     }
     Ok(url)
 }
@@ -315,7 +327,7 @@ fn read_password(from_stdin: bool) -> Result<SecretString, String> {
 }
 
 async fn check(args: CheckArgs) -> u8 {
-    let registry = match parse_registry_url(&args.registry) {
+    let registry = match parse_registry_url(&args.registry, args.allow_insecure_http) {
         Ok(url) => url,
         Err(e) => return usage_error(e),
     };
@@ -428,6 +440,16 @@ async fn config_check(path: Option<&Path>, args: ConfigCheckArgs) -> u8 {
             crate::config::redact_url_password(&config.store.url.0)
         )),
     )];
+    let instance = &config.reconcile.instance;
+    findings.push(Finding::new(
+        "reconcile.instance",
+        Ok(format!(
+            "{}: its tokens are named {} and only those are ever revoked",
+            crate::reconcile::plan::instance_label(instance),
+            crate::reconcile::plan::token_name("<binding>", instance, chrono::DateTime::UNIX_EPOCH)
+                .replace("19700101T000000Z", "<UTC time>")
+        )),
+    ));
     let gitlab_token = config.gitlab_token_source().read();
     let qovery_token = config.qovery_token_source().read();
     if args.online {
@@ -537,14 +559,6 @@ fn load_config(path: Option<&Path>) -> Result<Config, u8> {
     })
 }
 
-/// Who this process is when it holds a lease.
-fn lease_holder() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "host".into());
-    format!("{host}-{}-{}", std::process::id(), crate::store::now_ms())
-}
-
 /// Builds the engine from the configuration: clients, store (none in a dry run).
 async fn engine(config: &Config, dry_run: bool) -> Result<crate::reconcile::Engine, String> {
     let http = crate::http::client(
@@ -583,12 +597,11 @@ async fn engine(config: &Config, dry_run: bool) -> Result<crate::reconcile::Engi
             check_interval: config.reconcile.check_interval.0,
             lease_ttl: config.reconcile.lease_ttl.0,
         },
-        holder: lease_holder(),
     })
 }
 
 async fn reconcile(path: Option<&Path>, args: ReconcileArgs) -> u8 {
-    use crate::reconcile::{PassOptions, bindings};
+    use crate::reconcile::{Force, PassOptions, bindings};
     let config = match load_config(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -597,30 +610,35 @@ async fn reconcile(path: Option<&Path>, args: ReconcileArgs) -> u8 {
         Ok(e) => e,
         Err(e) => return usage_error(e),
     };
-    let all = match bindings::resolve(&config, &engine.gitlab).await {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: cannot expand [[auto_bind]] rules: {e}");
-            return EXIT_FAILED;
-        }
-    };
-    let selected: Vec<_> = if args.bindings.is_empty() {
-        all
+    let resolved = if args.bindings.is_empty() {
+        bindings::resolve(&config, &engine.gitlab).await
     } else {
+        let resolved = bindings::resolve_named(&config, &engine.gitlab, &args.bindings).await;
         let unknown: Vec<&String> = args
             .bindings
             .iter()
-            .filter(|n| !all.iter().any(|b| &&b.name == n))
+            .filter(|n| !resolved.bindings.iter().any(|b| &&b.name == n))
             .collect();
         if !unknown.is_empty() {
-            let known: Vec<&str> = all.iter().map(|b| b.name.as_str()).collect();
+            let names = unknown
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if !resolved.failed_rules.is_empty() {
+                // The name may belong to a rule that could not be expanded: not a usage error.
+                for rule in &resolved.failed_rules {
+                    eprintln!("error: [[auto_bind]] group {}: {}", rule.group, rule.error);
+                }
+                eprintln!(
+                    "error: no binding named {names} was found, and the [[auto_bind]] rules above could not be expanded"
+                );
+                return EXIT_FAILED;
+            }
+            let all = bindings::resolve(&config, &engine.gitlab).await;
+            let known: Vec<&str> = all.bindings.iter().map(|b| b.name.as_str()).collect();
             return usage_error(format!(
-                "no binding named {}: the configuration has {}",
-                unknown
-                    .iter()
-                    .map(|n| format!("{n:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                "no binding named {names}: the configuration has {}",
                 if known.is_empty() {
                     "none".to_string()
                 } else {
@@ -628,16 +646,15 @@ async fn reconcile(path: Option<&Path>, args: ReconcileArgs) -> u8 {
                 }
             ));
         }
-        all.into_iter()
-            .filter(|b| args.bindings.contains(&b.name))
-            .collect()
+        resolved
     };
     let options = PassOptions {
         dry_run: args.dry_run,
-        force: args.force,
+        force: if args.force { Force::Always } else { Force::No },
     };
-    let reports = engine.run(&selected, options).await;
-    let failed = reports.iter().filter(|r| r.outcome.is_failure()).count();
+    let reports = engine.run(&resolved.bindings, options).await;
+    let failed =
+        reports.iter().filter(|r| r.outcome.is_failure()).count() + resolved.failed_rules.len();
     match args.output {
         OutputFormat::Json => {
             #[derive(Serialize)]
@@ -645,11 +662,14 @@ async fn reconcile(path: Option<&Path>, args: ReconcileArgs) -> u8 {
                 dry_run: bool,
                 ok: bool,
                 bindings: &'a [crate::reconcile::BindingReport],
+                /// `[[auto_bind]]` rules that could not be expanded.
+                failed_rules: &'a [bindings::RuleFailure],
             }
             print_json(&Pass {
                 dry_run: args.dry_run,
                 ok: failed == 0,
                 bindings: &reports,
+                failed_rules: &resolved.failed_rules,
             });
         }
         OutputFormat::Text => {
@@ -680,7 +700,11 @@ async fn reconcile(path: Option<&Path>, args: ReconcileArgs) -> u8 {
                     println!("  error: {e}");
                 }
             }
-            if reports.is_empty() {
+            for rule in &resolved.failed_rules {
+                println!("auto_bind {}: failed", rule.group);
+                println!("  error: {}", rule.error);
+            }
+            if reports.is_empty() && resolved.failed_rules.is_empty() {
                 println!("no bindings to reconcile");
             }
         }

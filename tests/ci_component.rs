@@ -434,6 +434,18 @@ async fn every_input_regex_is_re2_accepts_its_default_and_refuses_bad_values() {
             &["gitlab.example.com"],
         ),
         (
+            "rotate/instance",
+            &["ci", "ci-prod", "a", "deploy-2"],
+            &[
+                "",
+                "CI",
+                "-ci",
+                "ci-",
+                "ci_prod",
+                "a-very-long-instance-name-of-33-c",
+            ],
+        ),
+        (
             "notify/server",
             &["https://regwarden.example.com"],
             &["regwarden.example.com", ""],

@@ -86,18 +86,54 @@ async fn tokens_that_are_not_for_this_server_are_refused() {
             .contains("not-a-published-kid"),
         "{body}"
     );
+    let keys_fetched = w.gitlab.calls("GET /oauth/discovery/keys");
     let (code, body) = call(&s, Some(&unbound)).await;
     assert_eq!(code, 403);
     assert!(
-        body["error"].as_str().unwrap().contains("has no binding"),
+        body["error"].as_str().unwrap().contains("binds no project"),
         "{body}"
     );
+    // Refused from the configuration alone: neither the JWKS nor the project was asked for.
+    assert_eq!(w.gitlab.calls("GET /oauth/discovery/keys"), keys_fetched);
+    assert_eq!(w.gitlab.calls("GET /api/v4/projects/{id}"), 0);
 
     // An unknown kid fetches the keys again at most once a minute, not on every request: all
     // of the above came within a minute of the first fetch.
     let again = call(&s, Some(&unknown_key)).await;
     assert_eq!(again.0, 401);
     assert_eq!(w.gitlab.calls("GET /oauth/discovery/keys"), 1);
+    s.kill().await;
+}
+
+#[tokio::test]
+async fn a_project_gets_one_pass_per_interval_however_often_its_jobs_notify() {
+    let (w, s) = served().await;
+    let first = w.gitlab.mint_id_token(PROJECT, AUDIENCE, CI_KID, 300);
+    let second = w.gitlab.mint_id_token(PROJECT, AUDIENCE, CI_KID, 300);
+    assert_ne!(first, second, "two jobs, two ID tokens");
+
+    let (code, body) = call(&s, Some(&first)).await;
+    assert_eq!(code, 202, "{body}");
+    let http = regwarden::http::client(None, Duration::from_secs(10)).unwrap();
+    let again = http
+        .post(format!("{}/api/v1/ci/reconcile", s.url))
+        .bearer_auth(&second)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(again.status().as_u16(), 429);
+    let wait: u64 = again.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=10).contains(&wait), "{wait}");
+    assert_eq!(
+        w.gitlab.calls("GET /api/v4/projects/{id}"),
+        1,
+        "one GitLab call for the one pass"
+    );
     s.kill().await;
 }
 

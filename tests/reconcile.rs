@@ -490,3 +490,239 @@ async fn a_terminal_shows_progress_for_many_bindings_and_a_pipe_does_not() {
         piped.stdout
     );
 }
+
+const LIST_REGISTRIES: &str = "GET /organization/{organizationId}/containerRegistry";
+const GROUP_PROJECTS: &str = "GET /api/v4/groups/{id}/projects";
+
+/// A world whose configuration also has an `[[auto_bind]]` rule for a group that does not
+/// exist (renamed or deleted since) and a binding of a project that is gone.
+async fn world_with_a_broken_rule_and_binding() -> World {
+    World::with(Settings {
+        extra: r#"
+[[binding]]
+name = "ghost"
+project = "acme/ghost"
+qovery_registry = "gitlab-acme-ghost"
+
+[[auto_bind]]
+group = "acme/gone"
+qovery_registry = "gitlab-{project_path_slug}"
+"#
+        .into(),
+        ..Settings::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_broken_rule_or_binding_is_reported_on_its_own_and_the_others_proceed() {
+    let w = world_with_a_broken_rule_and_binding().await;
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("api: rotated"), "{}", run.stdout);
+    assert_converged(&w).await;
+    let ghost = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("ghost: failed"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        ghost.contains("project acme/ghost") && ghost.contains("404"),
+        "{}",
+        run.stdout
+    );
+    let rule = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("auto_bind acme/gone: failed"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        rule.contains("group acme/gone") && rule.contains("404"),
+        "{}",
+        run.stdout
+    );
+
+    // The JSON report says the same, rule by rule.
+    let json = w.reconcile(&["--dry-run", "--output", "json"]).await;
+    assert_eq!(json.code, 1, "{json:?}");
+    let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["failed_rules"][0]["group"], "acme/gone");
+    assert_eq!(report["bindings"][0]["binding"], "api");
+    assert_eq!(report["bindings"][0]["outcome"], "healthy");
+}
+
+#[tokio::test]
+async fn one_binding_by_name_never_depends_on_an_unrelated_rule() {
+    let w = world_with_a_broken_rule_and_binding().await;
+
+    let run = w.reconcile(&["--binding", "api"]).await;
+    let dry = w.reconcile(&["--binding", "api", "--dry-run"]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert_converged(&w).await;
+    assert_eq!(
+        w.gitlab.calls(GROUP_PROJECTS),
+        0,
+        "the [[auto_bind]] rule was not expanded"
+    );
+}
+
+#[tokio::test]
+async fn a_switch_whose_outcome_is_unknown_revokes_neither_token_and_the_next_pass_settles_it() {
+    for applied in [true, false] {
+        let w = World::with(Settings {
+            grace_period: "0s",
+            ..Settings::default()
+        })
+        .await;
+        assert_eq!(w.reconcile(&[]).await.code, 0);
+        let old = w.held_token().unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // Every answer to the PUT is lost, whether Qovery applied it or not, and reading the
+        // registry back fails too.
+        let lost = if applied {
+            Fault::ApplyThenDrop
+        } else {
+            Fault::Drop
+        };
+        w.qovery.fail(EDIT_REGISTRY, lost, 10);
+        // The pass's own listing goes through; reading back after the switch fails.
+        w.qovery
+            .fail(LIST_REGISTRIES, Fault::Delay(Duration::ZERO), 1);
+        w.qovery.fail(LIST_REGISTRIES, Fault::Status(503, None), 10);
+
+        let run = w.reconcile(&["--force"]).await;
+
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(
+            run.stdout.contains("may have reached Qovery or not"),
+            "{}",
+            run.stdout
+        );
+        let active: Vec<u64> = w.active_tokens().iter().map(|t| t.id).collect();
+        assert_eq!(active.len(), 2, "neither token was revoked: {}", run.stdout);
+        assert!(active.contains(&old.id));
+        let history = w.regwarden(&["history", "--binding", "api"]).await;
+        assert!(
+            history.stdout.contains("switch unknown"),
+            "{}",
+            history.stdout
+        );
+        // Whichever Qovery holds works.
+        assert!(w.qovery_can_pull().await, "applied: {applied}");
+
+        w.qovery.clear_faults();
+        let next = w.reconcile(&[]).await;
+
+        assert_eq!(next.code, 0, "{next:?}");
+        let held = assert_converged(&w).await;
+        assert_eq!(held.id == old.id, !applied, "{}", next.stdout);
+        assert_eq!(
+            w.active_tokens().iter().map(|t| t.id).collect::<Vec<_>>(),
+            vec![held.id],
+            "the token Qovery does not hold is revoked: {}",
+            next.stdout
+        );
+    }
+}
+
+/// `regwarden ci rotate` as the CI/CD component runs it, for the world's project.
+async fn ci_rotate(w: &World, registry_name: &str, extra: &[&str]) -> support::cli::Run {
+    let mut args = vec!["ci", "rotate"];
+    args.extend_from_slice(extra);
+    let gitlab = w.gitlab.url();
+    let ca = w.ca.display().to_string();
+    w.regwarden_env(
+        &args,
+        &[
+            ("CI_PROJECT_PATH", support::world::PROJECT),
+            ("CI_SERVER_URL", &gitlab),
+            ("CI_REGISTRY", &w.registry_url),
+            ("REGWARDEN_QOVERY_ORGANIZATION_ID", support::world::ORG),
+            ("REGWARDEN_QOVERY_URL", w.qovery_url_str()),
+            ("REGWARDEN_REGISTRY_NAME", registry_name),
+            ("REGWARDEN_CA_FILE", &ca),
+            ("REGWARDEN_GRACE_PERIOD", "0s"),
+            (
+                "REGWARDEN_DOTENV",
+                w.path().join("ci.env").to_str().unwrap(),
+            ),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn two_deployments_binding_one_project_never_revoke_each_others_tokens() {
+    // A server-side deployment (the configuration's binding "api", default instance) and the
+    // CI component's `rotate` job (instance "ci") keep one project's credential in two Qovery
+    // registries, with no grace period: each revokes its own previous token at once.
+    let w = World::with(Settings {
+        grace_period: "0s",
+        ..Settings::default()
+    })
+    .await;
+    let ci_registry = "gitlab-acme-api-ci";
+    for round in 0..3 {
+        let server = w.reconcile(&["--force"]).await;
+        assert_eq!(server.code, 0, "round {round}: {server:?}");
+        assert!(
+            w.qovery_can_pull().await,
+            "round {round}: the server's credential"
+        );
+        assert!(
+            round == 0 || w.can_pull(ci_registry).await,
+            "round {round}: the server's pass broke the CI deployment's credential"
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+
+        let ci = ci_rotate(&w, ci_registry, &["--force"]).await;
+        assert_eq!(ci.code, 0, "round {round}: {ci:?}");
+        assert!(
+            w.can_pull(ci_registry).await,
+            "round {round}: the CI credential"
+        );
+        assert!(
+            w.qovery_can_pull().await,
+            "round {round}: the CI job broke the server's credential"
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let ci_tokens: Vec<String> = w
+        .gitlab
+        .deploy_tokens()
+        .into_iter()
+        .filter(|t| t.active())
+        .map(|t| t.name)
+        .filter(|n| n.ends_with("-ci"))
+        .collect();
+    assert_eq!(ci_tokens.len(), 1, "{ci_tokens:?}");
+    assert!(
+        ci_tokens[0].starts_with("regwarden-acme-api-"),
+        "{ci_tokens:?}"
+    );
+    assert_eq!(w.active_tokens().len(), 1, "the server's own, alone");
+
+    // Pointed at the registry the server keeps, the CI job leaves it alone and says why.
+    let creates = w.gitlab.calls(CREATE_TOKEN);
+    let clash = ci_rotate(&w, support::world::QOVERY_REGISTRY, &["--force"]).await;
+    assert_eq!(clash.code, 1, "{clash:?}");
+    assert!(
+        clash
+            .stderr
+            .contains("is kept by the default regwarden instance"),
+        "{clash:?}"
+    );
+    assert_eq!(w.gitlab.calls(CREATE_TOKEN), creates, "no token was made");
+    assert!(w.qovery_can_pull().await);
+
+    // `config check` shows which deployment this configuration is.
+    let check = w.regwarden(&["config", "check"]).await;
+    assert!(check.stdout.contains("instance"), "{}", check.stdout);
+}

@@ -719,3 +719,255 @@ async fn mutated_deliveries_get_a_clear_answer_and_the_server_keeps_working() {
     assert!(w.qovery_can_pull().await);
     s.terminate().await;
 }
+
+/// The job counts `/metrics` reports: (queued, running).
+async fn job_counts(s: &Serving) -> (i64, i64) {
+    let (_, metrics) = get(s, "/metrics").await;
+    let count = |status: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("regwarden_jobs{{status=\"{status}\"}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    (count("queued"), count("running"))
+}
+
+/// Polls until the server has no job queued or running, for up to 30 s.
+async fn until_idle(w: &World, s: &Serving) {
+    for _ in 0..300 {
+        if job_counts(s).await == (0, 0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("jobs still pending; server log:\n{}", w.server_log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_deliveries_four_workers_a_timer_pass_and_a_cli_pass_rotate_once() {
+    let w = World::with(Settings {
+        grace_period: "0s",
+        extra: "\n[server]\nreconcile_interval = \"1h\"\n".into(),
+        ..Settings::default()
+    })
+    .await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let old = w.held_token().unwrap();
+    // Six days left: due by rotate_before (seven days) too, so the timer's pass and a CLI
+    // pass want the rotation as well.
+    w.gitlab
+        .state
+        .lock()
+        .unwrap()
+        .deploy_tokens
+        .iter_mut()
+        .filter(|t| t.id == old.id)
+        .for_each(|t| t.expires_at = Some(chrono::Utc::now() + chrono::Duration::days(6)));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    w.gitlab.faults.lock().unwrap().latency = Duration::from_millis(30);
+    let body = expiry_payload(&w, old.id, &old.name);
+
+    // The server's first timer slot queues a pass at start-up; four deliveries of one expiry
+    // (project, group and system hooks, and a redelivery with a new id) arrive at once, and
+    // a `reconcile` from cron runs beside them.
+    let s = w.serve(&["--workers", "4"]).await;
+    let deliveries = ["msg_project", "msg_group", "msg_system", "msg_redelivered"]
+        .map(|id| post(&s, signed(id, &body, "Resource Deploy Token Hook"), &body));
+    let (answers, cli) = tokio::join!(futures_util::future::join_all(deliveries), w.reconcile(&[]));
+    for (code, answer) in &answers {
+        assert_eq!(*code, 202, "{answer}");
+    }
+    assert_eq!(cli.code, 0, "{cli:?}");
+    until_idle(&w, &s).await;
+
+    assert_eq!(
+        w.gitlab.calls("POST /api/v4/projects/{id}/deploy_tokens"),
+        2,
+        "the first pass's token, and exactly one rotation\n{}\n{}",
+        cli.stdout,
+        w.server_log()
+    );
+    let held = w.held_token().unwrap();
+    assert_ne!(held.id, old.id);
+    assert_eq!(
+        w.active_tokens().iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![held.id],
+        "the old token is revoked once its (zero) grace period is over"
+    );
+    assert!(w.qovery_can_pull().await);
+    s.kill().await;
+}
+
+#[tokio::test]
+async fn an_auto_bind_rule_whose_group_is_gone_does_not_stop_the_timer_for_other_bindings() {
+    let w = World::with(Settings {
+        extra: "\n[[auto_bind]]\ngroup = \"acme/gone\"\nqovery_registry = \"gitlab-{project_path_slug}\"\n\n[server]\nreconcile_interval = \"1h\"\n".into(),
+        ..Settings::default()
+    })
+    .await;
+
+    let s = w.serve(&[]).await;
+
+    eventually("the timer's pass of the explicit binding", &w, || {
+        w.held_token().is_some()
+    })
+    .await;
+    assert!(w.qovery_can_pull().await);
+    eventually("the failed rule in the log", &w, || {
+        w.server_log().contains("acme/gone")
+    })
+    .await;
+    let (_, metrics) = get(&s, "/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("regwarden_auto_bind_failures_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    s.kill().await;
+}
+
+/// `n` signature candidates, none of them right.
+fn candidates(n: usize) -> String {
+    vec!["v1,AAAA"; n].join(" ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_signature_candidates_is_refused_and_the_server_keeps_answering() {
+    let w = World::with(Settings {
+        extra: "\n[server]\nreconcile_interval = \"1h\"\n".into(),
+        ..Settings::default()
+    })
+    .await;
+    let s = w.serve(&[]).await;
+    // A body at the default limit (1 MiB), a current timestamp, and far more candidates
+    // than any sender needs: as many as fit under the header limit, and 50,000, which do not.
+    let body = format!(
+        "{{\"object_kind\":\"push\",\"pad\":\"{}\"}}",
+        "x".repeat((1 << 20) - 40)
+    );
+    let hostile = |n: usize| {
+        let mut h = signed("msg_hostile", &body, "Push Hook");
+        h.insert("webhook-signature", candidates(n).parse().unwrap());
+        h
+    };
+    let http = regwarden::http::client(None, Duration::from_secs(30)).unwrap();
+
+    // Headers past the limit may be refused (431) while the client still writes them: the
+    // connection is then closed under it, which the client sees as an error.
+    let attack = |n: usize| {
+        let request = http
+            .post(format!("{}/webhooks/gitlab", s.url))
+            .headers(hostile(n))
+            .body(body.clone());
+        async move {
+            match request.send().await {
+                Ok(r) => r.status().as_u16(),
+                Err(e) => {
+                    eprintln!("{n} candidates: the connection was closed: {e}");
+                    431
+                }
+            }
+        }
+    };
+    let started = std::time::Instant::now();
+    let attacks = [7_000, 7_000, 50_000, 50_000].map(attack);
+    let health = async {
+        // Asked while the hostile requests are in flight.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let asked = std::time::Instant::now();
+        let (code, _) = get(&s, "/healthz").await;
+        (code, asked.elapsed())
+    };
+    let (answers, (health_code, health_time)) =
+        tokio::join!(futures_util::future::join_all(attacks), health);
+
+    assert_eq!(health_code, 200);
+    assert!(
+        health_time < Duration::from_secs(2),
+        "/healthz took {health_time:?} beside the hostile requests"
+    );
+    assert_eq!(answers, [401, 401, 431, 431]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refused in {:?}",
+        started.elapsed()
+    );
+    let (_, metrics) = get(&s, "/metrics").await;
+    assert!(
+        metrics.contains("regwarden_webhook_verification_failures_total{reason=\"malformed\"} 2"),
+        "{metrics}"
+    );
+    s.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_connections_are_capped_and_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The defaults users run: header_read_timeout 10s, max_connections 512.
+    let w = World::with(Settings {
+        extra: "\n[server]\nreconcile_interval = \"1h\"\n".into(),
+        ..Settings::default()
+    })
+    .await;
+    let s = w.serve(&[]).await;
+    let addr = s.url.trim_start_matches("http://").to_string();
+
+    // 1,500 clients send a request line and part of the headers, then stall.
+    let mut stalled = Vec::new();
+    for _ in 0..1_500 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        c.write_all(b"POST /webhooks/gitlab HTTP/1.1\r\nHost: regwarden\r\nContent-")
+            .await
+            .unwrap();
+        stalled.push(c);
+    }
+    let opened = std::time::Instant::now();
+
+    // Beyond the cap, a connection is answered 503 at once, not kept.
+    let mut refused = 0;
+    for c in stalled.iter_mut().skip(600) {
+        let mut buf = [0u8; 64];
+        let deadline = Duration::from_secs(5).saturating_sub(opened.elapsed());
+        if let Ok(Ok(n)) = tokio::time::timeout(deadline, c.read(&mut buf)).await
+            && buf[..n].starts_with(b"HTTP/1.1 503")
+        {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 900, "connections beyond the first 512 are refused");
+
+    // The ones within the cap are closed once the header timeout passes.
+    let mut closed = 0;
+    for c in stalled.iter_mut().take(512) {
+        let mut buf = [0u8; 256];
+        let deadline = Duration::from_secs(20).saturating_sub(opened.elapsed());
+        loop {
+            match tokio::time::timeout(deadline, c.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    closed += 1;
+                    break;
+                }
+                Ok(Ok(_)) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+    let waited = opened.elapsed();
+    assert_eq!(closed, 512, "closed after {waited:?}");
+    assert!(waited >= Duration::from_secs(9), "{waited:?}");
+    drop(stalled);
+
+    let (code, _) = get(&s, "/healthz").await;
+    assert_eq!(code, 200);
+    let (_, metrics) = get(&s, "/metrics").await;
+    let refused_total: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("regwarden_connections_refused_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!((900..=1_000).contains(&refused_total), "{metrics}");
+    s.kill().await;
+}

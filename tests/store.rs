@@ -39,73 +39,37 @@ async fn journal_is_kept_newest_first_and_filtered(store: &Store) {
     assert_eq!(store.history(Some("nope"), 10).await.unwrap(), vec![]);
 }
 
-async fn one_lease_holder_at_a_time(store: &Store) {
-    let ttl = Duration::from_millis(400);
-    assert!(store.acquire_lease("api", "a", ttl).await.unwrap());
+async fn one_holder_of_a_binding_lock_at_a_time(store: &Store) {
+    let first = store.try_lock_binding("api").await.unwrap().expect("free");
     assert!(
-        !store.acquire_lease("api", "b", ttl).await.unwrap(),
-        "b must wait for a"
+        store.try_lock_binding("api").await.unwrap().is_none(),
+        "a second holder, in the same process, must wait for the first"
     );
-    assert!(
-        store.acquire_lease("api", "a", ttl).await.unwrap(),
-        "a renews"
-    );
-    assert!(
-        store.acquire_lease("web", "b", ttl).await.unwrap(),
-        "leases are per binding"
-    );
-    assert!(store.holds_lease("api", "a").await.unwrap());
-
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!store.holds_lease("api", "a").await.unwrap(), "expired");
-    assert!(
-        store.acquire_lease("api", "b", ttl).await.unwrap(),
-        "a dead holder frees the lease"
-    );
-
-    store.release_lease("api", "b").await.unwrap();
-    assert!(store.acquire_lease("api", "c", ttl).await.unwrap());
+    let web = store.try_lock_binding("web").await.unwrap();
+    assert!(web.is_some(), "locks are per binding");
+    first.release().await;
+    let again = store.try_lock_binding("api").await.unwrap();
+    assert!(again.is_some(), "released");
+    again.unwrap().release().await;
+    web.unwrap().release().await;
 }
 
-async fn a_lease_without_end_holds_until_released(store: &Store) {
-    assert!(
-        store
-            .acquire_lease("forever", "a", Duration::MAX)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .acquire_lease("forever", "b", Duration::from_secs(1))
-            .await
-            .unwrap()
-    );
-    assert!(store.holds_lease("forever", "a").await.unwrap());
-    store.release_lease("forever", "a").await.unwrap();
-    assert!(
-        store
-            .acquire_lease("forever", "b", Duration::from_secs(1))
-            .await
-            .unwrap()
-    );
-}
-
-async fn racing_holders_get_exactly_one_lease(store: &Store) {
+async fn racing_holders_get_exactly_one_lock(store: &Store) {
     let mut tasks = Vec::new();
-    for i in 0..16 {
+    for _ in 0..16 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store
-                .acquire_lease("race", &format!("holder-{i}"), Duration::from_secs(30))
-                .await
-                .unwrap()
+            store.try_lock_binding("race").await.unwrap()
         }));
     }
-    let mut winners = 0;
+    let mut held = Vec::new();
     for t in tasks {
-        winners += t.await.unwrap() as usize;
+        held.extend(t.await.unwrap());
     }
-    assert_eq!(winners, 1);
+    assert_eq!(held.len(), 1);
+    for lock in held {
+        lock.release().await;
+    }
 }
 
 trait WithTime {
@@ -250,9 +214,8 @@ async fn racing_workers_claim_each_job_once(store: &Store) {
 async fn suite(store: Store) {
     store.ping().await.unwrap();
     journal_is_kept_newest_first_and_filtered(&store).await;
-    one_lease_holder_at_a_time(&store).await;
-    a_lease_without_end_holds_until_released(&store).await;
-    racing_holders_get_exactly_one_lease(&store).await;
+    one_holder_of_a_binding_lock_at_a_time(&store).await;
+    racing_holders_get_exactly_one_lock(&store).await;
     a_delivery_is_recorded_once_and_queues_one_job(&store).await;
     a_job_of_a_dead_worker_is_claimed_again(&store).await;
     racing_workers_claim_each_job_once(&store).await;
@@ -278,6 +241,42 @@ async fn the_postgres_store_passes_the_suite_and_keeps_its_data() {
 
     let again = Store::open(&pg.url).await.unwrap();
     assert_eq!(again.history(Some("api"), 10).await.unwrap().len(), 3);
+}
+
+/// Ends every session holding an advisory lock, as PostgreSQL does when a holder's connection
+/// is lost; returns how many.
+async fn end_advisory_lock_sessions(url: &str) -> i64 {
+    use sqlx::{Connection, Row};
+    sqlx::any::install_default_drivers();
+    let mut admin = sqlx::AnyConnection::connect(url).await.unwrap();
+    let row = sqlx::query(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_locks
+         WHERE locktype = 'advisory' AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    row.try_get(0).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_lock_dies_with_its_session_and_its_holder_notices() {
+    let pg = Postgres::start();
+    let store = Store::open(&pg.url).await.unwrap();
+    let mut lock = store.try_lock_binding("api").await.unwrap().expect("free");
+    lock.confirm().await.expect("held while the session lives");
+
+    // The holder's connection is lost (the server ends its session, as after a network cut
+    // or an OOM kill on the holder's side): the lock is free at once, not after a TTL.
+    let ended = end_advisory_lock_sessions(&pg.url).await;
+    assert_eq!(ended, 1);
+    let other = Store::open(&pg.url).await.unwrap();
+    let taken = other.try_lock_binding("api").await.unwrap();
+    assert!(taken.is_some(), "free once the holder's session is gone");
+
+    // The first holder finds out before it does anything irreversible.
+    let lost = lock.confirm().await.expect_err("the session is gone");
+    assert!(lost.to_string().contains("lock"), "{lost}");
 }
 
 #[tokio::test]

@@ -3,8 +3,9 @@
 # `regwarden serve` (SQLite store; every request a new delivery id, so each one is recorded and
 # queues a job) and, in the same run, to Debian's `webhook` (adnanh/webhook) with the equivalent
 # X-Gitlab-Token rule. Prints requests/s, p50 and p99 latency, idle and peak RSS of both, the
-# throughput ratio, and the same for regwarden's HMAC-signed path. DURATION (10s) and
-# CONNECTIONS (32) change the run.
+# throughput ratio, the same for regwarden's HMAC-signed path, and the time regwarden takes to
+# refuse a hostile request (a flood of signature candidates over a 1 MiB body). DURATION (10s)
+# and CONNECTIONS (32) change the run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration=${DURATION:-10s}
@@ -146,6 +147,48 @@ run_wrk "http://127.0.0.1:$port/webhooks/gitlab" "$work/ours.lua" "$work/r_ours.
 o_peak=$(rss_kib "$rpid" VmHWM); o_recorded=$(recorded)
 kill "$rpid"; wait "$rpid" 2>/dev/null || true
 
+# Hostile requests: a 1 MiB body with a current webhook-timestamp and a webhook-signature of
+# as many wrong candidates as fit under the header limit (7,000), or 50,000 (past it): the time
+# to refuse each, median of 20, with /healthz asked while two of them are in flight.
+run_regwarden
+python3 - "$port" "$work/hostile.txt" <<'PY'
+import http.client, statistics, sys, threading, time
+port, out = int(sys.argv[1]), sys.argv[2]
+body = b'{"object_kind":"push","pad":"' + b"x" * ((1 << 20) - 40) + b'"}'
+def hostile(n):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    start = time.perf_counter()
+    try:
+        c.request("POST", "/webhooks/gitlab", body=body, headers={
+            "Content-Type": "application/json", "X-Gitlab-Event": "Push Hook",
+            "webhook-id": "msg_hostile", "webhook-timestamp": str(int(time.time())),
+            "webhook-signature": " ".join(["v1,AAAA"] * n)})
+        status = c.getresponse().status
+    except (BrokenPipeError, ConnectionResetError):
+        status = 431  # refused while the headers were still being sent
+    finally:
+        c.close()
+    return status, (time.perf_counter() - start) * 1000
+def health():
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    start = time.perf_counter()
+    c.request("GET", "/healthz"); c.getresponse().read(); c.close()
+    return (time.perf_counter() - start) * 1000
+with open(out, "w") as f:
+    for n in (7000, 50000):
+        runs = [hostile(n) for _ in range(20)]
+        codes = sorted({s for s, _ in runs})
+        f.write("refusing %d candidates + 1 MiB: median %.1f ms (answers %s)\n"
+                % (n, statistics.median(t for _, t in runs), codes))
+    threads = [threading.Thread(target=hostile, args=(7000,)) for _ in range(2)]
+    for t in threads: t.start()
+    time.sleep(0.005)
+    h = health()
+    for t in threads: t.join()
+    f.write("/healthz beside two hostile requests: %.1f ms\n" % h)
+PY
+kill "$rpid"; wait "$rpid" 2>/dev/null || true
+
 # adnanh/webhook with the same X-Gitlab-Token rule
 wport=$(free_port)
 cat >"$work/hooks.json" <<JSON
@@ -166,4 +209,5 @@ row "regwarden (token, queues a job)" "$(rps "$work/r_ours.txt")" "$(pct "$work/
 row "adnanh/webhook (X-Gitlab-Token)" "$(rps "$work/w_token.txt")" "$(pct "$work/w_token.txt" 50%)" "$(pct "$work/w_token.txt" 99%)" "$(non2xx "$work/w_token.txt")" "$((w_idle / 1024)) MiB" "$((w_peak / 1024)) MiB"
 echo "deliveries recorded by regwarden: $r_recorded of $(total "$work/r_token.txt") requests (token), $s_recorded of $(total "$work/r_signed.txt") (signed), $o_recorded of $(total "$work/r_ours.txt") (queuing jobs)"
 awk -v r="$(rps "$work/r_token.txt")" -v w="$(rps "$work/w_token.txt")" 'BEGIN { printf "throughput ratio regwarden/webhook: %.2f (target: at least 4)\n", r / w }'
+cat "$work/hostile.txt"
 echo "targets: p99 <= 5 ms at $connections connections; RSS <= 15 MiB idle, <= 50 MiB under load"

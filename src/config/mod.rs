@@ -53,6 +53,10 @@ pub struct GitlabConfig {
     pub registry_url: Option<HttpUrl>,
     /// A PEM bundle of extra trusted CAs, for self-managed GitLab behind a private CA.
     pub ca_file: Option<PathBuf>,
+    /// Allow `http://` for `url` and `registry_url` on a host other than loopback: the API
+    /// token and every new credential would cross the network in clear.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +71,9 @@ pub struct QoveryConfig {
     /// The kind of the Qovery registries regwarden writes.
     #[serde(default)]
     pub registry_kind: RegistryKindSetting,
+    /// Allow an `http://` `url` on a host other than loopback.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 /// `qovery.registry_kind`: `auto` picks `GITLAB_CR` for gitlab.com's registry and
@@ -98,6 +105,13 @@ pub struct ServerConfig {
     pub max_body: ByteSize,
     pub reconcile_interval: HumanDuration,
     pub ci_audience: Option<String>,
+    /// Time a client has to send a request's headers; a keep-alive connection idle this long
+    /// is closed too.
+    pub header_read_timeout: HumanDuration,
+    /// Time a request may take in all, its body included.
+    pub request_timeout: HumanDuration,
+    /// Connections open at once; one more is answered 503 and closed.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -113,6 +127,9 @@ impl Default for ServerConfig {
             max_body: ByteSize(1 << 20),
             reconcile_interval: HumanDuration::from_secs(3600),
             ci_audience: None,
+            header_read_timeout: HumanDuration::from_secs(10),
+            request_timeout: HumanDuration::from_secs(30),
+            max_connections: 512,
         }
     }
 }
@@ -142,10 +159,15 @@ pub struct ReconcileConfig {
     pub check_attempts: u32,
     /// Wait between those tries.
     pub check_interval: HumanDuration,
-    /// How long a binding's lease lasts; it is renewed between the steps of a rotation.
+    /// The longest a rotation may hold its binding's lock before the switch; past it, the
+    /// rotation stops short of writing Qovery (a fence). The lock itself dies with its holder.
     pub lease_ttl: HumanDuration,
     /// Time allowed for each HTTP request to GitLab, Qovery and the registry.
     pub http_timeout: HumanDuration,
+    /// Names this deployment of regwarden in its token names and Qovery markers, so that two
+    /// deployments binding the same project (a server and the CI `rotate` component) never
+    /// take each other's tokens for their own. Empty: the default deployment.
+    pub instance: String,
 }
 
 impl Default for ReconcileConfig {
@@ -156,6 +178,7 @@ impl Default for ReconcileConfig {
             check_interval: HumanDuration::from_secs(2),
             lease_ttl: HumanDuration::from_secs(300),
             http_timeout: HumanDuration::from_secs(15),
+            instance: String::new(),
         }
     }
 }
@@ -503,6 +526,67 @@ impl Config {
                 );
             }
         }
+        for (key, value) in [
+            ("header_read_timeout", self.server.header_read_timeout),
+            ("request_timeout", self.server.request_timeout),
+        ] {
+            if value.0 < std::time::Duration::from_secs(1) {
+                problem(
+                    KeyPath::new("server").field(key),
+                    "must be at least 1s".into(),
+                );
+            }
+        }
+        if self.server.header_read_timeout.0 > std::time::Duration::from_secs(30) {
+            problem(
+                KeyPath::new("server").field("header_read_timeout"),
+                format!(
+                    "{} is too long: a client that stalls holds a connection that long; use at most 30s",
+                    self.server.header_read_timeout
+                ),
+            );
+        }
+        if !(1..=65_536).contains(&self.server.max_connections) {
+            problem(
+                KeyPath::new("server").field("max_connections"),
+                format!(
+                    "{} is out of range: use 1 to 65536",
+                    self.server.max_connections
+                ),
+            );
+        }
+        for (key, url, allowed) in [
+            (
+                KeyPath::new("gitlab").field("url"),
+                Some(&self.gitlab.url),
+                self.gitlab.allow_insecure_http,
+            ),
+            (
+                KeyPath::new("gitlab").field("registry_url"),
+                self.gitlab.registry_url.as_ref(),
+                self.gitlab.allow_insecure_http,
+            ),
+            (
+                KeyPath::new("qovery").field("url"),
+                Some(&self.qovery.url),
+                self.qovery.allow_insecure_http,
+            ),
+        ] {
+            if let Some(url) = url
+                && !allowed
+                && let Err(why) = crate::http::refuse_cleartext(&url.0)
+            {
+                let table = key.to_string();
+                let table = table.split('.').next().unwrap_or_default().to_string();
+                problem(
+                    key,
+                    format!("{why}: use https://, or set {table}.allow_insecure_http = true"),
+                );
+            }
+        }
+        if let Err(why) = check_instance(&self.reconcile.instance) {
+            problem(KeyPath::new("reconcile").field("instance"), why);
+        }
         if self.server.max_body.0 < 1024 {
             problem(
                 KeyPath::new("server").field("max_body"),
@@ -721,6 +805,24 @@ pub fn check_binding_name(name: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "invalid binding name {name:?}: use 1 to 64 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit"
+        ))
+    }
+}
+
+/// `reconcile.instance` ends every token name of the deployment: short and plain.
+pub fn check_instance(instance: &str) -> Result<(), String> {
+    let ok = instance.is_empty()
+        || (instance.len() <= 32
+            && instance
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && instance.as_bytes()[0].is_ascii_alphanumeric()
+            && instance.as_bytes()[instance.len() - 1].is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid instance {instance:?}: use 1 to 32 lowercase letters, digits or '-', starting and ending with a letter or digit (or leave it empty for the default deployment)"
         ))
     }
 }

@@ -76,6 +76,23 @@ impl Event {
             Event::Ignored { .. } => "ignored",
         }
     }
+
+    /// The path of the project the event is about, when it is about one project (a group
+    /// token's expiry is not).
+    pub fn project_path(&self) -> Option<&str> {
+        match self {
+            Event::DeployTokenExpiring { project, .. }
+            | Event::AccessTokenExpiring {
+                owner: TokenOwner::Project(project),
+                ..
+            }
+            | Event::ProjectCreated { project }
+            | Event::ProjectRenamed { project, .. }
+            | Event::ProjectTransferred { project, .. }
+            | Event::ProjectDestroyed { project } => Some(&project.path),
+            Event::AccessTokenExpiring { .. } | Event::Ignored { .. } => None,
+        }
+    }
 }
 
 /// A payload that cannot be read: the message names the problem (field, type).

@@ -275,12 +275,36 @@ impl Api {
             .map_err(|e| ApiError::from_transport(self.service, &e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| ApiError::from_transport(self.service, &e))?;
+        let body = match super::read_text(response, super::MAX_ANSWER).await {
+            Ok(body) => body,
+            Err(super::BodyError::Transport(e)) => {
+                return Err(ApiError::from_transport(self.service, &e));
+            }
+            Err(e @ super::BodyError::TooLong { .. }) => {
+                return Err(ApiError::Permanent {
+                    service: self.service,
+                    status: status.as_u16(),
+                    message: e.to_string(),
+                });
+            }
+        };
         if status.is_success() {
             return Ok(Reply { headers, body });
+        }
+        if status.is_redirection() {
+            let to = headers
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("elsewhere");
+            return Err(ApiError::Permanent {
+                service: self.service,
+                status: status.as_u16(),
+                message: format!(
+                    "redirected to {}; regwarden follows redirects only within one origin, so that \
+                     the API token never reaches another host: configure the URL it ends at",
+                    one_line(to, 200)
+                ),
+            });
         }
         let message = self.message_of(&body);
         Err(ApiError::from_status(

@@ -1,5 +1,7 @@
 //! The one way regwarden builds an HTTP client: rustls, the system's trust store plus an
-//! optional private CA bundle, a user agent, and timeouts on every call.
+//! optional private CA bundle, a user agent, timeouts on every call, redirects followed only
+//! within one origin (a credential never follows one to another host, or from https to http),
+//! and answers read up to a size limit.
 
 mod api;
 
@@ -45,7 +47,7 @@ pub fn client(
         .user_agent(USER_AGENT)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::limited(5));
+        .redirect(same_origin_redirects());
     if let Some(path) = ca_file {
         let shown = path.display().to_string();
         let pem = std::fs::read(path).map_err(|source| ClientSetupError::ReadCa {
@@ -70,6 +72,103 @@ pub fn client(
     builder
         .build()
         .map_err(|e| ClientSetupError::Build(error_chain(&e)))
+}
+
+/// Redirects stay within the origin they start from (an upgrade from http to https on the
+/// same host allowed): every request regwarden sends may carry a credential (`PRIVATE-TOKEN`,
+/// Qovery's `Authorization`, a registry's Basic auth, a password in a body), and reqwest only
+/// strips the standard authorization headers on a cross-host hop. A refused redirect ends the
+/// call with the 3xx answer itself.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() >= 5 {
+            return attempt.error("more than 5 redirects");
+        }
+        let Some(from) = attempt.previous().last() else {
+            return attempt.stop();
+        };
+        let to = attempt.url();
+        let same_host = from.host_str() == to.host_str();
+        let follow = match (from.scheme(), to.scheme()) {
+            (a, b) if a == b => {
+                same_host && from.port_or_known_default() == to.port_or_known_default()
+            }
+            ("http", "https") => same_host,
+            _ => false,
+        };
+        if follow {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+/// Whether a URL's host is this machine (`localhost`, 127.0.0.0/8, `::1`).
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    url.host_str().is_some_and(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
+/// Refuses `http://` to a host other than loopback: credentials would cross the network in
+/// clear. The caller says how to allow it.
+pub fn refuse_cleartext(url: &reqwest::Url) -> Result<(), String> {
+    if url.scheme() == "http" && !is_loopback(url) {
+        Err(format!(
+            "{} is plain http to another host: tokens would cross the network unencrypted",
+            url.as_str().trim_end_matches('/')
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The most regwarden reads of any one answer from GitLab, Qovery, a registry or a JWKS
+/// endpoint; a longer one is an error, not an allocation. A page of 100 GitLab projects is
+/// a few hundred KiB.
+pub const MAX_ANSWER: usize = 8 << 20;
+
+/// Why an answer's body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the answer is longer than {limit} bytes")]
+    TooLong { limit: usize },
+    #[error("{0}")]
+    Transport(#[from] reqwest::Error),
+}
+
+/// Reads `response`'s body, up to `limit` bytes: a `Content-Length` above it is refused
+/// before reading, and a stream that runs past it is cut.
+pub async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLong { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLong { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// [`read_body`] as text (invalid UTF-8 replaced).
+pub async fn read_text(response: reqwest::Response, limit: usize) -> Result<String, BodyError> {
+    let body = read_body(response, limit).await?;
+    Ok(match String::from_utf8(body) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 /// An error and its causes on one line, without repeating a cause a parent already quotes.

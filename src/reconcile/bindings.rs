@@ -2,9 +2,8 @@
 //! over the projects of its group that have a container registry.
 
 use super::plan::Binding;
-use crate::config::{Config, TEMPLATE_PLACEHOLDERS, check_binding_name};
+use crate::config::{AutoBindConfig, Config, TEMPLATE_PLACEHOLDERS, check_binding_name};
 use crate::gitlab::{GitlabClient, Namespace, Project};
-use crate::http::ApiError;
 
 /// `acme/Platform_API` -> `acme-platform-api`.
 pub fn slug(path: &str) -> String {
@@ -53,6 +52,7 @@ pub fn explicit(config: &Config) -> Vec<Binding> {
                 .unwrap_or_default();
             Binding {
                 name: b.name.clone(),
+                instance: config.reconcile.instance.clone(),
                 namespace,
                 repository,
                 qovery_registry: b.qovery_registry.clone(),
@@ -62,38 +62,147 @@ pub fn explicit(config: &Config) -> Vec<Binding> {
         .collect()
 }
 
+/// An `[[auto_bind]]` rule whose group could not be expanded.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RuleFailure {
+    /// The rule's group.
+    pub group: String,
+    pub error: String,
+}
+
+impl RuleFailure {
+    /// Whether the rule could have bound the project at `path` (it is under the group).
+    pub fn could_cover(&self, path: &str) -> bool {
+        path.strip_prefix(self.group.as_str())
+            .is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
+/// The bindings of a configuration, and the rules that could not be expanded. A rule that
+/// fails (its group renamed or gone, a 403, a timeout) is reported on its own; every other
+/// binding still proceeds.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub bindings: Vec<Binding>,
+    pub failed_rules: Vec<RuleFailure>,
+}
+
 /// Every binding: explicit ones, then one per project with a registry under each
 /// `[[auto_bind]]` group. An explicit binding wins over an automatic one of the same name or
 /// registry; an automatic name that is not valid is skipped with a warning.
-pub async fn resolve(config: &Config, gitlab: &GitlabClient) -> Result<Vec<Binding>, ApiError> {
-    let mut bindings = explicit(config);
+pub async fn resolve(config: &Config, gitlab: &GitlabClient) -> Resolved {
+    let mut resolved = Resolved {
+        bindings: explicit(config),
+        failed_rules: Vec::new(),
+    };
     for rule in &config.auto_binds {
-        for project in gitlab.group_projects(&rule.group).await? {
-            if project.container_registry_image_prefix.is_none() {
+        let projects = match gitlab.group_projects(&rule.group).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(group = %rule.group, error = %e, "cannot expand an [[auto_bind]] rule");
+                resolved.failed_rules.push(RuleFailure {
+                    group: rule.group.clone(),
+                    error: format!("cannot list the projects of group {}: {e}", rule.group),
+                });
                 continue;
             }
-            let name = fill(&rule.name, &project, &rule.group);
-            let registry = fill(&rule.qovery_registry, &project, &rule.group);
-            if let Err(why) = check_binding_name(&name) {
-                tracing::warn!(project = %project.path_with_namespace, "auto_bind skips a project: {why}");
-                continue;
-            }
-            if bindings
-                .iter()
-                .any(|b| b.name == name || b.qovery_registry == registry)
+        };
+        for project in projects {
+            if let Some(b) = auto_binding(config, rule, &project)
+                && !resolved
+                    .bindings
+                    .iter()
+                    .any(|x| x.name == b.name || x.qovery_registry == b.qovery_registry)
             {
-                continue;
+                resolved.bindings.push(b);
             }
-            bindings.push(Binding {
-                name,
-                namespace: Namespace::Project(project.path_with_namespace.clone()),
-                repository: project.path_with_namespace.clone(),
-                qovery_registry: registry,
-                policy: rule.policy.apply_to(&config.defaults),
-            });
         }
     }
-    Ok(bindings)
+    resolved
+}
+
+/// The bindings named `names`: the explicit ones without any network call, and the
+/// `[[auto_bind]]` rules expanded only when a name is not explicit. So `--binding api` never
+/// depends on an unrelated rule.
+pub async fn resolve_named(config: &Config, gitlab: &GitlabClient, names: &[String]) -> Resolved {
+    let explicit = explicit(config);
+    if names.iter().all(|n| explicit.iter().any(|b| &b.name == n)) {
+        return Resolved {
+            bindings: explicit
+                .into_iter()
+                .filter(|b| names.contains(&b.name))
+                .collect(),
+            failed_rules: Vec::new(),
+        };
+    }
+    let mut resolved = resolve(config, gitlab).await;
+    resolved.bindings.retain(|b| names.contains(&b.name));
+    resolved
+}
+
+/// The bindings that cover `project`, from the configuration and the project alone (one
+/// project, no group listing): explicit bindings of the project or of a group above it, then
+/// the automatic binding of each `[[auto_bind]]` rule whose group holds it.
+pub fn for_project(config: &Config, project: &Project) -> Vec<Binding> {
+    let path = &project.path_with_namespace;
+    let id = project.id.to_string();
+    let mut bindings: Vec<Binding> = explicit(config)
+        .into_iter()
+        .filter(|b| match &b.namespace {
+            Namespace::Project(p) => p == path || *p == id,
+            Namespace::Group(g) => is_under(path, g),
+        })
+        .collect();
+    let all_explicit = explicit(config);
+    for rule in config
+        .auto_binds
+        .iter()
+        .filter(|r| is_under(path, &r.group))
+    {
+        if let Some(b) = auto_binding(config, rule, project)
+            && !all_explicit
+                .iter()
+                .chain(bindings.iter())
+                .any(|x| x.name == b.name || x.qovery_registry == b.qovery_registry)
+        {
+            bindings.push(b);
+        }
+    }
+    bindings
+}
+
+/// Whether the configuration may bind a project at `path` (or with this id): an explicit
+/// binding names it or a group above it, or an `[[auto_bind]]` group holds it. No network.
+pub fn may_bind(config: &Config, path: &str, id: &str) -> bool {
+    config.bindings.iter().any(|b| {
+        b.project.as_deref().is_some_and(|p| p == path || p == id)
+            || b.group.as_deref().is_some_and(|g| is_under(path, g))
+    }) || config.auto_binds.iter().any(|r| is_under(path, &r.group))
+}
+
+/// Whether `path` is below `group`.
+fn is_under(path: &str, group: &str) -> bool {
+    path.strip_prefix(group)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The binding a rule makes for `project`, if the project has a registry and the name the
+/// template gives is valid.
+fn auto_binding(config: &Config, rule: &AutoBindConfig, project: &Project) -> Option<Binding> {
+    project.container_registry_image_prefix.as_ref()?;
+    let name = fill(&rule.name, project, &rule.group);
+    if let Err(why) = check_binding_name(&name) {
+        tracing::warn!(project = %project.path_with_namespace, "auto_bind skips a project: {why}");
+        return None;
+    }
+    Some(Binding {
+        name,
+        instance: config.reconcile.instance.clone(),
+        namespace: Namespace::Project(project.path_with_namespace.clone()),
+        repository: project.path_with_namespace.clone(),
+        qovery_registry: fill(&rule.qovery_registry, project, &rule.group),
+        policy: rule.policy.apply_to(&config.defaults),
+    })
 }
 
 #[cfg(test)]
@@ -104,6 +213,17 @@ mod tests {
     fn slugs_are_lowercase_and_dashed() {
         assert_eq!(slug("acme/Platform_API"), "acme-platform-api");
         assert_eq!(slug("a//b..c"), "a-b-c");
+    }
+
+    #[test]
+    fn a_failed_rule_could_cover_only_projects_under_its_group() {
+        let f = RuleFailure {
+            group: "acme/gone".into(),
+            error: String::new(),
+        };
+        assert!(f.could_cover("acme/gone/api"));
+        assert!(!f.could_cover("acme/gone2/api"));
+        assert!(!f.could_cover("acme/api"));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The rotation protocol (create → test → switch → finish) and a reconcile pass over the
-//! bindings. Invariants (design.md): Qovery only ever receives a credential that just passed
-//! the registry check (I1); the token Qovery holds is revoked only after Qovery holds its
-//! successor and the grace period is over (I2); one rotation per binding at a time, across
-//! processes, through the store's lease (I3); a crash anywhere converges on the next pass,
-//! because every decision is taken from GitLab and Qovery, not from memory (I4).
+//! bindings. Invariants (docs/architecture.md): Qovery only ever receives a credential that
+//! just passed the registry check (I1); the token Qovery holds is revoked only after Qovery
+//! holds its successor and the grace period is over (I2); one rotation per binding at a time,
+//! across workers, processes and replicas, through the store's binding lock, which dies with
+//! its holder (I3); a crash anywhere converges on the very next pass, because every decision
+//! is taken from GitLab and Qovery after taking the lock, not from memory (I4).
 
 use std::time::Duration;
 
@@ -15,8 +16,7 @@ use tracing::Instrument;
 use super::crash;
 use super::marker::Marker;
 use super::plan::{
-    Binding, Observed, OwnedToken, Plan, created_at, grace_end, in_grace, plan, revocations,
-    to_chrono, token_name,
+    Binding, Force, Observed, OwnedToken, Plan, grace_end, in_grace, plan, revocations, to_chrono,
 };
 use crate::config::{CredentialKind, Scope};
 use crate::credential::Credential;
@@ -24,15 +24,15 @@ use crate::gitlab::{GitlabClient, Namespace, NewAccessToken, NewDeployToken};
 use crate::http::ApiError;
 use crate::qovery::{ContainerRegistry, QoveryClient, RegistryKind, RegistryRequest};
 use crate::registry::{self, Access};
-use crate::store::{JournalEntry, Store, now_ms};
+use crate::store::{BindingLock, JournalEntry, Store, now_ms};
 
 /// What a pass may do.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PassOptions {
     /// Plan only: no write anywhere (GitLab, Qovery, the store).
     pub dry_run: bool,
-    /// Rotate even healthy bindings.
-    pub force: bool,
+    /// When to rotate a binding whose token is not due.
+    pub force: Force,
 }
 
 /// Tunables of the engine (from `[reconcile]`).
@@ -41,6 +41,8 @@ pub struct EngineSettings {
     pub concurrency: usize,
     pub check_attempts: u32,
     pub check_interval: Duration,
+    /// The longest a rotation may hold its binding's lock before the switch: one that took
+    /// longer (a process frozen, calls retried for long) stops short of writing Qovery.
     pub lease_ttl: Duration,
 }
 
@@ -55,8 +57,6 @@ pub struct Engine {
     /// `None` in a dry run: nothing is written, not even the journal.
     pub store: Option<Store>,
     pub settings: EngineSettings,
-    /// Who holds leases taken by this process.
-    pub holder: String,
 }
 
 /// How a binding ended a pass.
@@ -69,7 +69,8 @@ pub enum BindingOutcome {
     Rotated,
     /// Dry run: the plan, not carried out.
     Planned,
-    /// Another process holds the binding's lease and is working on it.
+    /// Another worker, process or replica, alive, holds the binding's lock and is working
+    /// on it: it finishes the job. Not a failure.
     Busy,
     /// Something is in the way regwarden will not touch.
     Blocked,
@@ -191,7 +192,7 @@ impl Engine {
         let report = BindingReport::new(b);
         let observed = match self.observe(b, registry).await {
             Ok(o) => o,
-            Err(e) => return report.fail(format!("cannot read GitLab tokens: {e}")),
+            Err(e) => return report.fail(tokens_unreadable(b, &e)),
         };
         let first = plan(b, &observed, Utc::now(), options.force);
         if options.dry_run {
@@ -226,7 +227,7 @@ impl Engine {
                 .await?
                 .into_iter()
                 .filter_map(|t| {
-                    let created = created_at(&b.name, &t.name)?;
+                    let created = b.made_at(&t.name)?;
                     Some(OwnedToken {
                         id: t.id,
                         name: t.name,
@@ -241,7 +242,7 @@ impl Engine {
                 .await?
                 .into_iter()
                 .filter_map(|t| {
-                    let created = created_at(&b.name, &t.name)?;
+                    let created = b.made_at(&t.name)?;
                     Some(OwnedToken {
                         id: t.id,
                         name: t.name,
@@ -256,7 +257,7 @@ impl Engine {
         Ok(Observed { tokens, registry })
     }
 
-    /// Under the binding's lease: observe afresh (another process may just have acted),
+    /// Under the binding's lock: observe afresh (another holder may just have acted on it),
     /// plan again, and carry the plan out.
     async fn act(
         &self,
@@ -266,37 +267,36 @@ impl Engine {
     ) -> BindingReport {
         let mut report = BindingReport::new(b);
         let Some(store) = &self.store else {
-            return report.fail("no store: a rotation needs the store's lease");
+            return report.fail("no store: a rotation needs the store's binding lock");
         };
-        match store
-            .acquire_lease(&b.name, &self.holder, self.settings.lease_ttl)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
+        let mut lock = match store.try_lock_binding(&b.name).await {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
                 report.outcome = BindingOutcome::Busy;
-                report
-                    .actions
-                    .push("another process holds this binding's lease; left to it".into());
+                report.actions.push(
+                    "another worker or process holds this binding's lock and is working on it; left to it"
+                        .into(),
+                );
                 return report;
             }
-            Err(e) => return report.fail(format!("cannot take the binding's lease: {e}")),
-        }
-        let result = self.act_leased(b, known_id, options, &mut report).await;
-        if let Err(e) = store.release_lease(&b.name, &self.holder).await {
-            tracing::warn!(error = %e, "cannot release the lease; it will expire by itself");
-        }
+            Err(e) => return report.fail(e.to_string()),
+        };
+        let result = self
+            .act_locked(b, known_id, options, &mut lock, &mut report)
+            .await;
+        lock.release().await;
         match result {
             Ok(()) => report,
             Err(e) => report.fail(e),
         }
     }
 
-    async fn act_leased(
+    async fn act_locked(
         &self,
         b: &Binding,
         known_id: Option<&str>,
         options: PassOptions,
+        lock: &mut BindingLock,
         report: &mut BindingReport,
     ) -> Result<(), String> {
         let registry = self
@@ -306,7 +306,7 @@ impl Engine {
         let observed = self
             .observe(b, registry)
             .await
-            .map_err(|e| format!("cannot read GitLab tokens: {e}"))?;
+            .map_err(|e| tokens_unreadable(b, &e))?;
         let the_plan = plan(b, &observed, Utc::now(), options.force);
         report.plan = the_plan.clone();
         report.held = held_of(&observed);
@@ -318,7 +318,7 @@ impl Engine {
         match &the_plan.rotate {
             Some(reason) => {
                 report.actions.push(format!("rotate: {reason}"));
-                self.rotate(b, &observed, &rotation, report).await?;
+                self.rotate(b, &observed, &rotation, lock, report).await?;
                 report.outcome = BindingOutcome::Rotated;
             }
             None => {
@@ -356,11 +356,13 @@ impl Engine {
         b: &Binding,
         observed: &Observed,
         rotation: &str,
+        lock: &mut BindingLock,
         report: &mut BindingReport,
     ) -> Result<(), String> {
+        let started = std::time::Instant::now();
         // 1. Create.
         let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_else(Utc::now);
-        let name = token_name(&b.name, now);
+        let name = b.token_name(now);
         let expires_at = chrono::Duration::from_std(b.policy.lifetime.0)
             .ok()
             .and_then(|lifetime| now.checked_add_signed(lifetime))
@@ -482,17 +484,18 @@ impl Engine {
             .push(format!("checked token {}: {}", token.id, check.explanation));
         crash::point("after_test");
 
-        // The lease fences the switch: a process that lost it must not write Qovery.
-        let still_ours = match &self.store {
-            Some(store) => store
-                .acquire_lease(&b.name, &self.holder, self.settings.lease_ttl)
-                .await
-                .unwrap_or(false),
-            None => false,
+        // The fence before the switch: a holder that lost its lock (its PostgreSQL session
+        // ended) or stalled past lease_ttl must not write Qovery; another may be acting.
+        let fence = match lock.confirm().await {
+            Ok(()) if started.elapsed() <= self.settings.lease_ttl => None,
+            Ok(()) => Some(format!(
+                "the rotation took longer than lease_ttl ({}s) before the switch",
+                self.settings.lease_ttl.as_secs()
+            )),
+            Err(e) => Some(e.to_string()),
         };
-        if !still_ours {
-            let why =
-                "lost the binding's lease before the switch; the new token was revoked".to_string();
+        if let Some(why) = fence {
+            let why = format!("{why}; the new token was revoked and Qovery left as it was");
             return self
                 .abandon(
                     b,
@@ -500,7 +503,7 @@ impl Engine {
                     "switch",
                     why,
                     &token,
-                    "this process lost the binding's lease",
+                    "the rotation lost its lock",
                     report,
                 )
                 .await;
@@ -509,6 +512,7 @@ impl Engine {
         // 3. Switch Qovery to the new credential, with the marker naming it.
         let mut marker = Marker::new(
             &b.name,
+            &b.instance,
             token.id,
             &fingerprint,
             token.expires_at.map(|e| e.date_naive()),
@@ -544,27 +548,9 @@ impl Engine {
             username: credential.username.clone(),
             password: credential.password.clone(),
         };
-        let switched = match &observed.registry {
-            Some(existing) => {
-                self.qovery
-                    .edit_registry(&self.organization, existing, &request)
-                    .await
-            }
-            None => {
-                self.qovery
-                    .create_registry(&self.organization, &request)
-                    .await
-            }
-        };
-        if let Err(e) = switched {
-            // A write whose answer was lost may have landed: Qovery's marker tells.
-            let landed = e.is_transient()
-                && matches!(
-                    self.qovery.registry_by_name(&self.organization, &b.qovery_registry).await,
-                    Ok(Some(r)) if r.description.as_deref().and_then(Marker::find).is_some_and(|m| m.token_id == token.id)
-                );
-            if !landed {
-                let why = format!("Qovery refused the new credential: {e}");
+        match self.switch(b, observed, &request, token.id).await {
+            Switch::Landed => {}
+            Switch::Refused(why) => {
                 return self
                     .abandon(
                         b,
@@ -576,6 +562,18 @@ impl Engine {
                         report,
                     )
                     .await;
+            }
+            Switch::Unknown(why) => {
+                // Qovery may hold either token now: revoking one could break its deploys. The
+                // next pass reads the marker and settles it (the token Qovery does not hold
+                // goes then).
+                self.journal(b, rotation, "switch", "unknown", &why, Some(new))
+                    .await;
+                report.actions.push(format!(
+                    "kept token {} and the previous one: the switch's outcome is unknown; the next pass settles it",
+                    token.id
+                ));
+                return Err(why);
             }
         }
         self.journal(b, rotation, "switch", "ok", &b.qovery_registry, Some(new))
@@ -618,6 +616,55 @@ impl Engine {
             .await;
         crash::point("after_finish");
         Ok(())
+    }
+
+    /// Writes the new credential to Qovery. A write whose answer was lost (5xx, timeout) may
+    /// have been applied: Qovery's marker, read back, tells; when it cannot be read either,
+    /// the outcome is unknown.
+    async fn switch(
+        &self,
+        b: &Binding,
+        observed: &Observed,
+        request: &RegistryRequest,
+        token_id: u64,
+    ) -> Switch {
+        let written = match &observed.registry {
+            Some(existing) => {
+                self.qovery
+                    .edit_registry(&self.organization, existing, request)
+                    .await
+            }
+            None => {
+                self.qovery
+                    .create_registry(&self.organization, request)
+                    .await
+            }
+        };
+        let Err(e) = written else {
+            return Switch::Landed;
+        };
+        if e.certainly_not_applied() {
+            return Switch::Refused(format!("Qovery refused the new credential: {e}"));
+        }
+        match self
+            .qovery
+            .registry_by_name(&self.organization, &b.qovery_registry)
+            .await
+        {
+            Ok(Some(r))
+                if r.description
+                    .as_deref()
+                    .and_then(Marker::find)
+                    .is_some_and(|m| m.token_id == token_id) =>
+            {
+                Switch::Landed
+            }
+            Ok(_) => Switch::Refused(format!("Qovery did not take the new credential: {e}")),
+            Err(read) => Switch::Unknown(format!(
+                "the switch to token {token_id} may have reached Qovery or not ({e}), and reading \
+                 the registry back failed ({read})"
+            )),
+        }
     }
 
     /// The registry check of a new credential, tried a few times: a token GitLab just made
@@ -779,7 +826,24 @@ fn dry_run_report(
     report
 }
 
-fn namespace_label(ns: &Namespace) -> String {
+/// How a binding reports that its GitLab tokens could not be read, naming what failed.
+fn tokens_unreadable(b: &Binding, e: &ApiError) -> String {
+    format!(
+        "cannot read the GitLab tokens of {}: {e}",
+        namespace_label(&b.namespace)
+    )
+}
+
+/// How a switch to a new credential ended.
+enum Switch {
+    Landed,
+    /// Certainly not applied: the new token can go.
+    Refused(String),
+    /// Maybe applied: neither token may go.
+    Unknown(String),
+}
+
+pub fn namespace_label(ns: &Namespace) -> String {
     match ns {
         Namespace::Project(p) => format!("project {p}"),
         Namespace::Group(g) => format!("group {g}"),

@@ -4,6 +4,9 @@
 //!
 //! `regwarden: binding=api token_id=42 fingerprint=sha256:0123456789ab expires=2027-01-01 retired=41@20261124T103000Z`
 //!
+//! A named deployment (`reconcile.instance`) adds `instance=<name>`: a registry is kept by one
+//! deployment, and another one leaves it alone.
+//!
 //! `retired` lists the tokens Qovery held before, with the time each was replaced: they stay
 //! valid for the grace period from then. Any other regwarden token was never held by Qovery
 //! (a rotation that stopped half-way) and can go at once. So the marker alone tells a
@@ -18,6 +21,8 @@ const PREFIX: &str = "regwarden:";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Marker {
     pub binding: String,
+    /// The deployment that keeps the registry; empty for the default one.
+    pub instance: String,
     pub token_id: u64,
     pub fingerprint: String,
     pub expires: Option<NaiveDate>,
@@ -30,12 +35,14 @@ const STAMP: &str = "%Y%m%dT%H%M%SZ";
 impl Marker {
     pub fn new(
         binding: &str,
+        instance: &str,
         token_id: u64,
         fingerprint: &Fingerprint,
         expires: Option<NaiveDate>,
     ) -> Self {
         Self {
             binding: binding.to_string(),
+            instance: instance.to_string(),
             token_id,
             fingerprint: fingerprint.as_str().to_string(),
             expires,
@@ -68,6 +75,9 @@ impl Marker {
                 .collect();
             line.push_str(&format!(" retired={}", list.join(",")));
         }
+        if !self.instance.is_empty() {
+            line.push_str(&format!(" instance={}", self.instance));
+        }
         line
     }
 
@@ -81,6 +91,7 @@ impl Marker {
     fn parse(line: &str) -> Option<Marker> {
         let rest = line.strip_prefix(PREFIX)?;
         let mut binding = None;
+        let mut instance = String::new();
         let mut token_id = None;
         let mut fingerprint = None;
         let mut expires = None;
@@ -89,6 +100,7 @@ impl Marker {
             let (k, v) = pair.split_once('=')?;
             match k {
                 "binding" => binding = Some(v.to_string()),
+                "instance" => instance = v.to_string(),
                 "token_id" => token_id = v.parse().ok(),
                 "fingerprint" => fingerprint = Some(v.to_string()),
                 "expires" => expires = NaiveDate::parse_from_str(v, "%Y-%m-%d").ok(),
@@ -107,6 +119,7 @@ impl Marker {
         }
         Some(Marker {
             binding: binding?,
+            instance,
             token_id: token_id?,
             fingerprint: fingerprint?,
             expires,
@@ -136,6 +149,7 @@ mod tests {
     fn marker() -> Marker {
         Marker {
             binding: "api".into(),
+            instance: String::new(),
             token_id: 42,
             fingerprint: "sha256:0123456789ab".into(),
             expires: NaiveDate::from_ymd_opt(2027, 1, 1),
@@ -169,6 +183,16 @@ mod tests {
             m.line(),
             "regwarden: binding=api token_id=42 fingerprint=sha256:0123456789ab expires=2027-01-01"
         );
+        assert_eq!(Marker::find(&m.line()), Some(m));
+    }
+
+    #[test]
+    fn a_named_instance_reads_back() {
+        let m = Marker {
+            instance: "ci".into(),
+            ..marker()
+        };
+        assert!(m.line().ends_with(" instance=ci"), "{}", m.line());
         assert_eq!(Marker::find(&m.line()), Some(m));
     }
 

@@ -10,4 +10,4 @@ mod progress;
 
 pub use engine::{BindingOutcome, BindingReport, Engine, EngineSettings, PassOptions};
 pub use marker::Marker;
-pub use plan::{Binding, Plan};
+pub use plan::{Binding, Force, Plan};

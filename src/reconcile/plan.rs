@@ -15,6 +15,10 @@ use crate::gitlab::Namespace;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Binding {
     pub name: String,
+    /// The deployment of regwarden that keeps this binding (`reconcile.instance`; empty for
+    /// the default). It is part of every token name and marker, so that two deployments
+    /// binding one project never take each other's tokens for their own.
+    pub instance: String,
     pub namespace: Namespace,
     /// The repository the registry check pulls (and pushes, with `write_registry`).
     pub repository: String,
@@ -22,22 +26,88 @@ pub struct Binding {
     pub policy: Policy,
 }
 
-const TIMESTAMP: &str = "%Y%m%dT%H%M%SZ";
+impl Binding {
+    /// The name of a token of this binding made at `at`.
+    pub fn token_name(&self, at: DateTime<Utc>) -> String {
+        token_name(&self.name, &self.instance, at)
+    }
 
-/// `regwarden-<binding>-<UTC timestamp>`: the only tokens regwarden ever revokes.
-pub fn token_name(binding: &str, at: DateTime<Utc>) -> String {
-    format!("regwarden-{binding}-{}", at.format(TIMESTAMP))
+    /// When the token named `name` was made, if it is one of this binding's.
+    pub fn made_at(&self, name: &str) -> Option<DateTime<Utc>> {
+        created_at(&self.name, &self.instance, name)
+    }
 }
 
-/// When the token named `name` was made, if it is one of `binding`'s.
-pub fn created_at(binding: &str, name: &str) -> Option<DateTime<Utc>> {
-    let stamp = name
+const TIMESTAMP: &str = "%Y%m%dT%H%M%SZ";
+/// The length of a [`TIMESTAMP`]: `20261124T210000Z`.
+const TIMESTAMP_LEN: usize = 16;
+
+/// `regwarden-<binding>-<UTC timestamp>`, then `-<instance>` for a named deployment: the only
+/// tokens regwarden ever revokes.
+pub fn token_name(binding: &str, instance: &str, at: DateTime<Utc>) -> String {
+    let mut name = format!("regwarden-{binding}-{}", at.format(TIMESTAMP));
+    if !instance.is_empty() {
+        name.push('-');
+        name.push_str(instance);
+    }
+    name
+}
+
+/// When the token named `name` was made, if it is one of `binding`'s in `instance`. The
+/// timestamp has a fixed width, so whatever follows it is the instance, exactly.
+pub fn created_at(binding: &str, instance: &str, name: &str) -> Option<DateTime<Utc>> {
+    let rest = name
         .strip_prefix("regwarden-")?
         .strip_prefix(binding)?
         .strip_prefix('-')?;
+    let stamp = rest.get(..TIMESTAMP_LEN)?;
+    let suffix = &rest[TIMESTAMP_LEN..];
+    let ours = if instance.is_empty() {
+        suffix.is_empty()
+    } else {
+        suffix.strip_prefix('-') == Some(instance)
+    };
+    if !ours {
+        return None;
+    }
     NaiveDateTime::parse_from_str(stamp, TIMESTAMP)
         .ok()
         .map(|t| t.and_utc())
+}
+
+/// When a binding is rotated although its token is not due.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "when")]
+pub enum Force {
+    /// Only when due.
+    #[default]
+    No,
+    /// Whatever the state (`--force`).
+    Always,
+    /// GitLab announced that this token expires: rotate while Qovery still holds it. Once a
+    /// rotation replaced it, a second announcement (another hook, a redelivery) does nothing.
+    IfHolding { token_id: u64 },
+    /// The project moved at this time: rotate while the token Qovery holds was made (and so
+    /// checked) before it.
+    IfMadeBefore { at: DateTime<Utc> },
+}
+
+impl Force {
+    /// Why `held` is rotated under this force, if it is.
+    fn reason(self, held: &OwnedToken) -> Option<RotateReason> {
+        match self {
+            Force::No => None,
+            Force::Always => Some(RotateReason::Forced),
+            Force::IfHolding { token_id } => {
+                (held.id == token_id).then_some(RotateReason::ExpiryAnnounced { token_id })
+            }
+            // Token names have a one-second grain: a token made within the second of `at`
+            // counts as made after it.
+            Force::IfMadeBefore { at } => {
+                (held.created.timestamp() < at.timestamp()).then_some(RotateReason::ProjectMoved)
+            }
+        }
+    }
 }
 
 /// A token of a binding, deploy token or access token alike.
@@ -79,8 +149,18 @@ impl Observed {
 pub enum RotateReason {
     RegistryMissing,
     NoMarker,
-    HeldTokenGone { token_id: u64 },
-    Expiring { expires_at: DateTime<Utc> },
+    HeldTokenGone {
+        token_id: u64,
+    },
+    Expiring {
+        expires_at: DateTime<Utc>,
+    },
+    /// A GitLab webhook announced the held token's expiry.
+    ExpiryAnnounced {
+        token_id: u64,
+    },
+    /// The project was renamed or transferred after the held token was checked.
+    ProjectMoved,
     Forced,
 }
 
@@ -97,6 +177,14 @@ impl fmt::Display for RotateReason {
                 f,
                 "the token Qovery holds expires at {}",
                 expires_at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            RotateReason::ExpiryAnnounced { token_id } => write!(
+                f,
+                "GitLab announced that the token Qovery holds ({token_id}) expires soon"
+            ),
+            RotateReason::ProjectMoved => write!(
+                f,
+                "the project moved after the token Qovery holds was checked"
             ),
             RotateReason::Forced => write!(f, "rotation was forced"),
         }
@@ -144,17 +232,31 @@ impl Plan {
 }
 
 /// Decides what `binding` needs, given what is observed, at `now`.
-pub fn plan(binding: &Binding, observed: &Observed, now: DateTime<Utc>, force: bool) -> Plan {
+pub fn plan(binding: &Binding, observed: &Observed, now: DateTime<Utc>, force: Force) -> Plan {
+    let blocked = |why: String| Plan {
+        blocked: Some(why),
+        ..Plan::default()
+    };
     if let Some(r) = &observed.registry
         && r.is_cluster_owned()
     {
-        return Plan {
-            blocked: Some(format!(
-                "Qovery registry {:?} belongs to a Qovery cluster; regwarden never changes those",
-                r.name
-            )),
-            ..Plan::default()
-        };
+        return blocked(format!(
+            "Qovery registry {:?} belongs to a Qovery cluster; regwarden never changes those",
+            r.name
+        ));
+    }
+    if let (Some(r), Some(m)) = (&observed.registry, observed.marker())
+        && m.instance != binding.instance
+    {
+        // Another deployment keeps this registry: rotating here would take it over, and that
+        // deployment would take it back on its next pass.
+        return blocked(format!(
+            "Qovery registry {:?} is kept by {} (binding {:?}); one registry is kept by one \
+             deployment: bind another qovery_registry here, or remove the binding from one of them",
+            r.name,
+            instance_label(&m.instance),
+            m.binding
+        ));
     }
     let held = observed.held();
     let rotate = if observed.registry.is_none() {
@@ -172,8 +274,7 @@ pub fn plan(binding: &Binding, observed: &Observed, now: DateTime<Utc>, force: b
                 {
                     Some(RotateReason::Expiring { expires_at: e })
                 }
-                _ if force => Some(RotateReason::Forced),
-                _ => None,
+                _ => force.reason(t),
             },
         }
     } else {
@@ -220,6 +321,15 @@ pub fn revocations(
         .collect()
 }
 
+/// How an instance is named in messages.
+pub fn instance_label(instance: &str) -> String {
+    if instance.is_empty() {
+        "the default regwarden instance".into()
+    } else {
+        format!("regwarden instance {instance:?}")
+    }
+}
+
 /// A configured duration as chrono's, held at chrono's maximum.
 pub fn to_chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
@@ -250,6 +360,7 @@ mod tests {
     fn binding() -> Binding {
         Binding {
             name: "api".into(),
+            instance: String::new(),
             namespace: Namespace::Project("acme/api".into()),
             repository: "acme/api".into(),
             qovery_registry: "gitlab-acme-api".into(),
@@ -260,7 +371,7 @@ mod tests {
     fn token(id: u64, created: DateTime<Utc>) -> OwnedToken {
         OwnedToken {
             id,
-            name: token_name("api", created),
+            name: token_name("api", "", created),
             created,
             expires_at: Some(created + chrono::Duration::days(30)),
         }
@@ -299,13 +410,94 @@ mod tests {
 
     #[test]
     fn token_names_carry_their_binding_and_creation_time() {
-        let name = token_name("api", at(24, 21));
+        let name = token_name("api", "", at(24, 21));
         assert_eq!(name, "regwarden-api-20261124T210000Z");
-        assert_eq!(created_at("api", &name), Some(at(24, 21)));
+        assert_eq!(created_at("api", "", &name), Some(at(24, 21)));
         // Another binding's token, or someone else's, is not ours.
-        assert_eq!(created_at("api", &token_name("api-v2", at(24, 21))), None);
-        assert_eq!(created_at("api", "regwarden-api"), None);
-        assert_eq!(created_at("api", "gitlab-deploy-token"), None);
+        assert_eq!(
+            created_at("api", "", &token_name("api-v2", "", at(24, 21))),
+            None
+        );
+        assert_eq!(created_at("api", "", "regwarden-api"), None);
+        assert_eq!(created_at("api", "", "gitlab-deploy-token"), None);
+    }
+
+    #[test]
+    fn token_names_tell_deployments_apart() {
+        let ci = token_name("api", "ci", at(24, 21));
+        assert_eq!(ci, "regwarden-api-20261124T210000Z-ci");
+        assert_eq!(created_at("api", "ci", &ci), Some(at(24, 21)));
+        // The default deployment and another named one do not take it for theirs, nor the
+        // other way round.
+        assert_eq!(created_at("api", "", &ci), None);
+        assert_eq!(created_at("api", "c", &ci), None);
+        assert_eq!(created_at("api", "ci-2", &ci), None);
+        let default = token_name("api", "", at(24, 21));
+        assert_eq!(created_at("api", "ci", &default), None);
+        // A binding whose name looks like another's name plus a timestamp stays apart.
+        assert_eq!(
+            created_at(
+                "api",
+                "",
+                &token_name("api-20261124T210000Z", "", at(24, 21))
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn a_registry_kept_by_another_deployment_is_left_to_it() {
+        let t = token(1, at(20, 0));
+        let mut r = registry(Some(1));
+        r.description = Some(
+            "regwarden: binding=api token_id=1 fingerprint=sha256:0 expires=never instance=ci"
+                .into(),
+        );
+        let p = plan(
+            &binding(),
+            &observed(vec![t], Some(r)),
+            at(24, 0),
+            Force::Always,
+        );
+        let why = p.blocked.expect("blocked");
+        assert!(why.contains("regwarden instance \"ci\""), "{why}");
+        assert!(p.rotate.is_none() && p.revoke.is_empty());
+    }
+
+    #[test]
+    fn an_announced_expiry_rotates_only_while_qovery_holds_that_token() {
+        let held = token(2, at(24, 10));
+        let obs = observed(vec![held], Some(registry(Some(2))));
+        let announced = |token_id| Force::IfHolding { token_id };
+        assert_eq!(
+            plan(&binding(), &obs, at(24, 11), announced(2)).rotate,
+            Some(RotateReason::ExpiryAnnounced { token_id: 2 })
+        );
+        // Another rotation already replaced token 1: its announcement is old news.
+        assert_eq!(
+            plan(&binding(), &obs, at(24, 11), announced(1)).rotate,
+            None
+        );
+    }
+
+    #[test]
+    fn a_move_rotates_only_a_token_made_before_it() {
+        let held = token(2, at(24, 10));
+        let obs = observed(vec![held], Some(registry(Some(2))));
+        let moved = |at| Force::IfMadeBefore { at };
+        assert_eq!(
+            plan(&binding(), &obs, at(24, 11), moved(at(24, 11))).rotate,
+            Some(RotateReason::ProjectMoved)
+        );
+        assert_eq!(
+            plan(&binding(), &obs, at(24, 11), moved(at(24, 10))).rotate,
+            None,
+            "made within the second of the move"
+        );
+        assert_eq!(
+            plan(&binding(), &obs, at(24, 11), moved(at(24, 9))).rotate,
+            None
+        );
     }
 
     #[test]
@@ -315,7 +507,7 @@ mod tests {
             &binding(),
             &observed(vec![t], Some(registry(Some(1)))),
             at(24, 0),
-            false,
+            Force::No,
         );
         assert!(p.is_empty(), "{p:?}");
     }
@@ -327,7 +519,7 @@ mod tests {
             &binding(),
             &observed(vec![t.clone()], Some(registry(Some(1)))),
             at(24, 1),
-            false,
+            Force::No,
         );
         assert_eq!(
             p.rotate,
@@ -349,7 +541,7 @@ mod tests {
             &binding(),
             &observed(vec![ancient], Some(registry(Some(1)))),
             at(24, 0),
-            false,
+            Force::No,
         );
         assert_eq!(
             p.rotate,
@@ -369,7 +561,7 @@ mod tests {
             &binding(),
             &observed(vec![held, retired], Some(registry)),
             at(24, 0),
-            false,
+            Force::No,
         );
         assert!(p.revoke.is_empty(), "{p:?}");
         assert!(in_grace(
@@ -384,15 +576,21 @@ mod tests {
         let b = binding();
         let now = at(24, 0);
         assert_eq!(
-            plan(&b, &observed(vec![], None), now, false).rotate,
+            plan(&b, &observed(vec![], None), now, Force::No).rotate,
             Some(RotateReason::RegistryMissing)
         );
         assert_eq!(
-            plan(&b, &observed(vec![], Some(registry(None))), now, false).rotate,
+            plan(&b, &observed(vec![], Some(registry(None))), now, Force::No).rotate,
             Some(RotateReason::NoMarker)
         );
         assert_eq!(
-            plan(&b, &observed(vec![], Some(registry(Some(9)))), now, false).rotate,
+            plan(
+                &b,
+                &observed(vec![], Some(registry(Some(9)))),
+                now,
+                Force::No
+            )
+            .rotate,
             Some(RotateReason::HeldTokenGone { token_id: 9 })
         );
     }
@@ -404,7 +602,7 @@ mod tests {
             &binding(),
             &observed(vec![t], Some(registry(Some(1)))),
             at(24, 0),
-            true,
+            Force::Always,
         );
         assert_eq!(p.rotate, Some(RotateReason::Forced));
     }
@@ -422,9 +620,9 @@ mod tests {
             &binding(),
             &obs,
             at(24, 10) + chrono::Duration::minutes(59),
-            false,
+            Force::No,
         );
-        let after = plan(&binding(), &obs, at(24, 11), false);
+        let after = plan(&binding(), &obs, at(24, 11), Force::No);
 
         assert!(within.revoke.is_empty(), "{within:?}");
         assert_eq!(
@@ -444,7 +642,7 @@ mod tests {
             &binding(),
             &observed(vec![held, orphan.clone()], Some(registry(Some(1)))),
             at(24, 10),
-            false,
+            Force::No,
         );
         assert_eq!(
             p.revoke,
@@ -467,7 +665,7 @@ mod tests {
             vec![first, orphan.clone(), held],
             Some(registry_retiring(Some(3), "1@20261124T100000Z")),
         );
-        let p = plan(&binding(), &obs, at(24, 10), false);
+        let p = plan(&binding(), &obs, at(24, 10), Force::No);
         assert_eq!(
             p.revoke,
             vec![Revoke {
@@ -488,7 +686,7 @@ mod tests {
             &binding(),
             &observed(vec![token(1, at(1, 0))], Some(r)),
             at(24, 0),
-            true,
+            Force::Always,
         );
         assert!(p.blocked.is_some());
         assert!(p.rotate.is_none() && p.revoke.is_empty());

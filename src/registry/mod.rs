@@ -291,6 +291,16 @@ impl Flow<'_> {
                     format!("the registry's realm {realm:?} is not an http(s) URL"),
                 )
             })?;
+        // The realm comes from the registry's answer: a registry reached over https does not
+        // get to send the credential elsewhere in clear.
+        if self.base.scheme() == "https"
+            && let Err(why) = crate::http::refuse_cleartext(&realm_url)
+        {
+            return Err(Failure::new(
+                Outcome::Unreachable,
+                format!("the registry's realm {why}; regwarden does not send a credential there"),
+            ));
+        }
         let scope = format!(
             "repository:{}:{}",
             self.repository,
@@ -341,13 +351,17 @@ impl Flow<'_> {
             token: Option<String>,
             access_token: Option<String>,
         }
-        let body: TokenResponse = response.json().await.map_err(|e| {
-            Failure::new(
-                Outcome::Unreachable,
-                "the realm answered 200 but not with a JSON token",
-            )
-            .with_detail(Some(error_chain(&e)))
-        })?;
+        let body: TokenResponse = crate::http::read_body(response, TOKEN_ANSWER_LIMIT)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+            .map_err(|e| {
+                Failure::new(
+                    Outcome::Unreachable,
+                    "the realm answered 200 but not with a JSON token",
+                )
+                .with_detail(Some(e))
+            })?;
         let token = body
             .token
             .or(body.access_token)
@@ -542,6 +556,11 @@ pub async fn probe(client: &reqwest::Client, registry: &Url) -> Result<String, S
 
 /// The registry error format: `{"errors":[{"code":"...","message":"..."}]}`; else the start of
 /// the body. Bounded so a misbehaving peer cannot flood a terminal or a log line.
+/// A realm's token answer is a JWT of a few KiB; more is not a token.
+const TOKEN_ANSWER_LIMIT: usize = 256 << 10;
+/// The most of an error answer read to explain it.
+const ERROR_ANSWER_LIMIT: usize = 64 << 10;
+
 async fn error_summary(response: Response) -> Option<String> {
     #[derive(Deserialize)]
     struct Errors {
@@ -554,7 +573,9 @@ async fn error_summary(response: Response) -> Option<String> {
         #[serde(default)]
         message: String,
     }
-    let body = response.text().await.ok()?;
+    let body = crate::http::read_text(response, ERROR_ANSWER_LIMIT)
+        .await
+        .ok()?;
     let summary = match serde_json::from_str::<Errors>(&body) {
         Ok(e) if !e.errors.is_empty() => e
             .errors

@@ -6,6 +6,10 @@
 //! fetched again for an unknown `kid` at most once a minute), its `iss` (the GitLab URL), `aud`
 //! (`server.ci_audience`) and `exp`/`nbf` with a minute of leeway. The project is authorized by
 //! its stable `project_id`: GitLab is asked for the project's current path, never the claim's.
+//!
+//! Work is bounded before the token is verified: a token whose claimed project the
+//! configuration cannot bind is refused without calling GitLab, and a verified project gets
+//! one pass (one GitLab call) per [`PER_PROJECT_INTERVAL`] at most.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -22,8 +26,10 @@ use tokio::sync::Mutex;
 
 use super::AppState;
 use super::jobs::JobPayload;
-use crate::gitlab::Namespace;
 use crate::reconcile::bindings;
+
+/// GitLab's JWKS holds a few keys; more than this is not a key set.
+const JWKS_LIMIT: usize = 256 << 10;
 
 /// An unknown `kid` makes the keys be fetched again, but not more often than this.
 const REFETCH_AFTER: Duration = Duration::from_secs(60);
@@ -79,15 +85,17 @@ impl CiAuth {
             return Err(format!("no key {kid:?} in GitLab's JWKS"));
         }
         keys.fetched_at = Some(Instant::now());
-        let set: JwkSet = self
+        let response = self
             .http
             .get(self.jwks_url.clone())
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| format!("cannot fetch GitLab's JWKS: {e}"))?
-            .json()
+            .map_err(|e| format!("cannot fetch GitLab's JWKS: {e}"))?;
+        let set: JwkSet = crate::http::read_body(response, JWKS_LIMIT)
             .await
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
             .map_err(|e| format!("GitLab's JWKS is unreadable: {e}"))?;
         keys.by_kid = set
             .keys
@@ -135,6 +143,46 @@ fn id_claim(claims: &Value, name: &str) -> Option<String> {
     }
 }
 
+/// The claims of a token not verified yet, read only to decide whether verifying it is worth
+/// any work: an unsigned claim never authorizes anything.
+fn unverified_claims(token: &str) -> Option<Value> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// A CI pass per project at most this often: a pipeline that notifies in a loop costs
+/// regwarden one GitLab call per interval.
+const PER_PROJECT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// When each project last had a pass queued, to space them by [`PER_PROJECT_INTERVAL`]. Only
+/// verified tokens reach it, so it holds real projects only, and old entries are dropped.
+#[derive(Default)]
+pub struct ProjectPace {
+    last: std::sync::Mutex<HashMap<String, Instant>>,
+}
+
+impl ProjectPace {
+    /// `Err(wait)` when `project` had a pass less than the interval ago.
+    fn admit(&self, project: &str) -> Result<(), Duration> {
+        let mut last = self.last.lock().expect("never poisoned");
+        let now = Instant::now();
+        if let Some(at) = last.get(project)
+            && now.duration_since(*at) < PER_PROJECT_INTERVAL
+        {
+            return Err(PER_PROJECT_INTERVAL - now.duration_since(*at));
+        }
+        if last.len() > 10_000 {
+            last.retain(|_, at| now.duration_since(*at) < PER_PROJECT_INTERVAL);
+        }
+        last.insert(project.to_string(), now);
+        Ok(())
+    }
+}
+
 pub async fn reconcile(State(app): State<AppState>, headers: HeaderMap) -> Response {
     let Some(ci) = &app.ci else {
         return refuse(
@@ -146,13 +194,33 @@ pub async fn reconcile(State(app): State<AppState>, headers: HeaderMap) -> Respo
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
     else {
         return refuse(
             StatusCode::UNAUTHORIZED,
             "send the job's ID token as Authorization: Bearer",
         );
     };
-    let claims = match ci.verify(token.trim()).await {
+    // Before any call to GitLab (its JWKS, the project): does this server bind anything the
+    // token could be about? A token for a project the configuration cannot bind costs nothing.
+    let claimed = unverified_claims(token);
+    let claim = |name| claimed.as_ref().and_then(|c| id_claim(c, name));
+    match (claim("project_path"), claim("project_id")) {
+        (Some(path), Some(id)) if bindings::may_bind(&app.config, &path, &id) => {}
+        (Some(_), Some(_)) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "this server binds no project the token is for",
+            );
+        }
+        _ => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "not a GitLab ID token (no project_path and project_id claims)",
+            );
+        }
+    }
+    let claims = match ci.verify(token).await {
         Ok(c) => c,
         Err(why) => {
             tracing::warn!(%why, "CI token refused");
@@ -165,28 +233,29 @@ pub async fn reconcile(State(app): State<AppState>, headers: HeaderMap) -> Respo
             "the ID token has no project_id claim",
         );
     };
+    if let Err(wait) = app.ci_pace.admit(&project_id) {
+        let mut response = refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "project {project_id} had a pass less than {}s ago",
+                PER_PROJECT_INTERVAL.as_secs()
+            ),
+        );
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(wait.as_secs().max(1)),
+        );
+        return response;
+    }
     // The project's path now, from GitLab, by its stable id.
     let project = match app.engine.gitlab.project(&project_id).await {
         Ok(p) => p,
         Err(e) => return refuse(StatusCode::FORBIDDEN, format!("project {project_id}: {e}")),
     };
-    let all = match bindings::resolve(&app.config, &app.engine.gitlab).await {
-        Ok(b) => b,
-        Err(e) => {
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("cannot expand [[auto_bind]] rules: {e}"),
-            );
-        }
-    };
     let path = &project.path_with_namespace;
-    let names: Vec<String> = all
-        .iter()
-        .filter(|b| match &b.namespace {
-            Namespace::Project(p) => p == path || *p == project_id,
-            Namespace::Group(g) => path.starts_with(&format!("{g}/")),
-        })
-        .map(|b| b.name.clone())
+    let names: Vec<String> = bindings::for_project(&app.config, &project)
+        .into_iter()
+        .map(|b| b.name)
         .collect();
     if names.is_empty() {
         return refuse(

@@ -11,15 +11,19 @@ use super::metrics::{BindingLabels, Metrics, OutcomeLabels};
 use crate::config::{Config, CredentialKind};
 use crate::gitlab::Namespace;
 use crate::gitlab::events::{Event, TokenOwner};
-use crate::reconcile::plan::created_at;
-use crate::reconcile::{Binding, BindingReport, Engine, PassOptions, bindings};
+use crate::reconcile::{Binding, BindingReport, Engine, Force, PassOptions, bindings};
 use crate::store::{JobOutcome, JournalEntry, Store, now_ms};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "job")]
 pub enum JobPayload {
-    /// React to a webhook event.
-    Event { event: Event },
+    /// React to a webhook event received at `received_ms` (Unix milliseconds).
+    Event {
+        event: Event,
+        /// Absent in jobs queued by earlier versions: the time the job runs stands in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        received_ms: Option<i64>,
+    },
     /// A reconcile pass: every binding (`None`) or these, for a reason (timer, CI job).
     Reconcile {
         bindings: Option<Vec<String>>,
@@ -31,7 +35,7 @@ pub enum JobPayload {
 #[derive(Debug, PartialEq, Eq)]
 enum Action {
     Nothing(String),
-    Pass { bindings: Vec<String>, force: bool },
+    Pass { bindings: Vec<String>, force: Force },
     Destroyed { bindings: Vec<String> },
 }
 
@@ -46,11 +50,15 @@ fn names(bindings: impl Iterator<Item = String>) -> Vec<String> {
     v
 }
 
-/// Which bindings an event concerns, and what to do about them.
-fn action(event: &Event, all: &[Binding]) -> Action {
+/// Which bindings an event received at `received` concerns, and what to do about them. An
+/// expiry forces a rotation only while Qovery still holds the token that expires, and a move
+/// only while it holds a token made before the move: several deliveries of one event (a
+/// project, a group and a system hook; a redelivery) make one rotation.
+fn action(event: &Event, all: &[Binding], received: chrono::DateTime<chrono::Utc>) -> Action {
     match event {
         Event::DeployTokenExpiring {
             project,
+            token_id,
             token_name,
             ..
         } => {
@@ -58,7 +66,7 @@ fn action(event: &Event, all: &[Binding]) -> Action {
                 all.iter()
                     .filter(|b| b.policy.credential == CredentialKind::DeployToken)
                     .filter(|b| project_matches(b, &project.path, project.id))
-                    .filter(|b| created_at(&b.name, token_name).is_some())
+                    .filter(|b| b.made_at(token_name).is_some())
                     .map(|b| b.name.clone()),
             );
             if hit.is_empty() {
@@ -66,12 +74,17 @@ fn action(event: &Event, all: &[Binding]) -> Action {
             } else {
                 Action::Pass {
                     bindings: hit,
-                    force: true,
+                    force: Force::IfHolding {
+                        token_id: *token_id,
+                    },
                 }
             }
         }
         Event::AccessTokenExpiring {
-            owner, token_name, ..
+            owner,
+            token_id,
+            token_name,
+            ..
         } => {
             let hit = names(
                 all.iter()
@@ -83,7 +96,7 @@ fn action(event: &Event, all: &[Binding]) -> Action {
                         }
                         _ => false,
                     })
-                    .filter(|b| created_at(&b.name, token_name).is_some())
+                    .filter(|b| b.made_at(token_name).is_some())
                     .map(|b| b.name.clone()),
             );
             if hit.is_empty() {
@@ -91,7 +104,9 @@ fn action(event: &Event, all: &[Binding]) -> Action {
             } else {
                 Action::Pass {
                     bindings: hit,
-                    force: true,
+                    force: Force::IfHolding {
+                        token_id: *token_id,
+                    },
                 }
             }
         }
@@ -109,7 +124,7 @@ fn action(event: &Event, all: &[Binding]) -> Action {
             } else {
                 Action::Pass {
                     bindings: hit,
-                    force: false,
+                    force: Force::No,
                 }
             }
         }
@@ -129,7 +144,7 @@ fn action(event: &Event, all: &[Binding]) -> Action {
                 // The repository path changed: a new token is checked against the new path.
                 Action::Pass {
                     bindings: hit,
-                    force: true,
+                    force: Force::IfMadeBefore { at: received },
                 }
             }
         }
@@ -229,40 +244,54 @@ impl Worker {
     async fn process(&self, payload: &str) -> Result<(), String> {
         let payload: JobPayload =
             serde_json::from_str(payload).map_err(|e| format!("unreadable job: {e}"))?;
-        let all = bindings::resolve(&self.config, &self.engine.gitlab)
-            .await
-            .map_err(|e| format!("cannot expand [[auto_bind]] rules: {e}"))?;
-        let (selected, force) = match payload {
+        let (selected, force, failed_rules) = match payload {
             JobPayload::Reconcile { bindings, reason } => {
                 tracing::info!(%reason, "reconcile pass");
-                let selected = match bindings {
-                    None => all,
-                    Some(names) => all
-                        .into_iter()
-                        .filter(|b| names.contains(&b.name))
-                        .collect(),
+                let resolved = match &bindings {
+                    None => bindings::resolve(&self.config, &self.engine.gitlab).await,
+                    Some(names) => {
+                        bindings::resolve_named(&self.config, &self.engine.gitlab, names).await
+                    }
                 };
-                (selected, false)
+                (resolved.bindings, Force::No, resolved.failed_rules)
             }
-            JobPayload::Event { event } => match action(&event, &all) {
-                Action::Nothing(why) => {
-                    tracing::info!(event = event.kind(), "nothing to do: {why}");
-                    return Ok(());
+            JobPayload::Event { event, received_ms } => {
+                let resolved = bindings::resolve(&self.config, &self.engine.gitlab).await;
+                let received = received_ms
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .unwrap_or_else(chrono::Utc::now);
+                // A rule that failed matters to this event only if it could cover its project.
+                let failed_rules: Vec<bindings::RuleFailure> = resolved
+                    .failed_rules
+                    .into_iter()
+                    .filter(|f| event.project_path().is_none_or(|p| f.could_cover(p)))
+                    .collect();
+                match action(&event, &resolved.bindings, received) {
+                    Action::Nothing(why) if failed_rules.is_empty() => {
+                        tracing::info!(event = event.kind(), "nothing to do: {why}");
+                        return Ok(());
+                    }
+                    Action::Nothing(_) => (Vec::new(), Force::No, failed_rules),
+                    Action::Pass { bindings, force } => (
+                        resolved
+                            .bindings
+                            .into_iter()
+                            .filter(|b| bindings.contains(&b.name))
+                            .collect(),
+                        force,
+                        failed_rules,
+                    ),
+                    Action::Destroyed { bindings } => {
+                        let gone: Vec<Binding> = resolved
+                            .bindings
+                            .into_iter()
+                            .filter(|b| bindings.contains(&b.name))
+                            .collect();
+                        self.project_destroyed(&gone).await?;
+                        (Vec::new(), Force::No, failed_rules)
+                    }
                 }
-                Action::Pass { bindings, force } => (
-                    all.into_iter()
-                        .filter(|b| bindings.contains(&b.name))
-                        .collect(),
-                    force,
-                ),
-                Action::Destroyed { bindings } => {
-                    let gone: Vec<Binding> = all
-                        .into_iter()
-                        .filter(|b| bindings.contains(&b.name))
-                        .collect();
-                    return self.project_destroyed(&gone).await;
-                }
-            },
+            }
         };
         let reports = self
             .engine
@@ -275,11 +304,18 @@ impl Worker {
             )
             .await;
         self.observe(&reports);
-        let failed: Vec<String> = reports
+        let mut failed: Vec<String> = reports
             .iter()
             .filter(|r| r.outcome.is_failure())
             .map(|r| format!("{}: {}", r.binding, r.error.as_deref().unwrap_or("failed")))
             .collect();
+        for rule in &failed_rules {
+            self.metrics.rule_failures.inc();
+            failed.push(format!(
+                "[[auto_bind]] group {}: {}",
+                rule.group, rule.error
+            ));
+        }
         if failed.is_empty() {
             Ok(())
         } else {
@@ -394,6 +430,7 @@ mod tests {
     fn binding(name: &str, ns: Namespace, credential: CredentialKind) -> Binding {
         Binding {
             name: name.into(),
+            instance: String::new(),
             namespace: ns,
             repository: "x".into(),
             qovery_registry: format!("r-{name}"),
@@ -424,6 +461,10 @@ mod tests {
         ]
     }
 
+    fn received() -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap()
+    }
+
     fn project(path: &str) -> ProjectRef {
         ProjectRef {
             id: 7,
@@ -440,10 +481,10 @@ mod tests {
             expires_at: "2026-12-01 00:00:00 UTC".into(),
         };
         assert_eq!(
-            action(&e, &all()),
+            action(&e, &all(), received()),
             Action::Pass {
                 bindings: vec!["api".into()],
-                force: true
+                force: Force::IfHolding { token_id: 1 }
             }
         );
     }
@@ -456,7 +497,7 @@ mod tests {
             token_name: "ci-pull".into(),
             expires_at: "x".into(),
         };
-        assert!(matches!(action(&e, &all()), Action::Nothing(_)));
+        assert!(matches!(action(&e, &all(), received()), Action::Nothing(_)));
     }
 
     #[test]
@@ -471,10 +512,10 @@ mod tests {
             expires_at: "2026-12-01".into(),
         };
         assert_eq!(
-            action(&e, &all()),
+            action(&e, &all(), received()),
             Action::Pass {
                 bindings: vec!["grp".into()],
-                force: true
+                force: Force::IfHolding { token_id: 1 }
             }
         );
     }
@@ -486,27 +527,27 @@ mod tests {
             old_path: "acme/api".into(),
         };
         assert_eq!(
-            action(&renamed, &all()),
+            action(&renamed, &all(), received()),
             Action::Pass {
                 bindings: vec!["api".into()],
-                force: true
+                force: Force::IfMadeBefore { at: received() }
             }
         );
         let created = Event::ProjectCreated {
             project: project("acme/web"),
         };
         assert_eq!(
-            action(&created, &all()),
+            action(&created, &all(), received()),
             Action::Pass {
                 bindings: vec!["web".into()],
-                force: false
+                force: Force::No
             }
         );
         let destroyed = Event::ProjectDestroyed {
             project: project("acme/web"),
         };
         assert_eq!(
-            action(&destroyed, &all()),
+            action(&destroyed, &all(), received()),
             Action::Destroyed {
                 bindings: vec!["web".into()]
             }
@@ -514,6 +555,9 @@ mod tests {
         let elsewhere = Event::ProjectCreated {
             project: project("other/thing"),
         };
-        assert!(matches!(action(&elsewhere, &all()), Action::Nothing(_)));
+        assert!(matches!(
+            action(&elsewhere, &all(), received()),
+            Action::Nothing(_)
+        ));
     }
 }

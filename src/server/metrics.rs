@@ -44,6 +44,8 @@ pub struct Metrics {
     pub rotations: Family<OutcomeLabels, Counter>,
     pub job_duration: Histogram,
     pub days_until_expiry: Family<BindingLabels, Gauge>,
+    pub rule_failures: Counter,
+    pub connections_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -81,8 +83,22 @@ impl Default for Metrics {
             "Days until the token Qovery holds expires, per binding",
             days_until_expiry.clone(),
         );
+        let rule_failures = Counter::default();
+        registry.register(
+            "auto_bind_failures",
+            "Expansions of an [[auto_bind]] rule that failed (its group missing, denied or unreachable)",
+            rule_failures.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections answered 503 because server.max_connections were open",
+            connections_refused.clone(),
+        );
         Self {
             registry,
+            rule_failures,
+            connections_refused,
             deliveries,
             verification_failures,
             jobs,

@@ -3,6 +3,7 @@
 
 pub mod ci;
 pub mod jobs;
+pub mod listener;
 pub mod metrics;
 pub mod verify;
 mod webhook;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// `None` when `server.ci_audience` is not set.
     pub ci: Option<Arc<ci::CiAuth>>,
+    /// Spaces the CI passes of each project.
+    pub ci_pace: Arc<ci::ProjectPace>,
 }
 
 /// Everything `serve` runs with, built by the caller from the configuration.
@@ -59,7 +62,7 @@ pub struct Server {
     pub job_attempts: u32,
 }
 
-pub fn router(state: AppState, max_body: usize) -> Router {
+pub fn router(state: AppState, max_body: usize, request_timeout: Duration) -> Router {
     Router::new()
         .route("/webhooks/gitlab", post(webhook::receive))
         .route("/api/v1/ci/reconcile", post(ci::reconcile))
@@ -67,7 +70,24 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+                // A client that trickles its body holds a connection no longer than this.
+                match tokio::time::timeout(request_timeout, next.run(request)).await {
+                    Ok(response) => response,
+                    Err(_) => (StatusCode::REQUEST_TIMEOUT, "request timed out").into_response(),
+                }
+            },
+        ))
         .with_state(state)
+}
+
+/// Who this process is in the job queue's locks: host, pid and start time.
+pub fn process_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    format!("{host}-{}-{}", std::process::id(), crate::store::now_ms())
 }
 
 async fn readyz(State(app): State<AppState>) -> Response {
@@ -181,13 +201,15 @@ impl Server {
             config: self.config.clone(),
             engine: self.engine.clone(),
             ci,
+            ci_pace: Arc::default(),
         };
         let max_body = usize::try_from(self.config.server.max_body.0).unwrap_or(usize::MAX);
-        let app = router(state, max_body);
+        let app = router(state, max_body, self.config.server.request_timeout.0);
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
         tracing::info!(listen = %listener.local_addr()?, "serving");
         let (stop_tx, stop_rx) = watch::channel(false);
 
+        let process = process_id();
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..self.workers.max(1) {
             let worker = Worker {
@@ -196,7 +218,7 @@ impl Server {
                 store: self.store.clone(),
                 metrics: metrics.clone(),
                 wake: wake.clone(),
-                name: format!("{}-w{i}", self.engine.holder),
+                name: format!("{process}-w{i}"),
                 job_lock: self.job_lock,
                 max_attempts: i64::from(self.job_attempts.max(1)),
             };
@@ -209,13 +231,17 @@ impl Server {
             stop_rx.clone(),
         ));
 
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                stop_signal().await;
-                tracing::info!("stopping: no new requests; running jobs finish");
-                let _ = stop_tx.send(true);
-            })
-            .await?;
+        let limits = listener::Limits {
+            header_read_timeout: self.config.server.header_read_timeout.0,
+            max_connections: self.config.server.max_connections,
+            drain: self.config.server.request_timeout.0,
+        };
+        listener::serve(listener, app, limits, metrics.clone(), async move {
+            stop_signal().await;
+            tracing::info!("stopping: no new requests; running jobs finish");
+            let _ = stop_tx.send(true);
+        })
+        .await;
         let deadline = tokio::time::sleep(self.shutdown_grace);
         tokio::pin!(deadline);
         loop {

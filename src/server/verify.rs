@@ -17,6 +17,11 @@ use crate::config::{SecretSource, ServerConfig};
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// The most `webhook-signature` candidates looked at. GitLab sends one (two while a signing
+/// token is being rotated); more is refused, so an unauthenticated request cannot ask for
+/// unbounded work.
+pub const MAX_SIGNATURES: usize = 16;
+
 /// Why a request was refused (a metrics label; the caller only ever sees a bare 401).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejection {
@@ -201,8 +206,17 @@ impl Verifier {
         if now.abs_diff(ts) > self.tolerance.as_secs() {
             return Err(Rejection::Stale);
         }
-        let candidates: Vec<Vec<u8>> = signatures
+        // Bound the work an unauthenticated request can ask for: at most MAX_SIGNATURES
+        // candidates are looked at, and each key's HMAC is computed once, whatever their number.
+        let listed: Vec<&str> = signatures
             .split_whitespace()
+            .take(MAX_SIGNATURES + 1)
+            .collect();
+        if listed.len() > MAX_SIGNATURES {
+            return Err(Rejection::Malformed);
+        }
+        let candidates: Vec<Vec<u8>> = listed
+            .iter()
             .filter_map(|s| s.strip_prefix("v1,"))
             .filter_map(|b64| STANDARD.decode(b64).ok())
             .filter(|sig| !sig.is_empty())
@@ -210,21 +224,29 @@ impl Verifier {
         if candidates.is_empty() {
             return Err(Rejection::Malformed);
         }
+        // Every key against every candidate, without stopping at a match: the time taken
+        // does not tell which key or candidate matched.
+        let mut matched = subtle::Choice::from(0);
         for key in &self.signing_keys {
+            let mut mac =
+                HmacSha256::new_from_slice(key.expose_secret()).expect("HMAC takes any key length");
+            mac.update(id.as_bytes());
+            mac.update(b".");
+            mac.update(timestamp.as_bytes());
+            mac.update(b".");
+            mac.update(body);
+            let expected = mac.finalize().into_bytes();
             for candidate in &candidates {
-                let mut mac = HmacSha256::new_from_slice(key.expose_secret())
-                    .expect("HMAC takes any key length");
-                mac.update(id.as_bytes());
-                mac.update(b".");
-                mac.update(timestamp.as_bytes());
-                mac.update(b".");
-                mac.update(body);
-                if mac.verify_slice(candidate).is_ok() {
-                    return Ok(Authenticated::Signature);
-                }
+                // Lengths are public (a SHA-256 HMAC is 32 bytes); ct_eq of unequal lengths
+                // is false.
+                matched |= expected.as_slice().ct_eq(candidate.as_slice());
             }
         }
-        Err(Rejection::BadSignature)
+        if bool::from(matched) {
+            Ok(Authenticated::Signature)
+        } else {
+            Err(Rejection::BadSignature)
+        }
     }
 }
 
@@ -341,6 +363,25 @@ mod tests {
         let mut h = signed(SIGNATURE, ID, TS);
         h.remove("webhook-id");
         assert_eq!(v.verify(&h, BODY, TS), Err(Rejection::Malformed));
+    }
+
+    #[test]
+    fn more_than_sixteen_candidates_are_refused_even_with_a_valid_one() {
+        let v = verifier(&[SECRET], &[], false);
+        let padding = vec!["v1,AAAA"; MAX_SIGNATURES].join(" ");
+        let seventeen = format!("{padding} {SIGNATURE}");
+        assert_eq!(
+            v.verify(&signed(&seventeen, ID, TS), BODY, TS),
+            Err(Rejection::Malformed)
+        );
+        let sixteen = format!(
+            "{} {SIGNATURE}",
+            vec!["v1,AAAA"; MAX_SIGNATURES - 1].join(" ")
+        );
+        assert_eq!(
+            v.verify(&signed(&sixteen, ID, TS), BODY, TS),
+            Ok(Authenticated::Signature)
+        );
     }
 
     #[test]

@@ -94,8 +94,11 @@ async fn record(app: AppState, key: String, event: Event) -> Response {
             None
         }
         e => Some(
-            serde_json::to_string(&JobPayload::Event { event: e.clone() })
-                .expect("an event serializes"),
+            serde_json::to_string(&JobPayload::Event {
+                event: e.clone(),
+                received_ms: Some(crate::store::now_ms()),
+            })
+            .expect("an event serializes"),
         ),
     };
     // GitLab waits 10 s for an answer; a store that hangs must not make it wait that long.

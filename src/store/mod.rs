@@ -1,12 +1,15 @@
 //! The store: SQLite (a file, WAL) as the embedded default, PostgreSQL by URL. It holds the
-//! audit journal and the per-binding leases. Truth about tokens lives in GitLab and Qovery:
-//! losing the store loses history, never correctness.
+//! audit journal, webhook deliveries and the job queue, and hands out the per-binding locks
+//! (`lock.rs`). Truth about tokens lives in GitLab and Qovery: losing the store loses
+//! history, never correctness.
 //!
 //! One SQL dialect serves both backends through sqlx's `Any` driver (`$1` placeholders, `ON
 //! CONFLICT`, `RETURNING`); only the schema differs, in `migrations/<backend>/`.
 
 use std::borrow::Cow;
 use std::time::Duration;
+
+mod lock;
 
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -22,7 +25,11 @@ pub enum StoreError {
     Migrate(String),
     #[error("the store failed: {0}")]
     Query(String),
+    #[error("cannot take or keep a binding's lock: {0}")]
+    Lock(String),
 }
+
+pub use lock::{BindingLock, advisory_key};
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
@@ -54,10 +61,11 @@ pub struct JournalEntry {
 pub struct Store {
     pool: AnyPool,
     pub backend: Backend,
+    locks: lock::LockSpace,
 }
 
 fn migrator(backend: Backend) -> Migrator {
-    let sqls: [(&'static str, &'static str); 2] = match backend {
+    let sqls: [(&'static str, &'static str); 3] = match backend {
         Backend::Sqlite => [
             (
                 "journal and leases",
@@ -66,6 +74,10 @@ fn migrator(backend: Backend) -> Migrator {
             (
                 "deliveries and jobs",
                 include_str!("migrations/sqlite/0002_deliveries_and_jobs.sql"),
+            ),
+            (
+                "binding locks replace leases",
+                include_str!("migrations/sqlite/0003_drop_leases.sql"),
             ),
         ],
         Backend::Postgres => [
@@ -76,6 +88,10 @@ fn migrator(backend: Backend) -> Migrator {
             (
                 "deliveries and jobs",
                 include_str!("migrations/postgres/0002_deliveries_and_jobs.sql"),
+            ),
+            (
+                "binding locks replace leases",
+                include_str!("migrations/postgres/0003_drop_leases.sql"),
             ),
         ],
     };
@@ -236,7 +252,27 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
-        Ok(Store { pool, backend })
+        let locks = match backend {
+            Backend::Postgres => lock::LockSpace::Postgres {
+                url: connect_url.clone(),
+            },
+            Backend::Sqlite => match lock::lock_dir(url) {
+                Some(dir) => lock::LockSpace::Files { dir },
+                None => lock::LockSpace::Memory(Default::default()),
+            },
+        };
+        Ok(Store {
+            pool,
+            backend,
+            locks,
+        })
+    }
+
+    /// Takes the lock of `binding` without waiting: `None` when another holder, alive, has
+    /// it. One rotation per binding at a time across workers, processes and replicas; the
+    /// lock is freed when its holder releases it or dies.
+    pub async fn try_lock_binding(&self, binding: &str) -> Result<Option<BindingLock>, StoreError> {
+        self.locks.try_lock(binding).await
     }
 
     /// Whether the store answers (readiness).
@@ -302,52 +338,6 @@ impl Store {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
-    }
-
-    /// Takes (or renews) the lease of `binding` for `holder` until `ttl` from now. `false`
-    /// when another holder has an unexpired lease.
-    pub async fn acquire_lease(
-        &self,
-        binding: &str,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let now = now_ms();
-        let until = deadline_ms(now, ttl);
-        let result = sqlx::query(
-            "INSERT INTO leases (binding, holder, expires_at_ms) VALUES ($1, $2, $3)
-             ON CONFLICT (binding) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms
-             WHERE leases.holder = excluded.holder OR leases.expires_at_ms < $4",
-        )
-        .bind(binding)
-        .bind(holder)
-        .bind(until)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
-    }
-
-    /// Whether `holder` still holds the lease of `binding` (a fence before an irreversible step).
-    pub async fn holds_lease(&self, binding: &str, holder: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query(
-            "SELECT 1 FROM leases WHERE binding = $1 AND holder = $2 AND expires_at_ms >= $3",
-        )
-        .bind(binding)
-        .bind(holder)
-        .bind(now_ms())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.is_some())
-    }
-
-    pub async fn release_lease(&self, binding: &str, holder: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM leases WHERE binding = $1 AND holder = $2")
-            .bind(binding)
-            .bind(holder)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     /// Records a delivery under `dedupe_key` and, when `payload` is given, queues a job for

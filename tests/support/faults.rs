@@ -44,6 +44,11 @@ impl Faults {
         queue.extend(std::iter::repeat_n(fault, times));
     }
 
+    /// Drops every fault not applied yet.
+    pub fn clear(&mut self) {
+        self.queued.clear();
+    }
+
     pub fn calls(&self, route: &str) -> usize {
         self.calls.get(route).copied().unwrap_or(0)
     }

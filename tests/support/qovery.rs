@@ -164,6 +164,11 @@ impl FakeQovery {
         self.faults.lock().unwrap().push(route, fault, times);
     }
 
+    /// Qovery behaves again: faults not applied yet are dropped.
+    pub fn clear_faults(&self) {
+        self.faults.lock().unwrap().clear();
+    }
+
     /// Adds an organization and returns an API token for it.
     pub fn add_organization(&self, id: &str, name: &str) -> String {
         let mut s = lock(&self.state);

@@ -35,7 +35,6 @@ pub struct World {
 pub struct Settings {
     pub store_url: Option<String>,
     pub grace_period: &'static str,
-    pub lease_ttl: &'static str,
     pub extra: String,
 }
 
@@ -44,7 +43,6 @@ impl Default for Settings {
         Self {
             store_url: None,
             grace_period: "1h",
-            lease_ttl: "30s",
             extra: String::new(),
         }
     }
@@ -103,7 +101,6 @@ url = "{store_url}"
 check_attempts = 2
 check_interval = "100ms"
 http_timeout = "5s"
-lease_ttl = "{lease_ttl}"
 
 [defaults]
 grace_period = "{grace}"
@@ -117,7 +114,6 @@ qovery_registry = "{QOVERY_REGISTRY}"
                 registry = registry.url,
                 ca = ca.ca_path.display(),
                 qovery = qovery.url(),
-                lease_ttl = settings.lease_ttl,
                 grace = settings.grace_period,
                 extra = settings.extra,
             ),
@@ -218,7 +214,13 @@ qovery_registry = "{QOVERY_REGISTRY}"
 
     /// Whether the credential Qovery holds works against the real registry right now.
     pub async fn qovery_can_pull(&self) -> bool {
-        let Some(r) = self.qovery_registry() else {
+        self.can_pull(QOVERY_REGISTRY).await
+    }
+
+    /// Whether the credential of the Qovery registry named `name` works against the real
+    /// registry right now.
+    pub async fn can_pull(&self, name: &str) -> bool {
+        let Some(r) = self.qovery.registry_named(name) else {
             return false;
         };
         let (Some(user), Some(password)) = (r.username, r.password) else {

@@ -1,0 +1,254 @@
+//! One rotation per binding at a time (invariant I3), with a lock that dies with its holder:
+//!
+//! - PostgreSQL: a session advisory lock on a connection of its own. The server drops it the
+//!   moment the holding session ends: the process exits or is killed, or the connection is
+//!   lost. Replicas on one database exclude each other, and so do the workers of one process,
+//!   since each lock has its own session.
+//! - SQLite (one host): `flock(2)` on a file per binding in `<database>.locks/`. The kernel
+//!   drops it when the holder's process ends, however it ends; two descriptors of one process
+//!   exclude each other too.
+//! - `sqlite::memory:` (a CI job's own pass, with no store to share): a set inside the process.
+//!
+//! A lock is taken without waiting: a binding whose lock is held is busy, and its holder, alive
+//! by construction, finishes the work.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use sqlx::{AnyConnection, Connection, Row};
+
+use super::StoreError;
+
+/// How long taking or checking a PostgreSQL lock may wait for the server.
+const PG_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Where the locks of a store live.
+#[derive(Clone, Debug)]
+pub(super) enum LockSpace {
+    /// Advisory locks, each on a connection opened from this URL.
+    Postgres { url: String },
+    /// Lock files in this directory.
+    Files { dir: PathBuf },
+    /// Within this process only.
+    Memory(Arc<Mutex<HashSet<String>>>),
+}
+
+/// A binding's lock, held until [`BindingLock::release`] or the end of the process.
+pub struct BindingLock {
+    binding: String,
+    held: Held,
+}
+
+enum Held {
+    /// `None` once released.
+    Postgres(Option<AnyConnection>),
+    /// Closing the file releases its flock.
+    File(#[allow(dead_code, reason = "held for its flock")] File),
+    Memory(Arc<Mutex<HashSet<String>>>),
+}
+
+impl std::fmt::Debug for BindingLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BindingLock")
+            .field("binding", &self.binding)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The advisory-lock key of a binding: 64 bits of a hash, so that any name maps to a key and
+/// regwarden's keys stay apart from other users of the database.
+pub fn advisory_key(binding: &str) -> i64 {
+    let digest = Sha256::digest(format!("regwarden binding lock\0{binding}").as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+/// The lock directory of a SQLite database URL, or `None` for an in-memory database.
+pub(super) fn lock_dir(sqlite_url: &str) -> Option<PathBuf> {
+    let rest = sqlite_url
+        .strip_prefix("sqlite://")
+        .or_else(|| sqlite_url.strip_prefix("sqlite:"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
+        return None;
+    }
+    Some(PathBuf::from(format!("{path}.locks")))
+}
+
+impl LockSpace {
+    /// Takes `binding`'s lock, or `None` when someone holds it.
+    pub(super) async fn try_lock(&self, binding: &str) -> Result<Option<BindingLock>, StoreError> {
+        let held = match self {
+            LockSpace::Postgres { url } => {
+                let connect = AnyConnection::connect(url);
+                let mut conn = tokio::time::timeout(PG_DEADLINE, connect)
+                    .await
+                    .map_err(|_| StoreError::Lock("PostgreSQL did not answer in time".into()))?
+                    .map_err(|e| StoreError::Lock(e.to_string()))?;
+                let query = sqlx::query("SELECT pg_try_advisory_lock($1)")
+                    .bind(advisory_key(binding))
+                    .fetch_one(&mut conn);
+                let taken: bool = tokio::time::timeout(PG_DEADLINE, query)
+                    .await
+                    .map_err(|_| StoreError::Lock("PostgreSQL did not answer in time".into()))?
+                    .and_then(|row| row.try_get(0))
+                    .map_err(|e| StoreError::Lock(e.to_string()))?;
+                if !taken {
+                    let _ = conn.close().await;
+                    return Ok(None);
+                }
+                Held::Postgres(Some(conn))
+            }
+            LockSpace::Files { dir } => {
+                let path = dir.join(format!("{}.lock", file_name(binding)));
+                let file = std::fs::create_dir_all(dir)
+                    .and_then(|()| {
+                        OpenOptions::new()
+                            .create(true)
+                            .truncate(false)
+                            .write(true)
+                            .open(&path)
+                    })
+                    .map_err(|e| StoreError::Lock(format!("{}: {e}", path.display())))?;
+                match file.try_lock() {
+                    Ok(()) => Held::File(file),
+                    Err(TryLockError::WouldBlock) => return Ok(None),
+                    Err(TryLockError::Error(e)) => {
+                        return Err(StoreError::Lock(format!("{}: {e}", path.display())));
+                    }
+                }
+            }
+            LockSpace::Memory(set) => {
+                if !set
+                    .lock()
+                    .expect("the lock set is never poisoned")
+                    .insert(binding.to_string())
+                {
+                    return Ok(None);
+                }
+                Held::Memory(set.clone())
+            }
+        };
+        Ok(Some(BindingLock {
+            binding: binding.to_string(),
+            held,
+        }))
+    }
+}
+
+/// Binding names are plain (`check_binding_name`), but the store may be handed any string:
+/// anything outside `[a-z0-9_-]` becomes its hex code, so a name never leaves the directory.
+fn file_name(binding: &str) -> String {
+    binding
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
+            other => format!("%{other:02x}"),
+        })
+        .collect()
+}
+
+impl BindingLock {
+    pub fn binding(&self) -> &str {
+        &self.binding
+    }
+
+    /// Proves the lock is still held, before a step that cannot be undone. A PostgreSQL lock
+    /// is lost with its session: a session that still answers still holds it.
+    pub async fn confirm(&mut self) -> Result<(), StoreError> {
+        match &mut self.held {
+            Held::Postgres(None) => Err(StoreError::Lock("the lock was released".into())),
+            Held::Postgres(Some(conn)) => {
+                let ping = sqlx::query("SELECT 1").execute(&mut *conn);
+                tokio::time::timeout(PG_DEADLINE, ping)
+                    .await
+                    .map_err(|_| StoreError::Lock("the lock's session did not answer".into()))?
+                    .map_err(|e| StoreError::Lock(format!("the lock's session is gone: {e}")))?;
+                Ok(())
+            }
+            Held::File(_) | Held::Memory(_) => Ok(()),
+        }
+    }
+
+    /// Gives the lock up. Ending the session (or closing the file) is the release itself, so
+    /// a release that fails half-way still frees the binding.
+    pub async fn release(mut self) {
+        if let Held::Postgres(conn) = &mut self.held
+            && let Some(conn) = conn.take()
+        {
+            let _ = tokio::time::timeout(PG_DEADLINE, conn.close()).await;
+        }
+        // The rest goes with `drop`.
+    }
+}
+
+impl Drop for BindingLock {
+    /// A lock dropped without `release` (a task cancelled mid-rotation) frees its binding
+    /// too: the file and the PostgreSQL connection by closing, the memory lock here.
+    fn drop(&mut self) {
+        if let Held::Memory(set) = &self.held
+            && let Ok(mut set) = set.lock()
+        {
+            set.remove(&self.binding);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_files_sit_beside_the_database() {
+        assert_eq!(
+            lock_dir("sqlite:///var/lib/regwarden/regwarden.db?mode=rwc"),
+            Some(PathBuf::from("/var/lib/regwarden/regwarden.db.locks"))
+        );
+        assert_eq!(
+            lock_dir("sqlite://regwarden.db"),
+            Some(PathBuf::from("regwarden.db.locks"))
+        );
+        assert_eq!(lock_dir("sqlite::memory:"), None);
+        assert_eq!(lock_dir("sqlite://x.db?mode=memory&cache=shared"), None);
+    }
+
+    #[test]
+    fn a_lock_file_name_never_leaves_its_directory() {
+        assert_eq!(file_name("api-v2_x"), "api-v2_x");
+        assert_eq!(file_name("../etc"), "%2e%2e%2fetc");
+    }
+
+    #[test]
+    fn advisory_keys_differ_per_binding() {
+        assert_ne!(advisory_key("api"), advisory_key("web"));
+        assert_eq!(advisory_key("api"), advisory_key("api"));
+    }
+
+    #[tokio::test]
+    async fn a_file_lock_excludes_a_second_holder_in_the_same_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let space = LockSpace::Files {
+            dir: dir.path().join("db.locks"),
+        };
+        let first = space.try_lock("api").await.unwrap().expect("free");
+        assert!(space.try_lock("api").await.unwrap().is_none(), "held");
+        assert!(
+            space.try_lock("web").await.unwrap().is_some(),
+            "per binding"
+        );
+        first.release().await;
+        assert!(space.try_lock("api").await.unwrap().is_some(), "released");
+    }
+
+    #[tokio::test]
+    async fn a_memory_lock_is_freed_when_dropped_without_release() {
+        let space = LockSpace::Memory(Arc::default());
+        let first = space.try_lock("api").await.unwrap().expect("free");
+        assert!(space.try_lock("api").await.unwrap().is_none());
+        drop(first);
+        assert!(space.try_lock("api").await.unwrap().is_some());
+    }
+}

@@ -1,0 +1,3 @@
+-- A binding's lock now dies with its holder (a session advisory lock, see lock.rs): the lease
+-- table, whose rows outlived a killed holder until they expired, goes.
+DROP TABLE IF EXISTS leases;

@@ -450,3 +450,56 @@ async fn group_projects_include_subgroups() {
 
     assert_eq!(paths, vec!["acme/api", "acme/platform/web"]);
 }
+
+#[tokio::test]
+async fn the_api_token_never_follows_a_redirect_to_another_origin() {
+    use axum::http::HeaderMap;
+    use std::sync::{Arc, Mutex};
+    // Where a redirect would lead: it records every request it gets, and its headers.
+    let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+    let record = seen.clone();
+    let elsewhere =
+        support::server::Served::start(axum::Router::new().fallback(move |headers: HeaderMap| {
+            record.lock().unwrap().push(headers);
+            async { "{}" }
+        }))
+        .await;
+    // Another port of the same host, and another name of the same machine: both are another
+    // origin.
+    for target in [
+        elsewhere.url(),
+        elsewhere.url().replace("127.0.0.1", "localhost"),
+    ] {
+        let to = format!("{target}/api/v4/projects/acme%2Fapi/deploy_tokens");
+        let redirecting = support::server::Served::start(axum::Router::new().fallback(move || {
+            let to = to.clone();
+            async move {
+                (
+                    axum::http::StatusCode::TEMPORARY_REDIRECT,
+                    [("location", to)],
+                )
+            }
+        }))
+        .await;
+        let client = GitlabClient::new(
+            regwarden::http::client(None, Duration::from_secs(5)).unwrap(),
+            &reqwest::Url::parse(&redirecting.url()).unwrap(),
+            SecretString::from("glpat-secret-never-sent"),
+        );
+
+        let err = client
+            .deploy_tokens(&Namespace::Project("acme/api".into()), true)
+            .await
+            .unwrap_err();
+
+        let message = err.to_string();
+        assert!(message.contains("(307)"), "{message}");
+        assert!(message.contains("within one origin"), "{message}");
+        assert!(!message.contains("glpat-secret-never-sent"), "{message}");
+    }
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the other origin was called: {:?}",
+        seen.lock().unwrap()
+    );
+}

@@ -1,4 +1,4 @@
-//! Invariants I3 and I4 of design.md, with real processes: two reconcilers racing on one
+//! Invariants I3 and I4 (docs/architecture.md), with real processes: two reconcilers racing on one
 //! PostgreSQL, and reconcilers that die half-way through a rotation.
 
 mod support;
@@ -133,11 +133,32 @@ async fn i4_a_crash_after_finish_changes_nothing() {
 /// exactly one live regwarden token, held by Qovery, and it pulls.
 #[tokio::test]
 async fn i4_after_a_kill_at_any_moment_the_very_next_pass_converges() {
-    let w = World::with(Settings {
-        grace_period: "0s",
-        ..Settings::default()
-    })
+    kill_loop(
+        World::with(Settings {
+            grace_period: "0s",
+            ..Settings::default()
+        })
+        .await,
+    )
     .await;
+}
+
+/// The same on PostgreSQL, where the killed holder's lock is its database session's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i4_after_a_kill_at_any_moment_the_very_next_pass_converges_on_postgres() {
+    let pg = Postgres::start();
+    kill_loop(
+        World::with(Settings {
+            grace_period: "0s",
+            store_url: Some(pg.url.clone()),
+            ..Settings::default()
+        })
+        .await,
+    )
+    .await;
+}
+
+async fn kill_loop(w: World) {
     // Spread each rotation over a few hundred milliseconds, so kills land in every step.
     w.gitlab.faults.lock().unwrap().latency = Duration::from_millis(25);
     let mut rng = Lcg::from_env("REGWARDEN_KILL_SEED", "kill loop");

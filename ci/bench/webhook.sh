@@ -5,7 +5,8 @@
 # X-Gitlab-Token rule. Prints requests/s, p50 and p99 latency, idle and peak RSS of both, the
 # throughput ratio, the same for regwarden's HMAC-signed path, and the time regwarden takes to
 # refuse a hostile request (a flood of signature candidates over a 1 MiB body). DURATION (10s)
-# and CONNECTIONS (32) change the run.
+# and CONNECTIONS (32) change the run; REGWARDEN_BIN runs that binary instead of building one
+# (to compare two builds).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration=${DURATION:-10s}
@@ -19,7 +20,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-cargo build --release --quiet --bin regwarden
+if [ -z "${REGWARDEN_BIN:-}" ]; then
+  cargo build --release --quiet --bin regwarden
+  REGWARDEN_BIN=./target/release/regwarden
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -30,13 +34,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_http() { for _ in $(seq 1 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1"; exit 1; }
 rss_kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
 
-# A real payload GitLab sends (shared/fixtures when present, else the documented shape).
+# A real payload GitLab sends (from GitLab's documentation, tests/fixtures/gitlab-webhooks).
 payload="$work/payload.json"
-if [ -f ../shared/fixtures/gitlab-webhooks/resource_deploy_token_project.json ]; then
-  cp ../shared/fixtures/gitlab-webhooks/resource_deploy_token_project.json "$payload"
-else
-  printf '%s' '{"object_kind":"deploy_token","project":{"id":2,"path_with_namespace":"gitlab-org/gitlab-test"},"object_attributes":{"id":79,"name":"seven-days-6days","expires_at":"2025-08-03 07:57:25 UTC","created_at":"2025-07-28 07:57:25 UTC","revoked":false,"deploy_token_type":"project_type"},"event_name":"expiring_deploy_token"}' >"$payload"
-fi
+cp tests/fixtures/gitlab-webhooks/resource_deploy_token_project.json "$payload"
 secret="bench-webhook-secret"
 signing="whsec_$(printf 'regwarden-bench-signing-key-32b!' | base64)"
 
@@ -118,7 +118,7 @@ run_regwarden() {
   rm -f "$work"/regwarden.db*
   GITLAB_TOKEN=unused QOVERY_API_TOKEN=unused REGWARDEN_WEBHOOK_SECRET="$secret" \
     REGWARDEN_WEBHOOK_SIGNING_TOKEN="$signing" RUST_LOG=error \
-    ./target/release/regwarden serve --config "$work/regwarden.toml" --listen "127.0.0.1:$port" &
+    "$REGWARDEN_BIN" serve --config "$work/regwarden.toml" --listen "127.0.0.1:$port" &
   rpid=$!; pids+=("$rpid")
   wait_http "http://127.0.0.1:$port/healthz"; sleep 1
 }

@@ -254,3 +254,45 @@ fn the_qovery_registry_kind_follows_the_registry_unless_set() {
     assert_eq!(p.key, "qovery.registry_kind");
     assert!(p.message.contains("GENERIC_CR"), "{p:?}");
 }
+
+#[test]
+fn plain_http_to_another_host_needs_allow_insecure_http() {
+    let text = r#"
+[gitlab]
+url = "http://gitlab.example.com"
+registry_url = "https://registry.example.com"
+
+[qovery]
+organization_id = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+"#;
+    let p = problems(text);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "gitlab.url");
+    assert!(
+        p[0].message.contains("gitlab.allow_insecure_http = true"),
+        "{}",
+        p[0].message
+    );
+
+    let allowed = text.replace("[gitlab]\n", "[gitlab]\nallow_insecure_http = true\n");
+    parse(&allowed).unwrap_or_else(|e| panic!("{e}"));
+
+    // Loopback needs no permission (a local proxy, the tests' fakes).
+    let local = text
+        .replace("http://gitlab.example.com", "http://127.0.0.1:8929")
+        .replace("https://registry.example.com", "http://[::1]:5000");
+    parse(&local).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn an_instance_name_is_short_and_plain() {
+    let with = |instance: &str| {
+        MINIMAL.to_string() + &format!("\n[reconcile]\ninstance = \"{instance}\"\n")
+    };
+    parse(&with("ci-prod")).unwrap_or_else(|e| panic!("{e}"));
+    parse(&with("")).unwrap_or_else(|e| panic!("{e}"));
+    for bad in ["CI", "-ci", "ci_prod", "a-very-long-instance-name-of-33-c"] {
+        let p = problems(&with(bad));
+        assert_eq!(p[0].key, "reconcile.instance", "{bad}");
+    }
+}

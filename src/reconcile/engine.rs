@@ -359,7 +359,6 @@ impl Engine {
         lock: &mut BindingLock,
         report: &mut BindingReport,
     ) -> Result<(), String> {
-        let started = std::time::Instant::now();
         // 1. Create.
         let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_else(Utc::now);
         let name = b.token_name(now);
@@ -487,9 +486,9 @@ impl Engine {
         // The fence before the switch: a holder that lost its lock (its PostgreSQL session
         // ended) or stalled past lease_ttl must not write Qovery; another may be acting.
         let fence = match lock.confirm().await {
-            Ok(()) if started.elapsed() <= self.settings.lease_ttl => None,
+            Ok(()) if lock.held_for() <= self.settings.lease_ttl => None,
             Ok(()) => Some(format!(
-                "the rotation took longer than lease_ttl ({}s) before the switch",
+                "the rotation held the binding's lock longer than lease_ttl ({}s) before the switch",
                 self.settings.lease_ttl.as_secs()
             )),
             Err(e) => Some(e.to_string()),

@@ -41,6 +41,7 @@ pub(super) enum LockSpace {
 pub struct BindingLock {
     binding: String,
     held: Held,
+    taken: std::time::Instant,
 }
 
 enum Held {
@@ -135,6 +136,7 @@ impl LockSpace {
         Ok(Some(BindingLock {
             binding: binding.to_string(),
             held,
+            taken: std::time::Instant::now(),
         }))
     }
 }
@@ -154,6 +156,11 @@ fn file_name(binding: &str) -> String {
 impl BindingLock {
     pub fn binding(&self) -> &str {
         &self.binding
+    }
+
+    /// How long the lock has been held.
+    pub fn held_for(&self) -> std::time::Duration {
+        self.taken.elapsed()
     }
 
     /// Proves the lock is still held, before a step that cannot be undone. A PostgreSQL lock

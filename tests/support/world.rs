@@ -36,6 +36,10 @@ pub struct Settings {
     pub store_url: Option<String>,
     pub grace_period: &'static str,
     pub extra: String,
+    /// What `gitlab.url` points at, when not the fake GitLab itself (a proxy in front of it).
+    pub gitlab_url: Option<String>,
+    /// Lines added to `[reconcile]`.
+    pub reconcile: &'static str,
 }
 
 impl Default for Settings {
@@ -44,6 +48,8 @@ impl Default for Settings {
             store_url: None,
             grace_period: "1h",
             extra: String::new(),
+            gitlab_url: None,
+            reconcile: "",
         }
     }
 }
@@ -101,6 +107,7 @@ url = "{store_url}"
 check_attempts = 2
 check_interval = "100ms"
 http_timeout = "5s"
+{reconcile}
 
 [defaults]
 grace_period = "{grace}"
@@ -110,11 +117,12 @@ name = "api"
 project = "{PROJECT}"
 qovery_registry = "{QOVERY_REGISTRY}"
 {extra}"#,
-                gitlab = gitlab.url(),
+                gitlab = settings.gitlab_url.clone().unwrap_or_else(|| gitlab.url()),
                 registry = registry.url,
                 ca = ca.ca_path.display(),
                 qovery = qovery.url(),
                 grace = settings.grace_period,
+                reconcile = settings.reconcile,
                 extra = settings.extra,
             ),
         )

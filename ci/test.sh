@@ -55,15 +55,6 @@ export REGWARDEN_GITLAB_CI_LOCAL="$PWD/ci/node_modules/.bin/gitlab-ci-local"
 if [ -n "${CI:-}" ]; then
   export CARGO_TERM_COLOR=never
 fi
-# Facts and fixtures shared beside the repository (GitLab payloads, Qovery's OpenAPI).
-if [ -d ../shared ]; then
-  REGWARDEN_SHARED="$(cd ../shared && pwd)"
-  export REGWARDEN_SHARED
-  export REGWARDEN_QOVERY_OPENAPI="$REGWARDEN_SHARED/reference/qovery-openapi-container-registry.yaml"
-else
-  echo "note: ../shared is absent: the tests that read its fixtures and Qovery's OpenAPI say they skipped"
-fi
-
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -73,21 +64,42 @@ cargo clippy --all-targets --locked --features fault-injection -- -D warnings
 if [ -n "$image_tests" ]; then
   step "building the image (ci/image.sh)"
   export REGWARDEN_IMAGE_STORE="$PWD/target/image-store"
+  export REGWARDEN_IMAGE_STORAGE_DRIVER="${STORAGE_DRIVER:-overlay}"
   REGWARDEN_IMAGE=$(IMAGE=localhost/regwarden:test IMAGE_STORE="$REGWARDEN_IMAGE_STORE" \
     STANDIN_BASES="${STANDIN_BASES-1}" ci/image.sh | tail -n 1)
   export REGWARDEN_IMAGE
 else
-  echo "note: the image tests (tests/image.rs) say they skipped: building the image with buildah needs root${REGWARDEN_SKIP_IMAGE:+, and REGWARDEN_SKIP_IMAGE is set}"
+  echo "note: the image is not built (buildah builds and runs it as root only${REGWARDEN_SKIP_IMAGE:+; REGWARDEN_SKIP_IMAGE is set}): the image tests will skip"
 fi
 
 # A test holds 1,500 connections open against the server (its connection cap): allow more
 # descriptors than a login shell's usual 1,024, up to the hard limit.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 4096 2>/dev/null || true
 
+# A test that cannot find a tool it needs fails under CI; elsewhere it skips, loudly, and
+# lists itself here for the summary below.
+export REGWARDEN_SKIP_LOG="$PWD/target/regwarden-skipped.log"
+mkdir -p target
+: >"$REGWARDEN_SKIP_LOG"
+
 # fault-injection adds the crash points the crash-safety tests (invariant I4) abort at.
 step "tests"
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --no-fail-fast --features fault-injection
+  cargo nextest run --locked --no-fail-fast --features fault-injection || status=$?
 else
-  cargo test --locked --no-fail-fast --features fault-injection
+  cargo test --locked --no-fail-fast --features fault-injection || status=$?
 fi
+# The parsers that read untrusted input, fuzzed for a short while (ci/fuzz.sh; longer runs:
+# README, "Fuzzing").
+step "fuzzing (ci/fuzz.sh ${REGWARDEN_FUZZ_SECONDS:-10})"
+bash ci/fuzz.sh "${REGWARDEN_FUZZ_SECONDS:-10}" || status=1
+
+skipped=$(grep -c . "$REGWARDEN_SKIP_LOG" || true)
+if [ "$skipped" -gt 0 ]; then
+  printf '\n%s test(s) skipped for want of a tool (they prove nothing here):\n' "$skipped"
+  sed 's/^/  - /' "$REGWARDEN_SKIP_LOG"
+else
+  echo "no test skipped for want of a tool"
+fi
+exit "$status"

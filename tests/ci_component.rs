@@ -10,20 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::gitlab::{CI_KID, Owner};
+use support::tools::gitlab_ci_local;
 use support::world::{ORG, PROJECT, Settings, World};
-
-/// `gitlab-ci-local`, or why the tests cannot run.
-fn gitlab_ci_local() -> Option<PathBuf> {
-    match std::env::var("REGWARDEN_GITLAB_CI_LOCAL") {
-        Ok(p) if Path::new(&p).exists() => Some(PathBuf::from(p)),
-        other => {
-            eprintln!(
-                "skipped: the component tests need gitlab-ci-local: REGWARDEN_GITLAB_CI_LOCAL is {other:?} (ci/test.sh installs it from ci/package.json)"
-            );
-            None
-        }
-    }
-}
 
 /// A git repository of project acme/api whose pipeline includes one of our components.
 struct Repo {
@@ -386,6 +374,70 @@ async fn the_projects_own_pipeline_is_valid_gitlab_ci() {
     for job in ["test", "build-image", "create-release"] {
         assert!(text.contains(job), "{job} is missing:\n{text}");
     }
+
+    // The expanded pipeline: the image is built and pushed with buildah (kaniko's project is
+    // archived), with the job's own registry credentials, and the test job runs ci/test.sh
+    // with nothing switched off.
+    let out = tokio::process::Command::new(&tool)
+        .current_dir(dir.path())
+        .args([
+            "--preview",
+            "--no-color",
+            "--variable",
+            "CI_COMMIT_TAG=v1.2.3",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let preview = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{preview}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml: serde_json::Value = serde_yaml_from_preview(&preview);
+    let build = &yaml["build-image"];
+    let script = build["script"].to_string();
+    assert!(script.contains("ci/image.sh"), "{build:#}");
+    assert!(script.contains("buildah"), "{build:#}");
+    assert!(
+        script.contains("--password-stdin") && script.contains("$CI_REGISTRY_USER"),
+        "{build:#}"
+    );
+    assert!(!preview.contains("kaniko"), "{preview}");
+    let test = &yaml["test"];
+    assert_eq!(
+        test["script"],
+        serde_json::json!(["ci/test.sh"]),
+        "{test:#}"
+    );
+    assert!(!preview.contains("REGWARDEN_SKIP_IMAGE"), "{preview}");
+}
+
+/// `gitlab-ci-local --preview` prints the expanded pipeline as YAML: read it with the YAML
+/// parser gitlab-ci-local itself ships (js-yaml), as JSON.
+fn serde_yaml_from_preview(preview: &str) -> serde_json::Value {
+    let tool = gitlab_ci_local().expect("checked by the caller");
+    let modules = tool.parent().unwrap().parent().unwrap();
+    let out = std::process::Command::new("node")
+        .args([
+            "-e",
+            "const y = require(process.argv[1] + '/js-yaml'); let t = ''; \
+             process.stdin.on('data', d => t += d).on('end', () => \
+             process.stdout.write(JSON.stringify(y.safeLoad(t.slice(t.indexOf('---') + 3)))));",
+        ])
+        .arg(modules)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(preview.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 /// gitlab-ci-local does not check `regex:` (it warns that it is a no-op); GitLab checks inputs

@@ -1,7 +1,7 @@
 //! The contract with Qovery: every kind of request the Qovery client sends for container
-//! registries goes through Prism serving Qovery's own OpenAPI (reference/
-//! qovery-openapi-container-registry.yaml) as a validating proxy in front of the fake. A
-//! request that breaks the spec, or an answer of the fake that does, fails the test.
+//! registries goes through Prism serving Qovery's own OpenAPI
+//! (`tests/fixtures/qovery-openapi-container-registry.yaml`) as a validating proxy in front of
+//! the fake. A request that breaks the spec, or an answer of the fake that does, fails the test.
 
 mod support;
 
@@ -9,26 +9,21 @@ use std::time::Duration;
 
 use regwarden::qovery::{QoveryClient, RegistryKind, RegistryRequest};
 use secrecy::SecretString;
-use support::prism::{Prism, unavailable};
+use support::fixtures::qovery_openapi;
+use support::prism::Prism;
 use support::qovery::FakeQovery;
 
 const ORG: &str = "3c90c3cc-0d44-4b50-8888-8dd25736052a";
 
-fn skip_reason() -> Option<String> {
-    let reason = unavailable()?;
-    eprintln!("skipped: the Qovery contract test needs Prism and the spec: {reason}");
-    Some(reason)
-}
-
 #[tokio::test]
 async fn every_registry_request_follows_qoverys_openapi() {
-    if skip_reason().is_some() {
+    let Some(bin) = support::tools::prism() else {
         return;
-    }
+    };
     let qovery = FakeQovery::start().await;
     let token = qovery.add_organization(ORG, "acme");
     let cluster_registry = qovery.add_registry(ORG, "registry-cluster", true, 3);
-    let prism = Prism::proxy(&qovery.url());
+    let prism = Prism::proxy(&bin, &qovery_openapi(), &qovery.url());
     let http = regwarden::http::client(None, Duration::from_secs(20)).unwrap();
     let client = QoveryClient::new(
         http,
@@ -67,12 +62,12 @@ async fn every_registry_request_follows_qoverys_openapi() {
 #[tokio::test]
 async fn prism_refuses_a_request_that_breaks_the_spec() {
     // The control: the proxy does validate, so the test above can fail.
-    if skip_reason().is_some() {
+    let Some(bin) = support::tools::prism() else {
         return;
-    }
+    };
     let qovery = FakeQovery::start().await;
     let token = qovery.add_organization(ORG, "acme");
-    let prism = Prism::proxy(&qovery.url());
+    let prism = Prism::proxy(&bin, &qovery_openapi(), &qovery.url());
 
     let response = regwarden::http::client(None, Duration::from_secs(20))
         .unwrap()

@@ -1,5 +1,5 @@
 //! `regwarden reconcile` end to end: the fake GitLab, the real registry (TLS, private CA),
-//! the fake Qovery, a store. Each invariant of design.md is asserted on the end state.
+//! the fake Qovery, a store. Each invariant of docs/architecture.md is asserted on the end state.
 
 mod support;
 
@@ -725,4 +725,37 @@ async fn two_deployments_binding_one_project_never_revoke_each_others_tokens() {
     // `config check` shows which deployment this configuration is.
     let check = w.regwarden(&["config", "check"]).await;
     assert!(check.stdout.contains("instance"), "{}", check.stdout);
+}
+
+#[tokio::test]
+async fn a_rotation_that_held_its_lock_past_lease_ttl_stops_short_of_the_switch() {
+    let w = World::with(Settings {
+        reconcile: "lease_ttl = \"1s\"",
+        ..Settings::default()
+    })
+    .await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let old = w.held_token().unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The registry's realm takes its time: the check ends after lease_ttl.
+    w.gitlab.fail(
+        "GET /jwt/auth",
+        Fault::Delay(Duration::from_millis(1500)),
+        1,
+    );
+
+    let run = w.reconcile(&["--force"]).await;
+
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains("longer than lease_ttl"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        w.held_token().unwrap().id,
+        old.id,
+        "Qovery was left as it was"
+    );
+    assert_eq!(w.active_tokens(), vec![old], "the new token was revoked");
 }

@@ -186,43 +186,19 @@ async fn refused_requests_get_a_bare_401_and_gitlab_never_sees_a_4xx_for_what_it
     s.kill().await;
 }
 
-/// GitLab's recorded deliveries in ../shared, as (file, `X-Gitlab-Event`, body), from the
-/// table in their README; `None` when they are not here.
-fn recorded_deliveries() -> Option<Vec<(String, String, String)>> {
-    let dir = std::env::var("REGWARDEN_SHARED")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-        .join("fixtures/gitlab-webhooks");
-    let readme = std::fs::read_to_string(dir.join("README.md")).ok()?;
-    let rows = readme
-        .lines()
-        .filter(|l| l.starts_with("| `") && l.contains(".json`"))
-        .map(|line| {
-            let cells: Vec<&str> = line
-                .split('|')
-                .map(|c| c.trim().trim_matches('`'))
-                .collect();
-            let body = std::fs::read_to_string(dir.join(cells[1])).unwrap();
-            (cells[1].to_string(), cells[2].to_string(), body)
-        })
-        .collect();
-    Some(rows)
-}
-
 #[tokio::test]
 async fn every_fixture_replays_through_the_router_without_a_4xx() {
-    let Some(fixtures) = recorded_deliveries() else {
-        eprintln!(
-            "skipped: the GitLab payload fixtures (../shared/fixtures/gitlab-webhooks) are absent"
-        );
-        return;
-    };
+    let fixtures = support::fixtures::gitlab_deliveries();
     let (w, s) = served_world(Settings::default()).await;
     let mut replayed = 0;
-    for (file, event, body) in fixtures {
-        let (code, answer) =
-            post(&s, signed(&format!("fixture-{file}"), &body, &event), &body).await;
-        assert!(code == 200 || code == 202, "{file}: {code} {answer}");
+    for d in fixtures {
+        let (code, answer) = post(
+            &s,
+            signed(&format!("fixture-{}", d.file), &d.body, &d.event),
+            &d.body,
+        )
+        .await;
+        assert!(code == 200 || code == 202, "{}: {code} {answer}", d.file);
         replayed += 1;
     }
     assert_eq!(replayed, 14);
@@ -644,8 +620,8 @@ async fn mutated_deliveries_get_a_clear_answer_and_the_server_keeps_working() {
     let (w, s) = served_world(Settings::default()).await;
     let held = w.held_token().unwrap();
     let project_id = w.gitlab.state.lock().unwrap().projects[0].id;
-    // What GitLab sends, as (event header, payload): our own payloads, and the recorded ones
-    // when ../shared is here.
+    // What GitLab sends, as (event header, payload): our own payloads, and GitLab's recorded
+    // ones (tests/fixtures/gitlab-webhooks).
     let mut seeds: Vec<(String, serde_json::Value)> = vec![
         (
             "Resource Deploy Token Hook".into(),
@@ -665,14 +641,8 @@ async fn mutated_deliveries_get_a_clear_answer_and_the_server_keeps_working() {
             .unwrap(),
         ),
     ];
-    if let Some(fixtures) = recorded_deliveries() {
-        for (_, event, body) in fixtures {
-            seeds.push((event, serde_json::from_str(&body).unwrap()));
-        }
-    } else {
-        eprintln!(
-            "note: ../shared/fixtures/gitlab-webhooks is absent: only regwarden's own payloads are mutated"
-        );
+    for d in support::fixtures::gitlab_deliveries() {
+        seeds.push((d.event, serde_json::from_str(&d.body).unwrap()));
     }
     let mut rng = support::rng::Lcg::from_env("REGWARDEN_MUTATION_SEED", "mutation");
 

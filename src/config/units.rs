@@ -157,3 +157,30 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_duration_reads_back_from_how_it_is_shown(secs in 0u64..100 * 365 * 86_400) {
+            let d = HumanDuration::from_secs(secs);
+            prop_assert_eq!(d.to_string().parse::<HumanDuration>(), Ok(d));
+        }
+
+        #[test]
+        fn a_size_reads_back_from_how_it_is_shown(n in any::<u64>()) {
+            let size = ByteSize(n);
+            prop_assert_eq!(size.to_string().parse::<ByteSize>(), Ok(size));
+        }
+
+        #[test]
+        fn any_text_is_a_duration_or_a_message_naming_it(s in ".{0,24}") {
+            if let Err(e) = s.parse::<HumanDuration>() {
+                prop_assert!(e.contains("invalid duration"), "{}", e);
+            }
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! GitLab's REST API (`<url>/api/v4`): projects, deploy tokens, project and group access
-//! tokens. Authenticated with `PRIVATE-TOKEN`. Facts: `reference/gitlab.md` §3, §4, §8.
+//! tokens. Authenticated with `PRIVATE-TOKEN`. Facts: `docs/reference/gitlab.md` §3, §4, §8.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::http::{Api, ApiError, Reply, RetryPolicy, directory_url};
 
 const SERVICE: &str = "GitLab";
-/// GitLab's largest page (reference §8).
+/// GitLab's largest page (`docs/reference/gitlab.md` §8).
 const PER_PAGE: u32 = 100;
 /// A bound on pages followed, against a server that never says "last page".
 const MAX_PAGES: u32 = 10_000;

@@ -1,7 +1,7 @@
 //! GitLab webhook payloads turned into what happened, at the edge. Each payload has its own
 //! private serde struct; the rest of regwarden only sees [`Event`]. An event regwarden does
-//! not act on is a value ([`Event::Ignored`]), not an error. Facts: `reference/gitlab.md`
-//! §2, the payloads in `shared/fixtures/gitlab-webhooks/`.
+//! not act on is a value ([`Event::Ignored`]), not an error. Facts: `docs/reference/gitlab.md`
+//! §2; GitLab's own payloads in `tests/fixtures/gitlab-webhooks/`.
 
 use serde::{Deserialize, Serialize};
 

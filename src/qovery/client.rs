@@ -1,5 +1,5 @@
 //! Qovery's REST API: organizations and container registries. Authenticated with an
-//! organization API token (`Authorization: Token ...`). Facts: `reference/qovery.md`.
+//! organization API token (`Authorization: Token ...`). Facts: `docs/reference/qovery.md`.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};

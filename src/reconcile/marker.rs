@@ -219,3 +219,54 @@ mod tests {
         assert_eq!(Marker::find(""), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_marker() -> impl Strategy<Value = Marker> {
+        let word = "[a-z0-9][a-z0-9_-]{0,20}";
+        let time = (0i64..4_102_444_800).prop_map(|s| DateTime::from_timestamp(s, 0).unwrap());
+        (
+            word,
+            prop_oneof![Just(String::new()), "[a-z0-9]{1,8}"],
+            any::<u64>(),
+            "sha256:[0-9a-f]{12}",
+            proptest::option::of((2000i32..2100, 1u32..13, 1u32..29)),
+            proptest::collection::vec((any::<u64>(), time), 0..4),
+        )
+            .prop_map(
+                |(binding, instance, token_id, fingerprint, expires, retired)| Marker {
+                    binding,
+                    instance,
+                    token_id,
+                    fingerprint,
+                    expires: expires.and_then(|(y, m, d)| NaiveDate::from_ymd_opt(y, m, d)),
+                    retired,
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn a_marker_reads_back_from_its_line(m in any_marker()) {
+            prop_assert_eq!(Marker::find(&m.line()), Some(m));
+        }
+
+        #[test]
+        fn writing_a_marker_keeps_other_lines_and_one_marker(
+            m in any_marker(),
+            other in proptest::collection::vec("[^\r\n]{0,30}", 0..4),
+        ) {
+            let description = other.join("\n");
+            let written = m.write_into(&description);
+            prop_assert_eq!(Marker::find(&written), Some(m.clone()));
+            let markers = written.lines().filter(|l| l.trim().starts_with(PREFIX)).count();
+            prop_assert_eq!(markers, 1);
+            for line in other.iter().filter(|l| !l.trim().starts_with(PREFIX) && !l.trim().is_empty()) {
+                prop_assert!(written.lines().any(|w| w == line), "{:?} lost", line);
+            }
+        }
+    }
+}

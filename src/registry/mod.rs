@@ -10,6 +10,7 @@
 //!    not refuse it. 404 `NAME_UNKNOWN` is a repository with no image yet, and still access.
 
 pub mod challenge;
+pub mod token;
 
 use std::fmt;
 
@@ -346,15 +347,10 @@ impl Flow<'_> {
                 .with_detail(error_summary(response).await));
             }
         }
-        #[derive(Deserialize)]
-        struct TokenResponse {
-            token: Option<String>,
-            access_token: Option<String>,
-        }
-        let body: TokenResponse = crate::http::read_body(response, TOKEN_ANSWER_LIMIT)
+        let token = crate::http::read_body(response, TOKEN_ANSWER_LIMIT)
             .await
             .map_err(|e| e.to_string())
-            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+            .and_then(|bytes| token::token_answer(&bytes).map_err(|e| e.to_string()))
             .map_err(|e| {
                 Failure::new(
                     Outcome::Unreachable,
@@ -362,52 +358,16 @@ impl Flow<'_> {
                 )
                 .with_detail(Some(e))
             })?;
-        let token = body
-            .token
-            .or(body.access_token)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                Failure::new(
-                    Outcome::Unreachable,
-                    "the realm answered 200 without a `token`",
-                )
-            })?;
         self.judge_claims(&token, report)?;
         Ok(token)
     }
 
-    /// Reads the JWT's `access` claim. A client cannot verify the registry's signature: the
-    /// key is the registry's, not ours. The claims only explain *why* access is missing; the
-    /// registry itself has the last word on the tags call that follows.
+    /// Reads the JWT's `access` claim (see `token.rs`): it explains *why* access is missing.
     fn judge_claims(&self, token: &str, report: &mut CredentialCheck) -> Result<(), Failure> {
-        #[derive(Deserialize)]
-        struct Claims {
-            #[serde(default)]
-            access: Option<Vec<AccessEntry>>,
-        }
-        #[derive(Deserialize)]
-        struct AccessEntry {
-            #[serde(rename = "type", default)]
-            kind: String,
-            #[serde(default)]
-            name: String,
-            #[serde(default)]
-            actions: Vec<String>,
-        }
-        let claims: Claims = match jsonwebtoken::dangerous::insecure_decode_claims(token) {
-            Ok(claims) => claims,
-            // Not every registry hands out JWTs (some tokens are opaque); the tags call decides.
-            Err(_) => return Ok(()),
+        // Not every registry hands out JWTs (some tokens are opaque); the tags call decides.
+        let Some(granted) = token::granted_actions(token, self.repository) else {
+            return Ok(());
         };
-        let mut granted: Vec<String> = claims
-            .access
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|e| e.kind == "repository" && e.name == self.repository)
-            .flat_map(|e| e.actions)
-            .collect();
-        granted.sort();
-        granted.dedup();
         let has = |action: &str| granted.iter().any(|g| g == action || g == "*");
         let missing: Vec<&str> = self
             .access

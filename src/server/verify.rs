@@ -239,7 +239,7 @@ impl Verifier {
             for candidate in &candidates {
                 // Lengths are public (a SHA-256 HMAC is 32 bytes); ct_eq of unequal lengths
                 // is false.
-                matched |= expected.as_slice().ct_eq(candidate.as_slice());
+                matched |= expected[..].ct_eq(candidate.as_slice());
             }
         }
         if bool::from(matched) {
@@ -425,5 +425,67 @@ mod tests {
         assert!(Verifier::new(&[], &["t".into()], true, Duration::from_secs(300)).is_err());
         let bad = Verifier::new(&["not-whsec".into()], &[], false, Duration::from_secs(300));
         assert!(bad.err().unwrap().contains("whsec_"));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use axum::http::HeaderValue;
+    use proptest::prelude::*;
+
+    /// Signs as GitLab does (Standard Webhooks), independently of the verifier's code path.
+    fn sign(key: &[u8], id: &str, ts: i64, body: &[u8]) -> String {
+        let mut mac = HmacSha256::new_from_slice(key).unwrap();
+        mac.update(format!("{id}.{ts}.").as_bytes());
+        mac.update(body);
+        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    }
+
+    fn headers(signature: &str, id: &str, ts: i64) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "webhook-signature",
+            HeaderValue::from_str(signature).unwrap(),
+        );
+        h.insert("webhook-id", HeaderValue::from_str(id).unwrap());
+        h.insert("webhook-timestamp", HeaderValue::from(ts));
+        h
+    }
+
+    proptest! {
+        #[test]
+        fn what_a_configured_key_signs_verifies_and_nothing_else_does(
+            key in proptest::collection::vec(any::<u8>(), 16..48),
+            other_key in proptest::collection::vec(any::<u8>(), 16..48),
+            id in "msg_[A-Za-z0-9]{1,24}",
+            ts in 1_600_000_000i64..2_000_000_000,
+            skew in -300i64..=300,
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+            flip in any::<prop::sample::Index>(),
+        ) {
+            prop_assume!(key != other_key);
+            let secret = format!("whsec_{}", STANDARD.encode(&key));
+            let v = Verifier::new(&[secret], &[], true, Duration::from_secs(300)).unwrap();
+            let good = sign(&key, &id, ts, &body);
+            prop_assert_eq!(
+                v.verify(&headers(&good, &id, ts), &body, ts + skew),
+                Ok(Authenticated::Signature)
+            );
+            let forged = sign(&other_key, &id, ts, &body);
+            prop_assert_eq!(
+                v.verify(&headers(&forged, &id, ts), &body, ts),
+                Err(Rejection::BadSignature)
+            );
+            if !body.is_empty() {
+                let mut changed = body.clone();
+                let i = flip.index(changed.len());
+                changed[i] ^= 1;
+                prop_assert_eq!(
+                    v.verify(&headers(&good, &id, ts), &changed, ts),
+                    Err(Rejection::BadSignature)
+                );
+            }
+        }
     }
 }

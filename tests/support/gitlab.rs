@@ -1,5 +1,5 @@
 //! A stateful fake of the parts of GitLab regwarden talks to, faithful to
-//! `shared/reference/gitlab.md`: the registry token realm `/jwt/auth` (§5), projects, deploy
+//! `docs/reference/gitlab.md`: the registry token realm `/jwt/auth` (§5), projects, deploy
 //! tokens (§3) and access tokens (§4) with offset pagination (§8). Tokens live in one state,
 //! so a token revoked through the API is refused by the real registry on the next check.
 
@@ -1041,7 +1041,7 @@ fn abilities(scopes: &[String]) -> (bool, bool) {
 }
 
 /// GitLab's `/jwt/auth` (JwtController + ContainerRegistryAuthenticationService), as
-/// `reference/gitlab.md` §5 describes its outcomes.
+/// `docs/reference/gitlab.md` §5 describes its outcomes.
 async fn jwt_auth(
     State(app): State<App>,
     Query(params): Query<Vec<(String, String)>>,

@@ -7,9 +7,12 @@
 #[cfg(test)]
 pub mod cli;
 #[cfg(test)]
+pub mod tools;
+#[cfg(test)]
 pub mod world;
 
 pub mod faults;
+pub mod fixtures;
 pub mod gitlab;
 pub mod pki;
 pub mod postgres;

@@ -1,8 +1,10 @@
-//! Prism (`@stoplight/prism-cli`, pinned in ci/package.json) serving Qovery's own OpenAPI as a
-//! validating proxy: every request is checked against the spec before it reaches the fake,
-//! and every answer of the fake on its way back. A request that breaks the spec gets 422.
+//! Prism (`@stoplight/prism-cli`, pinned in ci/package.json) serving an API's own OpenAPI
+//! description (`tests/fixtures/`) as a validating proxy: every request is checked against the
+//! description before it reaches the fake, and every answer of the fake on its way back. A
+//! request that breaks the description gets 422.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,34 +22,28 @@ impl Drop for Prism {
     }
 }
 
-/// Why the contract tests cannot run here, if they cannot.
-pub fn unavailable() -> Option<String> {
-    for var in ["REGWARDEN_PRISM", "REGWARDEN_QOVERY_OPENAPI"] {
-        match std::env::var(var) {
-            Ok(v) if std::path::Path::new(&v).exists() => {}
-            Ok(v) => return Some(format!("{var}={v} does not exist")),
-            Err(_) => {
-                return Some(format!(
-                    "{var} is not set (ci/test.sh sets it: Prism from ci/package.json, the spec from ../shared/reference)"
-                ));
-            }
-        }
-    }
-    None
-}
-
 impl Prism {
-    /// Starts `prism proxy` in front of `upstream`, with errors on any violation.
-    pub fn proxy(upstream: &str) -> Prism {
-        let bin = std::env::var("REGWARDEN_PRISM").unwrap();
-        let spec = std::env::var("REGWARDEN_QOVERY_OPENAPI").unwrap();
+    /// Starts `bin` (Prism) as a proxy in front of `upstream` that validates every request and
+    /// answer against the OpenAPI description `spec`, and answers a violation with an error
+    /// (422 for a request) instead of forwarding it.
+    pub fn proxy(bin: &Path, spec: &Path, upstream: &str) -> Prism {
+        Self::start(bin, spec, upstream, true)
+    }
+
+    /// Like [`Prism::proxy`], but every request is forwarded, and what Prism finds wrong is
+    /// listed in the `sl-violations` header of the answer.
+    pub fn validator(bin: &Path, spec: &Path, upstream: &str) -> Prism {
+        Self::start(bin, spec, upstream, false)
+    }
+
+    fn start(bin: &Path, spec: &Path, upstream: &str, errors: bool) -> Prism {
         let port = closed_port();
         let child = Command::new(bin)
+            .arg("proxy")
+            .arg(spec)
             .args([
-                "proxy",
-                &spec,
                 upstream,
-                "--errors",
+                &format!("--errors={errors}"),
                 "-h",
                 "127.0.0.1",
                 "-p",

@@ -1,4 +1,4 @@
-//! A stateful fake of Qovery's API, faithful to `shared/reference/qovery.md`: `Authorization:
+//! A stateful fake of Qovery's API, faithful to `docs/reference/qovery.md`: `Authorization:
 //! Token ...`, organizations, container registries (never returning a password), associated
 //! services, error bodies `{"status":..,"detail":..}`, and 403 for what the token cannot see.
 //! It keeps the passwords it is given, so tests can assert what Qovery holds.

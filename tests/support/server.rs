@@ -27,6 +27,11 @@ impl Served {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
+        Self::from_listener(listener, app)
+    }
+
+    /// Serves `app` on a listener the caller bound (to know the address beforehand).
+    pub fn from_listener(listener: tokio::net::TcpListener, app: Router) -> Self {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {

@@ -2,12 +2,11 @@
 //! creates GitLab tokens, checks them against the registry itself, and only then hands them to
 //! Qovery. The binary is a thin shell around this library; see `cli` for the commands.
 
-pub mod ci;
 pub mod cli;
 pub mod config;
 pub mod credential;
 pub mod gitlab;
-pub mod http;
+pub mod outbound;
 pub mod qovery;
 pub mod reconcile;
 pub mod registry;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{Duration as Days, Utc};
 use regwarden::gitlab::{GitlabClient, Namespace, NewAccessToken, NewDeployToken};
-use regwarden::http::{ApiError, RetryPolicy};
+use regwarden::outbound::{ApiError, RetryPolicy};
 use secrecy::{ExposeSecret, SecretString};
 use support::faults::Fault;
 use support::gitlab::{FakeGitlab, Owner};
@@ -46,7 +46,7 @@ fn fast_policy() -> RetryPolicy {
 
 impl World {
     fn client_with(&self, token: &str, timeout: Duration) -> GitlabClient {
-        let http = regwarden::http::client(None, timeout).unwrap();
+        let http = regwarden::outbound::client(None, timeout).unwrap();
         let base = reqwest::Url::parse(&self.gitlab.url()).unwrap();
         GitlabClient::new(http, &base, SecretString::from(token.to_string()))
             .with_retry_policy(fast_policy())
@@ -482,7 +482,7 @@ async fn the_api_token_never_follows_a_redirect_to_another_origin() {
         }))
         .await;
         let client = GitlabClient::new(
-            regwarden::http::client(None, Duration::from_secs(5)).unwrap(),
+            regwarden::outbound::client(None, Duration::from_secs(5)).unwrap(),
             &reqwest::Url::parse(&redirecting.url()).unwrap(),
             SecretString::from("glpat-secret-never-sent"),
         );

@@ -197,7 +197,7 @@ qovery_registry = "auto-{project_path_slug}"
     let prism = Prism::validator(&bin, &gitlab_openapi(), &w.gitlab.url());
     let app = Router::new().fallback(record).with_state(Recorder {
         prism: prism.url.clone(),
-        http: regwarden::http::client(None, Duration::from_secs(30)).unwrap(),
+        http: regwarden::outbound::client(None, Duration::from_secs(30)).unwrap(),
         seen: seen.clone(),
     });
     let _recorder = Served::from_listener(recorder_listener, app);
@@ -212,7 +212,7 @@ qovery_registry = "auto-{project_path_slug}"
     let check = w.regwarden(&["config", "check", "--online"]).await;
     assert!(check.stdout.contains("ok   gitlab:"), "{check:?}");
     let gitlab = regwarden::gitlab::GitlabClient::new(
-        regwarden::http::client(None, Duration::from_secs(10)).unwrap(),
+        regwarden::outbound::client(None, Duration::from_secs(10)).unwrap(),
         &reqwest::Url::parse(&recorder_url).unwrap(),
         secrecy::SecretString::from(w.gitlab_token.clone()),
     );
@@ -278,7 +278,7 @@ async fn prism_reports_a_request_that_breaks_gitlabs_description() {
     let w = World::start().await;
     let prism = Prism::validator(&bin, &gitlab_openapi(), &w.gitlab.url());
 
-    let answer = regwarden::http::client(None, Duration::from_secs(20))
+    let answer = regwarden::outbound::client(None, Duration::from_secs(20))
         .unwrap()
         .post(format!("{}/api/v4/projects/1/deploy_tokens", prism.url))
         .header("PRIVATE-TOKEN", &w.gitlab_token)

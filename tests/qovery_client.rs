@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use regwarden::http::{ApiError, RetryPolicy};
+use regwarden::outbound::{ApiError, RetryPolicy};
 use regwarden::qovery::{QoveryClient, RegistryKind, RegistryRequest};
 use secrecy::SecretString;
 use support::faults::Fault;
@@ -29,7 +29,7 @@ async fn world() -> World {
 
 impl World {
     fn client_with(&self, token: &str, timeout: Duration) -> QoveryClient {
-        let http = regwarden::http::client(None, timeout).unwrap();
+        let http = regwarden::outbound::client(None, timeout).unwrap();
         let base = reqwest::Url::parse(&self.qovery.url()).unwrap();
         QoveryClient::new(http, &base, SecretString::from(token.to_string())).with_retry_policy(
             RetryPolicy {

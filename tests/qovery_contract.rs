@@ -24,7 +24,7 @@ async fn every_registry_request_follows_qoverys_openapi() {
     let token = qovery.add_organization(ORG, "acme");
     let cluster_registry = qovery.add_registry(ORG, "registry-cluster", true, 3);
     let prism = Prism::proxy(&bin, &qovery_openapi(), &qovery.url());
-    let http = regwarden::http::client(None, Duration::from_secs(20)).unwrap();
+    let http = regwarden::outbound::client(None, Duration::from_secs(20)).unwrap();
     let client = QoveryClient::new(
         http,
         &reqwest::Url::parse(&prism.url).unwrap(),
@@ -69,7 +69,7 @@ async fn prism_refuses_a_request_that_breaks_the_spec() {
     let token = qovery.add_organization(ORG, "acme");
     let prism = Prism::proxy(&bin, &qovery_openapi(), &qovery.url());
 
-    let response = regwarden::http::client(None, Duration::from_secs(20))
+    let response = regwarden::outbound::client(None, Duration::from_secs(20))
         .unwrap()
         .post(format!(
             "{}/organization/{ORG}/containerRegistry",

@@ -51,8 +51,7 @@ async fn a_first_pass_creates_checks_and_registers_a_token() {
     assert_eq!(w.qovery_registry().unwrap().kind, "GENERIC_CR");
 
     let history = w.regwarden(&["history", "--output", "json"]).await;
-    let steps: Vec<String> = history
-        .json()
+    let steps: Vec<String> = history.json()["entries"]
         .as_array()
         .unwrap()
         .iter()

@@ -31,7 +31,7 @@ fn signed(id: &str, body: &str, event: &str) -> reqwest::header::HeaderMap {
 }
 
 async fn post(s: &Serving, headers: reqwest::header::HeaderMap, body: &str) -> (u16, String) {
-    let http = regwarden::http::client(None, Duration::from_secs(10)).unwrap();
+    let http = regwarden::outbound::client(None, Duration::from_secs(10)).unwrap();
     post_via(&http, s, headers, body).await
 }
 
@@ -52,7 +52,7 @@ async fn post_via(
 }
 
 async fn get(s: &Serving, path: &str) -> (u16, String) {
-    let http = regwarden::http::client(None, Duration::from_secs(10)).unwrap();
+    let http = regwarden::outbound::client(None, Duration::from_secs(10)).unwrap();
     let r = http.get(format!("{}{path}", s.url)).send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
@@ -222,6 +222,18 @@ async fn health_readiness_and_metrics_answer() {
     for secret in w.token_secrets() {
         assert!(!metrics.contains(&secret));
     }
+    // The text is OpenMetrics, and is served as such.
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+    let answer = regwarden::outbound::client(None, Duration::from_secs(10))
+        .unwrap()
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
     s.kill().await;
 }
 
@@ -372,7 +384,8 @@ async fn a_destroyed_project_loses_its_unused_qovery_registry_and_keeps_a_used_o
         .for_each(|r| r.associated_services = 2);
     let (code, _) = post(&s, signed("msg_destroy_1", &body, "System Hook"), &body).await;
     assert_eq!(code, 202);
-    let history = || async { w.regwarden(&["history", "--output", "json"]).await.json() };
+    let history =
+        || async { w.regwarden(&["history", "--output", "json"]).await.json()["entries"].clone() };
     for _ in 0..100 {
         if history().await.to_string().contains("delete_registry") {
             break;
@@ -646,7 +659,7 @@ async fn mutated_deliveries_get_a_clear_answer_and_the_server_keeps_working() {
     }
     let mut rng = support::rng::Lcg::from_env("REGWARDEN_MUTATION_SEED", "mutation");
 
-    let http = regwarden::http::client(None, Duration::from_secs(10)).unwrap();
+    let http = regwarden::outbound::client(None, Duration::from_secs(10)).unwrap();
     let mut answers = std::collections::BTreeMap::new();
     for round in 0..30 {
         for (n, (event, payload)) in seeds.iter().enumerate() {
@@ -823,7 +836,7 @@ async fn a_flood_of_signature_candidates_is_refused_and_the_server_keeps_answeri
         h.insert("webhook-signature", candidates(n).parse().unwrap());
         h
     };
-    let http = regwarden::http::client(None, Duration::from_secs(30)).unwrap();
+    let http = regwarden::outbound::client(None, Duration::from_secs(30)).unwrap();
 
     // Headers past the limit may be refused (431) while the client still writes them: the
     // connection is then closed under it, which the client sees as an error.

@@ -79,15 +79,30 @@ pub struct QoveryConfig {
 /// `qovery.registry_kind`: `auto` picks `GITLAB_CR` for gitlab.com's registry and
 /// `GENERIC_CR` (with the registry URL) for a self-managed one, as Qovery's spec only allows
 /// `https://registry.gitlab.com` for `GITLAB_CR`.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
 pub enum RegistryKindSetting {
     #[default]
     #[serde(rename = "auto")]
+    #[value(name = "auto")]
     Auto,
     #[serde(rename = "GITLAB_CR")]
+    #[value(name = "GITLAB_CR")]
     GitlabCr,
     #[serde(rename = "GENERIC_CR")]
+    #[value(name = "GENERIC_CR")]
     GenericCr,
+}
+
+impl RegistryKindSetting {
+    /// The kind of the Qovery registries written for the registry at `registry_url`.
+    pub fn resolve(self, registry_url: &Url) -> crate::qovery::RegistryKind {
+        use crate::qovery::RegistryKind;
+        match self {
+            RegistryKindSetting::Auto => RegistryKind::for_registry(registry_url),
+            RegistryKindSetting::GitlabCr => RegistryKind::GitlabCr,
+            RegistryKindSetting::GenericCr => RegistryKind::GenericCr,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,8 +199,9 @@ impl Default for ReconcileConfig {
 }
 
 /// What kind of GitLab token a binding keeps alive.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum CredentialKind {
     DeployToken,
     AccessToken,
@@ -574,7 +590,7 @@ impl Config {
         ] {
             if let Some(url) = url
                 && !allowed
-                && let Err(why) = crate::http::refuse_cleartext(&url.0)
+                && let Err(why) = crate::outbound::refuse_cleartext(&url.0)
             {
                 let table = key.to_string();
                 let table = table.split('.').next().unwrap_or_default().to_string();
@@ -714,12 +730,7 @@ impl Config {
 
     /// The kind of the Qovery registries regwarden writes.
     pub fn qovery_registry_kind(&self) -> crate::qovery::RegistryKind {
-        use crate::qovery::RegistryKind;
-        match self.qovery.registry_kind {
-            RegistryKindSetting::Auto => RegistryKind::for_registry(&self.registry_url()),
-            RegistryKindSetting::GitlabCr => RegistryKind::GitlabCr,
-            RegistryKindSetting::GenericCr => RegistryKind::GenericCr,
-        }
+        self.qovery.registry_kind.resolve(&self.registry_url())
     }
 
     /// The registry regwarden checks credentials against.

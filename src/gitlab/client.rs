@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::http::{Api, ApiError, Reply, RetryPolicy, directory_url};
+use crate::outbound::{Api, ApiError, Reply, RetryPolicy, directory_url};
 
 const SERVICE: &str = "GitLab";
 /// GitLab's largest page (`docs/reference/gitlab.md` §8).

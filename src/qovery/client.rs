@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::json;
 
-use crate::http::{Api, ApiError, RetryPolicy};
+use crate::outbound::{Api, ApiError, RetryPolicy};
 
 const SERVICE: &str = "Qovery";
 

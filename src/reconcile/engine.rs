@@ -21,7 +21,7 @@ use super::plan::{
 use crate::config::{CredentialKind, Scope};
 use crate::credential::Credential;
 use crate::gitlab::{GitlabClient, Namespace, NewAccessToken, NewDeployToken};
-use crate::http::ApiError;
+use crate::outbound::ApiError;
 use crate::qovery::{ContainerRegistry, QoveryClient, RegistryKind, RegistryRequest};
 use crate::registry::{self, Access};
 use crate::store::{BindingLock, JournalEntry, Store, now_ms};
@@ -44,6 +44,17 @@ pub struct EngineSettings {
     /// The longest a rotation may hold its binding's lock before the switch: one that took
     /// longer (a process frozen, calls retried for long) stops short of writing Qovery.
     pub lease_ttl: Duration,
+}
+
+impl From<&crate::config::ReconcileConfig> for EngineSettings {
+    fn from(c: &crate::config::ReconcileConfig) -> Self {
+        Self {
+            concurrency: c.concurrency,
+            check_attempts: c.check_attempts,
+            check_interval: c.check_interval.0,
+            lease_ttl: c.lease_ttl.0,
+        }
+    }
 }
 
 pub struct Engine {

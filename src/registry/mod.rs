@@ -19,7 +19,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::credential::{Credential, Fingerprint};
-use crate::http::{directory_url, error_chain, one_line};
+use crate::outbound::{directory_url, error_chain, one_line};
 
 /// What the credential must allow on the repository.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -55,7 +55,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn exit_code(self) -> i32 {
+    pub fn exit_code(self) -> u8 {
         match self {
             Outcome::Ok => 0,
             Outcome::Rejected => 3,
@@ -295,7 +295,7 @@ impl Flow<'_> {
         // The realm comes from the registry's answer: a registry reached over https does not
         // get to send the credential elsewhere in clear.
         if self.base.scheme() == "https"
-            && let Err(why) = crate::http::refuse_cleartext(&realm_url)
+            && let Err(why) = crate::outbound::refuse_cleartext(&realm_url)
         {
             return Err(Failure::new(
                 Outcome::Unreachable,
@@ -347,7 +347,7 @@ impl Flow<'_> {
                 .with_detail(error_summary(response).await));
             }
         }
-        let token = crate::http::read_body(response, TOKEN_ANSWER_LIMIT)
+        let token = crate::outbound::read_body(response, TOKEN_ANSWER_LIMIT)
             .await
             .map_err(|e| e.to_string())
             .and_then(|bytes| token::token_answer(&bytes).map_err(|e| e.to_string()))
@@ -533,7 +533,7 @@ async fn error_summary(response: Response) -> Option<String> {
         #[serde(default)]
         message: String,
     }
-    let body = crate::http::read_text(response, ERROR_ANSWER_LIMIT)
+    let body = crate::outbound::read_text(response, ERROR_ANSWER_LIMIT)
         .await
         .ok()?;
     let summary = match serde_json::from_str::<Errors>(&body) {

@@ -1,7 +1,8 @@
 //! `regwarden serve`: the HTTP edge (webhooks, health, metrics), the job workers, and the
 //! reconcile timer, all stopped gracefully on SIGTERM or SIGINT.
 
-pub mod ci;
+pub mod ci_endpoint;
+pub mod edge;
 pub mod jobs;
 pub mod listener;
 pub mod metrics;
@@ -41,9 +42,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub engine: Arc<Engine>,
     /// `None` when `server.ci_audience` is not set.
-    pub ci: Option<Arc<ci::CiAuth>>,
+    pub ci: Option<Arc<ci_endpoint::CiAuth>>,
     /// Spaces the CI passes of each project.
-    pub ci_pace: Arc<ci::ProjectPace>,
+    pub ci_pace: Arc<ci_endpoint::ProjectPace>,
 }
 
 /// Everything `serve` runs with, built by the caller from the configuration.
@@ -65,7 +66,7 @@ pub struct Server {
 pub fn router(state: AppState, max_body: usize, request_timeout: Duration) -> Router {
     Router::new()
         .route("/webhooks/gitlab", post(webhook::receive))
-        .route("/api/v1/ci/reconcile", post(ci::reconcile))
+        .route("/api/v1/ci/reconcile", post(ci_endpoint::reconcile))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -108,7 +109,11 @@ async fn metrics_text(State(app): State<AppState>) -> Response {
         app.metrics.set_jobs(counts);
     }
     (
-        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        // prometheus-client writes OpenMetrics text (`# EOF` and all): say so.
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         app.metrics.render(),
     )
         .into_response()
@@ -186,7 +191,7 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let wake = Arc::new(Notify::new());
         let ci = self.config.server.ci_audience.as_ref().map(|aud| {
-            Arc::new(ci::CiAuth::new(
+            Arc::new(ci_endpoint::CiAuth::new(
                 self.engine.http.clone(),
                 &self.config.gitlab.url.0,
                 aud,

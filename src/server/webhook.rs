@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use super::AppState;
+use super::edge::EdgeError;
 use super::jobs::JobPayload;
 use crate::gitlab::events::{self, Event};
 
@@ -50,37 +51,50 @@ fn status(code: StatusCode, status: &str) -> Response {
     (code, Json(json!({ "status": status }))).into_response()
 }
 
-pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let now = chrono::Utc::now().timestamp();
-    if let Err(rejection) = app.verifier.verify(&headers, &body, now) {
-        app.metrics
-            .verification_failures
-            .get_or_create(&super::metrics::ReasonLabels {
-                reason: rejection.label().into(),
-            })
-            .inc();
-        tracing::warn!(reason = rejection.label(), "webhook refused");
-        // No detail: the caller learns nothing about which check failed.
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
-    let event_header = headers
-        .get("x-gitlab-event")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let event = match events::parse(event_header, &body) {
-        Ok(e) => e,
-        Err(e) => {
-            app.metrics.delivery("unreadable", "bad_request");
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({ "status": "bad_request", "error": e.to_string() })),
-            )
-                .into_response();
+/// A GitLab delivery, read under `server.max_body`, verified (signature or token) and parsed
+/// into an [`Event`] before the handler runs. Nothing is parsed before it is authenticated.
+pub struct Delivery {
+    /// What a redelivery of it has in common with it.
+    pub key: String,
+    pub event: Event,
+}
+
+impl FromRequest<AppState> for Delivery {
+    type Rejection = EdgeError;
+
+    async fn from_request(request: Request, app: &AppState) -> Result<Self, EdgeError> {
+        let headers = request.headers().clone();
+        let body = Bytes::from_request(request, app).await?;
+        let now = chrono::Utc::now().timestamp();
+        if let Err(rejection) = app.verifier.verify(&headers, &body, now) {
+            app.metrics
+                .verification_failures
+                .get_or_create(&super::metrics::ReasonLabels {
+                    reason: rejection.label().into(),
+                })
+                .inc();
+            return Err(EdgeError::WebhookRefused(rejection));
         }
-    };
-    let key = dedupe_key(&headers, &body);
-    let span = tracing::info_span!("delivery", event = event.kind(), key = %key);
-    record(app, key, event).instrument(span).await
+        let event_header = headers
+            .get("x-gitlab-event")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let event = events::parse(event_header, &body).map_err(|e| {
+            app.metrics.delivery("unreadable", "bad_request");
+            EdgeError::BadRequest(e.to_string())
+        })?;
+        Ok(Delivery {
+            key: dedupe_key(&headers, &body),
+            event,
+        })
+    }
+}
+
+pub async fn receive(State(app): State<AppState>, delivery: Delivery) -> Response {
+    let span = tracing::info_span!("delivery", event = delivery.event.kind(), key = %delivery.key);
+    record(app, delivery.key, delivery.event)
+        .instrument(span)
+        .await
 }
 
 async fn record(app: AppState, key: String, event: Event) -> Response {

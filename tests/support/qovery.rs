@@ -343,8 +343,8 @@ async fn verify(check: Option<CredentialCheck>, request: &Request) -> Result<(),
     else {
         return Ok(());
     };
-    let http =
-        regwarden::http::client(check.ca.as_deref(), std::time::Duration::from_secs(5)).unwrap();
+    let http = regwarden::outbound::client(check.ca.as_deref(), std::time::Duration::from_secs(5))
+        .unwrap();
     let credential = regwarden::credential::Credential::new(username, SecretString::from(password));
     let url = reqwest::Url::parse(&check.registry_url).unwrap();
     let report = regwarden::registry::check(

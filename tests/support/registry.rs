@@ -139,7 +139,7 @@ impl Registry {
 
 /// An HTTP client for test set-up that trusts the test CA when given.
 pub fn test_client(ca: Option<&Path>) -> reqwest::Client {
-    regwarden::http::client(ca, Duration::from_secs(10)).expect("an HTTP client")
+    regwarden::outbound::client(ca, Duration::from_secs(10)).expect("an HTTP client")
 }
 
 fn digest(bytes: &[u8]) -> String {

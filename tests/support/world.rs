@@ -235,7 +235,7 @@ qovery_registry = "{QOVERY_REGISTRY}"
             return false;
         };
         let http =
-            regwarden::http::client(Some(&self.ca), std::time::Duration::from_secs(5)).unwrap();
+            regwarden::outbound::client(Some(&self.ca), std::time::Duration::from_secs(5)).unwrap();
         let credential = regwarden::credential::Credential::new(user, SecretString::from(password));
         let report = regwarden::registry::check(
             &http,
@@ -306,7 +306,7 @@ impl World {
             .env("REGWARDEN_WEBHOOK_SECRET", LEGACY_SECRET)
             .spawn_logging(&self.dir.path().join(format!("serve-{port}.log")));
         let url = format!("http://{listen}");
-        let http = regwarden::http::client(None, std::time::Duration::from_secs(2)).unwrap();
+        let http = regwarden::outbound::client(None, std::time::Duration::from_secs(2)).unwrap();
         for _ in 0..200 {
             if let Ok(r) = http.get(format!("{url}/healthz")).send().await
                 && r.status() == 200

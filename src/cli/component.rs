@@ -1,4 +1,5 @@
-//! `regwarden ci register|rotate|notify`: the jobs of the GitLab CI/CD component. They read
+//! `regwarden ci register|rotate|notify`: the jobs of the GitLab CI/CD component
+//! (`templates/`). They read
 //! GitLab's predefined CI variables, name any that is missing with how to provide it, never
 //! echo a secret, fold details into collapsible log sections, and leave a dotenv report
 //! (`REGWARDEN_QOVERY_REGISTRY_ID`, ...) for later jobs.
@@ -10,7 +11,10 @@ use clap::{Args, Subcommand};
 use reqwest::Url;
 use secrecy::SecretString;
 
-use crate::config::{CredentialKind, HumanDuration, Policy, Scope};
+use super::Failure;
+use crate::config::{
+    CredentialKind, HumanDuration, Policy, ReconcileConfig, RegistryKindSetting, Scope,
+};
 use crate::credential::Credential;
 use crate::gitlab::{GitlabClient, Namespace};
 use crate::qovery::{QoveryClient, RegistryKind, RegistryRequest};
@@ -57,15 +61,16 @@ pub struct QoveryArgs {
     #[arg(long, env = "REGWARDEN_REGISTRY_URL", value_name = "URL")]
     pub registry_url: Option<String>,
 
-    /// Kind of the Qovery registry: auto (GITLAB_CR for registry.gitlab.com, else
-    /// GENERIC_CR), GITLAB_CR or GENERIC_CR.
+    /// Kind of the Qovery registry: auto is GITLAB_CR for registry.gitlab.com, else
+    /// GENERIC_CR.
     #[arg(
         long,
         env = "REGWARDEN_REGISTRY_KIND",
-        default_value = "auto",
+        value_enum,
+        default_value_t = RegistryKindSetting::Auto,
         value_name = "KIND"
     )]
-    pub registry_kind: String,
+    pub registry_kind: RegistryKindSetting,
 
     /// PEM file of extra CA certificates (self-managed GitLab behind a private CA).
     #[arg(long, env = "REGWARDEN_CA_FILE", value_name = "PATH")]
@@ -124,8 +129,8 @@ pub struct RotateArgs {
     pub gitlab_url: Option<String>,
 
     /// Kind of token to keep alive.
-    #[arg(long, env = "REGWARDEN_CREDENTIAL", default_value = "deploy_token", value_parser = ["deploy_token", "access_token"])]
-    pub credential: String,
+    #[arg(long, env = "REGWARDEN_CREDENTIAL", value_enum, default_value_t = CredentialKind::DeployToken)]
+    pub credential: CredentialKind,
 
     /// Also let the token push (write_registry).
     #[arg(long, env = "REGWARDEN_WRITE_REGISTRY")]
@@ -193,17 +198,9 @@ pub struct NotifyArgs {
     pub allow_insecure_http: bool,
 }
 
-/// A job's failure: what to print, and the exit code.
-struct Failure {
-    code: u8,
-    message: String,
-}
-
-fn fail(code: u8, message: impl Into<String>) -> Failure {
-    Failure {
-        code,
-        message: message.into(),
-    }
+/// A job's failure with exit code 1 (the job ran and something failed).
+fn failed(message: impl Into<String>) -> Failure {
+    Failure::failed(anyhow::anyhow!(message.into()))
 }
 
 /// How to provide each variable the jobs read.
@@ -227,10 +224,10 @@ fn how_to_provide(name: &str) -> &'static str {
 fn var(name: &str) -> Result<String, Failure> {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => Ok(v),
-        _ => Err(fail(
-            2,
-            format!("{name} is not set: {}", how_to_provide(name)),
-        )),
+        _ => Err(Failure::usage(format!(
+            "{name} is not set: {}",
+            how_to_provide(name)
+        ))),
     }
 }
 
@@ -264,10 +261,10 @@ impl Drop for Section {
 fn write_dotenv(path: &PathBuf, pairs: &[(&str, String)]) -> Result<(), Failure> {
     let text: String = pairs.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     std::fs::write(path, text).map_err(|e| {
-        fail(
-            1,
-            format!("cannot write the dotenv report {}: {e}", path.display()),
-        )
+        failed(format!(
+            "cannot write the dotenv report {}: {e}",
+            path.display()
+        ))
     })
 }
 
@@ -280,14 +277,11 @@ fn parse_url(what: &str, raw: &str, allow_insecure_http: bool) -> Result<Url, Fa
         format!("https://{raw}")
     };
     let url = Url::parse(&with_scheme)
-        .map_err(|e| fail(2, format!("{what} {raw:?} is not a URL: {e}")))?;
-    if !allow_insecure_http && let Err(why) = crate::http::refuse_cleartext(&url) {
-        return Err(fail(
-            2,
-            format!(
-                "{what} {why}: use https://, or set REGWARDEN_ALLOW_INSECURE_HTTP=true (--allow-insecure-http)"
-            ),
-        ));
+        .map_err(|e| Failure::usage(format!("{what} {raw:?} is not a URL: {e}")))?;
+    if !allow_insecure_http && let Err(why) = crate::outbound::refuse_cleartext(&url) {
+        return Err(Failure::usage(format!(
+            "{what} {why}: use https://, or set REGWARDEN_ALLOW_INSECURE_HTTP=true (--allow-insecure-http)"
+        )));
     }
     Ok(url)
 }
@@ -317,19 +311,9 @@ fn target(args: &QoveryArgs, timeout: std::time::Duration) -> Result<Target, Fai
             args.allow_insecure_http,
         )?,
     };
-    let kind = match args.registry_kind.as_str() {
-        "auto" => RegistryKind::for_registry(&registry_url),
-        "GITLAB_CR" => RegistryKind::GitlabCr,
-        "GENERIC_CR" => RegistryKind::GenericCr,
-        other => {
-            return Err(fail(
-                2,
-                format!("--registry-kind {other:?}: use auto, GITLAB_CR or GENERIC_CR"),
-            ));
-        }
-    };
-    let http = crate::http::client(args.ca_file.as_deref(), timeout)
-        .map_err(|e| fail(2, e.to_string()))?;
+    let kind = args.registry_kind.resolve(&registry_url);
+    let http = crate::outbound::client(args.ca_file.as_deref(), timeout)
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let qovery = QoveryClient::new(
         http.clone(),
         &parse_url("--qovery-url", &args.qovery_url, args.allow_insecure_http)?,
@@ -350,20 +334,13 @@ fn target(args: &QoveryArgs, timeout: std::time::Duration) -> Result<Target, Fai
     })
 }
 
-/// Runs a `regwarden ci` command; returns the exit code.
-pub async fn run(command: CiCommand) -> u8 {
+/// Runs a `regwarden ci` command.
+pub async fn run(command: CiCommand) -> Result<(), Failure> {
     let timeout = std::time::Duration::from_secs(20);
-    let result = match command {
+    match command {
         CiCommand::Register(args) => register(args, timeout).await,
         CiCommand::Rotate(args) => rotate(args, timeout).await,
         CiCommand::Notify(args) => notify(args, timeout).await,
-    };
-    match result {
-        Ok(()) => 0,
-        Err(f) => {
-            eprintln!("regwarden: {}", f.message);
-            f.code
-        }
     }
 }
 
@@ -395,9 +372,9 @@ async fn register(args: RegisterArgs, timeout: std::time::Duration) -> Result<()
         check
     };
     if !check.is_ok() {
-        return Err(fail(
-            check.outcome.exit_code() as u8,
-            format!(
+        return Err(Failure::Check {
+            outcome: check.outcome,
+            message: format!(
                 "the credential {} ({fingerprint}) cannot {} {} at {}: {}. Qovery was not changed.",
                 credential.username,
                 args.access.actions().join(","),
@@ -405,24 +382,21 @@ async fn register(args: RegisterArgs, timeout: std::time::Duration) -> Result<()
                 t.registry_url,
                 check.explanation
             ),
-        ));
+        });
     }
 
     let existing = t
         .qovery
         .registry_by_name(&t.org, &t.name)
         .await
-        .map_err(|e| fail(1, format!("cannot read Qovery registries: {e}")))?;
+        .map_err(|e| failed(format!("cannot read Qovery registries: {e}")))?;
     let marker = Marker::new(&t.name, "", 0, &fingerprint, None);
     let (action, registry) = match existing {
         Some(r) if r.is_cluster_owned() => {
-            return Err(fail(
-                1,
-                format!(
-                    "Qovery registry {:?} belongs to a Qovery cluster; pick another registry-name",
-                    t.name
-                ),
-            ));
+            return Err(failed(format!(
+                "Qovery registry {:?} belongs to a Qovery cluster; pick another registry-name",
+                t.name
+            )));
         }
         Some(r)
             if r.config.username.as_deref() == Some(credential.username.as_str())
@@ -460,7 +434,7 @@ async fn register(args: RegisterArgs, timeout: std::time::Duration) -> Result<()
                     .await
                     .map(|r| ("created", r)),
             };
-            written.map_err(|e| fail(1, format!("Qovery refused the registry: {e}")))?
+            written.map_err(|e| failed(format!("Qovery refused the registry: {e}")))?
         }
     };
     write_dotenv(
@@ -498,11 +472,7 @@ async fn rotate(args: RotateArgs, timeout: std::time::Duration) -> Result<(), Fa
         name.pop();
     }
     let policy = Policy {
-        credential: if args.credential == "access_token" {
-            CredentialKind::AccessToken
-        } else {
-            CredentialKind::DeployToken
-        },
+        credential: args.credential,
         scopes: if args.write_registry {
             vec![Scope::ReadRegistry, Scope::WriteRegistry]
         } else {
@@ -528,7 +498,7 @@ async fn rotate(args: RotateArgs, timeout: std::time::Duration) -> Result<(), Fa
         Some(
             crate::store::Store::open("sqlite::memory:")
                 .await
-                .map_err(|e| fail(1, e.to_string()))?,
+                .map_err(|e| failed(e.to_string()))?,
         )
     };
     let engine = Arc::new(Engine {
@@ -539,12 +509,8 @@ async fn rotate(args: RotateArgs, timeout: std::time::Duration) -> Result<(), Fa
         registry_url: t.registry_url.clone(),
         registry_kind: t.kind.clone(),
         store,
-        settings: EngineSettings {
-            concurrency: 1,
-            check_attempts: 5,
-            check_interval: std::time::Duration::from_secs(2),
-            lease_ttl: std::time::Duration::from_secs(600),
-        },
+        // The defaults of `[reconcile]`, as a configuration file without one gets them.
+        settings: EngineSettings::from(&ReconcileConfig::default()),
     });
     let reports = {
         let _s = Section::start("regwarden_rotate", "Running the rotation protocol");
@@ -593,14 +559,11 @@ async fn rotate(args: RotateArgs, timeout: std::time::Duration) -> Result<(), Fa
         ],
     )?;
     if report.outcome.is_failure() {
-        return Err(fail(
-            1,
-            format!(
-                "rotation of {} failed: {}",
-                t.project_path,
-                report.error.as_deref().unwrap_or("see above")
-            ),
-        ));
+        return Err(failed(format!(
+            "rotation of {} failed: {}",
+            t.project_path,
+            report.error.as_deref().unwrap_or("see above")
+        )));
     }
     let held_line = held
         .map(|h| format!("; Qovery holds token {} ({})", h.token_id, h.fingerprint))
@@ -614,33 +577,30 @@ async fn rotate(args: RotateArgs, timeout: std::time::Duration) -> Result<(), Fa
 
 async fn notify(args: NotifyArgs, timeout: std::time::Duration) -> Result<(), Failure> {
     let token = var(&args.id_token_variable).map_err(|_| {
-        fail(
-            2,
-            format!(
-                "{} is not set: give the job `id_tokens: {{ {}: {{ aud: {} }} }}`",
-                args.id_token_variable, args.id_token_variable, args.server
-            ),
-        )
+        Failure::usage(format!(
+            "{} is not set: give the job `id_tokens: {{ {}: {{ aud: {} }} }}`",
+            args.id_token_variable, args.id_token_variable, args.server
+        ))
     })?;
     let server = parse_url("--server", &args.server, args.allow_insecure_http)?;
-    let url = crate::http::directory_url(&server, "api/v1/ci")
+    let url = crate::outbound::directory_url(&server, "api/v1/ci")
         .join("reconcile")
-        .map_err(|e| fail(2, e.to_string()))?;
-    let http = crate::http::client(args.ca_file.as_deref(), timeout)
-        .map_err(|e| fail(2, e.to_string()))?;
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let http = crate::outbound::client(args.ca_file.as_deref(), timeout)
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let response = http
         .post(url)
         .bearer_auth(token.trim())
         .send()
         .await
         .map_err(|e| {
-            fail(
-                1,
-                format!("cannot reach {server}: {}", crate::http::error_chain(&e)),
-            )
+            failed(format!(
+                "cannot reach {server}: {}",
+                crate::outbound::error_chain(&e)
+            ))
         })?;
     let status = response.status();
-    let body: serde_json::Value = crate::http::read_body(response, 64 << 10)
+    let body: serde_json::Value = crate::outbound::read_body(response, 64 << 10)
         .await
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -659,12 +619,9 @@ async fn notify(args: NotifyArgs, timeout: std::time::Duration) -> Result<(), Fa
         );
         Ok(())
     } else {
-        Err(fail(
-            1,
-            format!(
-                "{server} answered {status}: {}",
-                body["error"].as_str().unwrap_or("no reason given")
-            ),
-        ))
+        Err(failed(format!(
+            "{server} answered {status}: {}",
+            body["error"].as_str().unwrap_or("no reason given")
+        )))
     }
 }

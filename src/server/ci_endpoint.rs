@@ -15,8 +15,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -25,6 +26,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use super::AppState;
+use super::edge::EdgeError;
 use super::jobs::JobPayload;
 use crate::reconcile::bindings;
 
@@ -49,18 +51,10 @@ struct Keys {
     fetched_at: Option<Instant>,
 }
 
-fn refuse(code: StatusCode, why: impl Into<String>) -> Response {
-    (
-        code,
-        Json(json!({ "status": "refused", "error": why.into() })),
-    )
-        .into_response()
-}
-
 impl CiAuth {
     pub fn new(http: reqwest::Client, gitlab: &Url, audience: &str) -> Self {
         let issuer = gitlab.as_str().trim_end_matches('/').to_string();
-        let jwks_url = crate::http::directory_url(gitlab, "oauth/discovery")
+        let jwks_url = crate::outbound::directory_url(gitlab, "oauth/discovery")
             .join("keys")
             .expect("a valid URL");
         Self {
@@ -92,7 +86,7 @@ impl CiAuth {
             .await
             .and_then(|r| r.error_for_status())
             .map_err(|e| format!("cannot fetch GitLab's JWKS: {e}"))?;
-        let set: JwkSet = crate::http::read_body(response, JWKS_LIMIT)
+        let set: JwkSet = crate::outbound::read_body(response, JWKS_LIMIT)
             .await
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
@@ -156,7 +150,7 @@ fn unverified_claims(token: &str) -> Option<Value> {
 
 /// A CI pass per project at most this often: a pipeline that notifies in a loop costs
 /// regwarden one GitLab call per interval.
-const PER_PROJECT_INTERVAL: Duration = Duration::from_secs(10);
+pub const PER_PROJECT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// When each project last had a pass queued, to space them by [`PER_PROJECT_INTERVAL`]. Only
 /// verified tokens reach it, so it holds real projects only, and old entries are dropped.
@@ -183,117 +177,103 @@ impl ProjectPace {
     }
 }
 
-pub async fn reconcile(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(ci) = &app.ci else {
-        return refuse(
-            StatusCode::NOT_FOUND,
-            "the CI endpoint is off: set server.ci_audience to this server's URL",
-        );
-    };
-    let Some(token) = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-    else {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "send the job's ID token as Authorization: Bearer",
-        );
-    };
-    // Before any call to GitLab (its JWKS, the project): does this server bind anything the
-    // token could be about? A token for a project the configuration cannot bind costs nothing.
-    let claimed = unverified_claims(token);
-    let claim = |name| claimed.as_ref().and_then(|c| id_claim(c, name));
-    match (claim("project_path"), claim("project_id")) {
-        (Some(path), Some(id)) if bindings::may_bind(&app.config, &path, &id) => {}
-        (Some(_), Some(_)) => {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "this server binds no project the token is for",
-            );
+/// A CI job, authenticated by its ID token before the handler runs: the token's project
+/// could be bound here (checked on its claims before any call to GitLab), the token verifies
+/// against GitLab's JWKS, and the project's pass is not too soon after its last one.
+pub struct CiJob {
+    /// The project's stable id, from the verified token.
+    pub project_id: String,
+    pub job_id: Option<String>,
+    /// What a retry of the same request has in common with it.
+    pub key: String,
+}
+
+impl FromRequestParts<AppState> for CiJob {
+    type Rejection = EdgeError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, EdgeError> {
+        let ci = app.ci.as_ref().ok_or(EdgeError::CiOff)?;
+        let token = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or(EdgeError::NoIdToken(
+                "send the job's ID token as Authorization: Bearer",
+            ))?;
+        let claimed = unverified_claims(token);
+        let claim = |name| claimed.as_ref().and_then(|c| id_claim(c, name));
+        match (claim("project_path"), claim("project_id")) {
+            (Some(path), Some(id)) if bindings::may_bind(&app.config, &path, &id) => {}
+            (Some(path), Some(id)) => {
+                return Err(EdgeError::Forbidden(format!(
+                    "the token claims project {path} ({id}), which no binding or rule covers"
+                )));
+            }
+            _ => {
+                return Err(EdgeError::NoIdToken(
+                    "not a GitLab ID token (no project_path and project_id claims)",
+                ));
+            }
         }
-        _ => {
-            return refuse(
-                StatusCode::UNAUTHORIZED,
-                "not a GitLab ID token (no project_path and project_id claims)",
-            );
-        }
+        let claims = ci.verify(token).await.map_err(EdgeError::BadIdToken)?;
+        let project_id = id_claim(&claims, "project_id")
+            .ok_or_else(|| EdgeError::BadIdToken("no project_id claim".into()))?;
+        app.ci_pace
+            .admit(&project_id)
+            .map_err(|retry_after| EdgeError::RateLimited { retry_after })?;
+        // One pass per ID token: a retried request does not queue a second one.
+        let key = format!(
+            "ci:{}",
+            id_claim(&claims, "jti")
+                .unwrap_or_else(|| super::dedupe_key(&parts.headers, token.as_bytes()))
+        );
+        Ok(CiJob {
+            project_id,
+            job_id: id_claim(&claims, "job_id"),
+            key,
+        })
     }
-    let claims = match ci.verify(token).await {
-        Ok(c) => c,
-        Err(why) => {
-            tracing::warn!(%why, "CI token refused");
-            return refuse(StatusCode::UNAUTHORIZED, why);
-        }
-    };
-    let Some(project_id) = id_claim(&claims, "project_id") else {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "the ID token has no project_id claim",
-        );
-    };
-    if let Err(wait) = app.ci_pace.admit(&project_id) {
-        let mut response = refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "project {project_id} had a pass less than {}s ago",
-                PER_PROJECT_INTERVAL.as_secs()
-            ),
-        );
-        response.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from(wait.as_secs().max(1)),
-        );
-        return response;
-    }
+}
+
+pub async fn reconcile(State(app): State<AppState>, job: CiJob) -> Result<Response, EdgeError> {
     // The project's path now, from GitLab, by its stable id.
-    let project = match app.engine.gitlab.project(&project_id).await {
-        Ok(p) => p,
-        Err(e) => return refuse(StatusCode::FORBIDDEN, format!("project {project_id}: {e}")),
-    };
+    let project = app
+        .engine
+        .gitlab
+        .project(&job.project_id)
+        .await
+        .map_err(|e| EdgeError::Forbidden(format!("project {}: {e}", job.project_id)))?;
     let path = &project.path_with_namespace;
     let names: Vec<String> = bindings::for_project(&app.config, &project)
         .into_iter()
         .map(|b| b.name)
         .collect();
     if names.is_empty() {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            format!("project {path} ({project_id}) has no binding on this server"),
-        );
+        return Err(EdgeError::Forbidden(format!(
+            "project {path} ({}) has no binding on this server",
+            job.project_id
+        )));
     }
     let payload = serde_json::to_string(&JobPayload::Reconcile {
         bindings: Some(names.clone()),
         reason: format!(
             "CI job {} of {path}",
-            id_claim(&claims, "job_id").unwrap_or_default()
+            job.job_id.as_deref().unwrap_or_default()
         ),
     })
     .expect("a payload serializes");
-    // One pass per ID token: a retried request does not queue a second one.
-    let key = format!(
-        "ci:{}",
-        id_claim(&claims, "jti").unwrap_or_else(|| super::dedupe_key(&headers, token.as_bytes()))
-    );
-    match app
-        .store
-        .record_delivery(&key, "ci_reconcile", Some(&payload))
+    app.store
+        .record_delivery(&job.key, "ci_reconcile", Some(&payload))
         .await
-    {
-        Ok(_) => {
-            app.wake.notify_one();
-            (
-                StatusCode::ACCEPTED,
-                Json(json!({ "status": "accepted", "bindings": names })),
-            )
-                .into_response()
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot queue the CI pass");
-            refuse(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable")
-        }
-    }
+        .map_err(|e| EdgeError::Unavailable(format!("cannot queue the CI pass: {e}")))?;
+    app.wake.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "status": "accepted", "bindings": names })),
+    )
+        .into_response())
 }
 
 #[cfg(test)]
@@ -339,7 +319,7 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_kid_fetches_the_keys_again_only_once_the_interval_has_passed() {
         let server = jwks().await;
-        let http = crate::http::client(None, Duration::from_secs(5)).unwrap();
+        let http = crate::outbound::client(None, Duration::from_secs(5)).unwrap();
         let mut auth = CiAuth::new(http, &server.url, "https://regwarden.test");
         auth.refetch_after = Duration::from_secs(2);
 

@@ -1,7 +1,8 @@
-//! The one way regwarden builds an HTTP client: rustls, the system's trust store plus an
-//! optional private CA bundle, a user agent, timeouts on every call, redirects followed only
-//! within one origin (a credential never follows one to another host, or from https to http),
-//! and answers read up to a size limit.
+//! What regwarden sends out over HTTP (to GitLab, Qovery, registries, a JWKS): the one way a
+//! client is built (rustls, the system's trust store plus an optional private CA bundle, a user
+//! agent, timeouts on every call, redirects followed only within one origin, so a credential
+//! never follows one to another host or from https to http), answers read up to a size limit,
+//! and, in `api.rs`, what GitLab's and Qovery's clients share.
 
 mod api;
 

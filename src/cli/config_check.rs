@@ -1,0 +1,203 @@
+//! `regwarden config check [--online]`: every problem of the configuration file with its key
+//! and line; online, probes of GitLab (the API token), Qovery (the organization) and the
+//! registry.
+
+use std::path::Path;
+
+use clap::{Args, Subcommand};
+use secrecy::SecretString;
+use serde::Serialize;
+
+use super::{Failure, OutputFormat, load_config, print_json};
+use crate::config::{Config, HumanDuration};
+use crate::gitlab::GitlabClient;
+use crate::qovery::QoveryClient;
+use crate::registry;
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration file: every problem is listed with its key and line
+    /// (exit 2). With --online, also probe GitLab, Qovery and the registry (exit 1 if one fails).
+    Check(ConfigCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigCheckArgs {
+    /// Also probe GitLab (the API token), Qovery (the organization) and the registry.
+    #[arg(long, env = "REGWARDEN_ONLINE")]
+    pub online: bool,
+
+    /// How to print the result.
+    #[arg(long, env = "REGWARDEN_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Time allowed for each HTTP request of --online.
+    #[arg(
+        long,
+        env = "REGWARDEN_TIMEOUT",
+        default_value = "10s",
+        value_name = "DURATION"
+    )]
+    pub timeout: HumanDuration,
+}
+
+/// One line of `config check`: a thing probed, and what came of it.
+#[derive(Debug, Serialize)]
+struct Finding {
+    subject: String,
+    status: Status,
+    message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+impl Finding {
+    fn new(subject: &str, result: Result<String, String>) -> Self {
+        let (status, message) = match result {
+            Ok(m) => (Status::Ok, m),
+            Err(m) => (Status::Fail, m),
+        };
+        Self {
+            subject: subject.to_string(),
+            status,
+            message,
+        }
+    }
+
+    fn warn(subject: &str, message: String) -> Self {
+        Self {
+            subject: subject.to_string(),
+            status: Status::Warn,
+            message,
+        }
+    }
+}
+
+pub async fn run(path: Option<&Path>, args: ConfigCheckArgs) -> Result<(), Failure> {
+    let config = load_config(path)?;
+    let path = path.expect("load_config checked it");
+    let mut findings = vec![Finding::new(
+        "config",
+        Ok(format!(
+            "{}: {} binding(s), {} auto-bind rule(s), store {}",
+            path.display(),
+            config.bindings.len(),
+            config.auto_binds.len(),
+            crate::config::redact_url_password(&config.store.url.0)
+        )),
+    )];
+    let instance = &config.reconcile.instance;
+    findings.push(Finding::new(
+        "reconcile.instance",
+        Ok(format!(
+            "{}: its tokens are named {} and only those are ever revoked",
+            crate::reconcile::plan::instance_label(instance),
+            crate::reconcile::plan::token_name("<binding>", instance, chrono::DateTime::UNIX_EPOCH)
+                .replace("19700101T000000Z", "<UTC time>")
+        )),
+    ));
+    let gitlab_token = config.gitlab_token_source().read();
+    let qovery_token = config.qovery_token_source().read();
+    if args.online {
+        findings.extend(probe_online(&config, gitlab_token, qovery_token, args.timeout).await);
+    } else {
+        for (subject, secret) in [
+            ("gitlab.token", &gitlab_token),
+            ("qovery.token", &qovery_token),
+        ] {
+            // Offline, a missing secret is worth knowing but does not make the file invalid.
+            findings.push(match secret {
+                Ok(_) => Finding::new(subject, Ok("present".into())),
+                Err(e) => Finding::warn(subject, e.to_string()),
+            });
+        }
+    }
+    let all_ok = findings.iter().all(|f| f.status != Status::Fail);
+    match args.output {
+        OutputFormat::Json => {
+            #[derive(Serialize)]
+            struct Report<'a> {
+                ok: bool,
+                findings: &'a [Finding],
+            }
+            print_json(&Report {
+                ok: all_ok,
+                findings: &findings,
+            });
+        }
+        OutputFormat::Text => {
+            for f in &findings {
+                let label = match f.status {
+                    Status::Ok => "ok  ",
+                    Status::Warn => "warn",
+                    Status::Fail => "FAIL",
+                };
+                println!("{label} {}: {}", f.subject, f.message);
+            }
+        }
+    }
+    if all_ok {
+        Ok(())
+    } else {
+        Err(Failure::Reported)
+    }
+}
+
+async fn probe_online(
+    config: &Config,
+    gitlab_token: Result<SecretString, crate::config::SecretError>,
+    qovery_token: Result<SecretString, crate::config::SecretError>,
+    timeout: HumanDuration,
+) -> Vec<Finding> {
+    let http = match crate::outbound::client(config.gitlab.ca_file.as_deref(), timeout.0) {
+        Ok(c) => c,
+        Err(e) => return vec![Finding::new("gitlab.ca_file", Err(e.to_string()))],
+    };
+    let gitlab = async {
+        let token = gitlab_token.map_err(|e| e.to_string())?;
+        let client = GitlabClient::new(http.clone(), &config.gitlab.url.0, token);
+        let info = client.current_token().await.map_err(|e| e.to_string())?;
+        let mut message = format!(
+            "{}: token {:?} with scopes [{}], expires {}",
+            config.gitlab.url,
+            info.name,
+            info.scopes.join(", "),
+            info.expires_at.as_deref().unwrap_or("never")
+        );
+        if !info.active {
+            return Err(format!("{message}, but it is not active"));
+        }
+        if !info.scopes.iter().any(|s| s == "api") {
+            message.push_str(
+                "; warning: without the `api` scope regwarden cannot create or revoke tokens",
+            );
+        }
+        Ok(message)
+    };
+    let qovery = async {
+        let token = qovery_token.map_err(|e| e.to_string())?;
+        let client = QoveryClient::new(http.clone(), &config.qovery.url.0, token);
+        let org = client
+            .organization(&config.qovery.organization_id.0)
+            .await
+            .map_err(|e| format!("organization {}: {e}", config.qovery.organization_id))?;
+        Ok(format!(
+            "{}: organization {:?} ({})",
+            config.qovery.url, org.name, org.id
+        ))
+    };
+    let registry_url = config.registry_url();
+    let registry = registry::probe(&http, &registry_url);
+    let (gitlab, qovery, registry) = tokio::join!(gitlab, qovery, registry);
+    vec![
+        Finding::new("gitlab", gitlab),
+        Finding::new("qovery", qovery),
+        Finding::new("registry", registry),
+    ]
+}

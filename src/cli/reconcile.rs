@@ -1,0 +1,141 @@
+//! `regwarden reconcile`: one pass over the bindings, and its report.
+
+use std::path::Path;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::{Failure, OutputFormat, engine, load_config, print_json};
+use crate::reconcile::{Force, PassOptions, bindings};
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Only this binding (repeat, or separate with commas, for several); default: all of them.
+    #[arg(
+        long = "binding",
+        env = "REGWARDEN_BINDING",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub bindings: Vec<String>,
+
+    /// Print the plan and write nothing anywhere (GitLab, Qovery, the store).
+    #[arg(long, env = "REGWARDEN_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Rotate even bindings whose token is not due.
+    #[arg(long, env = "REGWARDEN_FORCE")]
+    pub force: bool,
+
+    /// How to print the result.
+    #[arg(long, env = "REGWARDEN_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+pub async fn run(path: Option<&Path>, args: ReconcileArgs) -> Result<(), Failure> {
+    let config = load_config(path)?;
+    let engine = engine(&config, args.dry_run).await?;
+    let resolved = if args.bindings.is_empty() {
+        bindings::resolve(&config, &engine.gitlab).await
+    } else {
+        let resolved = bindings::resolve_named(&config, &engine.gitlab, &args.bindings).await;
+        let unknown: Vec<&String> = args
+            .bindings
+            .iter()
+            .filter(|n| !resolved.bindings.iter().any(|b| &&b.name == n))
+            .collect();
+        if !unknown.is_empty() {
+            let names = unknown
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if !resolved.failed_rules.is_empty() {
+                // The name may belong to a rule that could not be expanded: not a usage error.
+                for rule in &resolved.failed_rules {
+                    eprintln!("error: [[auto_bind]] group {}: {}", rule.group, rule.error);
+                }
+                return Err(Failure::failed(anyhow::anyhow!(
+                    "no binding named {names} was found, and the [[auto_bind]] rules above could not be expanded"
+                )));
+            }
+            let all = bindings::resolve(&config, &engine.gitlab).await;
+            let known: Vec<&str> = all.bindings.iter().map(|b| b.name.as_str()).collect();
+            return Err(Failure::usage(format!(
+                "no binding named {names}: the configuration has {}",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+        resolved
+    };
+    let options = PassOptions {
+        dry_run: args.dry_run,
+        force: if args.force { Force::Always } else { Force::No },
+    };
+    let reports = engine.run(&resolved.bindings, options).await;
+    let failed =
+        reports.iter().filter(|r| r.outcome.is_failure()).count() + resolved.failed_rules.len();
+    match args.output {
+        OutputFormat::Json => {
+            #[derive(Serialize)]
+            struct Pass<'a> {
+                dry_run: bool,
+                ok: bool,
+                bindings: &'a [crate::reconcile::BindingReport],
+                /// `[[auto_bind]]` rules that could not be expanded.
+                failed_rules: &'a [bindings::RuleFailure],
+            }
+            print_json(&Pass {
+                dry_run: args.dry_run,
+                ok: failed == 0,
+                bindings: &reports,
+                failed_rules: &resolved.failed_rules,
+            });
+        }
+        OutputFormat::Text => {
+            for r in &reports {
+                let outcome = serde_json::to_value(r.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let held = r
+                    .held
+                    .as_ref()
+                    .map(|h| {
+                        let expires = h
+                            .expires
+                            .map(|d| format!(", expires {d}"))
+                            .unwrap_or_default();
+                        format!(
+                            " (Qovery holds token {} {}{expires})",
+                            h.token_id, h.fingerprint
+                        )
+                    })
+                    .unwrap_or_default();
+                println!("{}: {outcome}{held}", r.binding);
+                for action in &r.actions {
+                    println!("  {action}");
+                }
+                if let Some(e) = &r.error {
+                    println!("  error: {e}");
+                }
+            }
+            for rule in &resolved.failed_rules {
+                println!("auto_bind {}: failed", rule.group);
+                println!("  error: {}", rule.error);
+            }
+            if reports.is_empty() && resolved.failed_rules.is_empty() {
+                println!("no bindings to reconcile");
+            }
+        }
+    }
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(Failure::Reported)
+    }
+}

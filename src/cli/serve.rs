@@ -1,0 +1,66 @@
+//! `regwarden serve`: the webhook bot (`crate::server`), built from the configuration.
+
+use std::path::Path;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::{Failure, engine, load_config};
+use crate::config::HumanDuration;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; default: server.listen from the configuration.
+    #[arg(long, env = "REGWARDEN_LISTEN", value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+
+    /// Jobs run at once.
+    #[arg(long, env = "REGWARDEN_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+
+    /// How long running jobs may take to finish after a stop signal.
+    #[arg(
+        long,
+        env = "REGWARDEN_SHUTDOWN_GRACE",
+        default_value = "30s",
+        value_name = "DURATION"
+    )]
+    pub shutdown_grace: HumanDuration,
+
+    /// How long a worker holds a job; a job whose worker died runs again after this.
+    #[arg(
+        long,
+        env = "REGWARDEN_JOB_LOCK",
+        default_value = "10m",
+        value_name = "DURATION"
+    )]
+    pub job_lock: HumanDuration,
+
+    /// Tries of a failing job (2 s, 4 s, 8 s... apart) before it is marked dead.
+    #[arg(long, env = "REGWARDEN_JOB_ATTEMPTS", default_value_t = 5)]
+    pub job_attempts: u32,
+}
+
+pub async fn run(path: Option<&Path>, args: ServeArgs) -> Result<(), Failure> {
+    let config = load_config(path)?;
+    let verifier =
+        crate::server::verify::Verifier::from_config(&config.server).map_err(Failure::usage)?;
+    let engine = engine(&config, false).await?;
+    let store = engine.store.clone().expect("a store outside dry runs");
+    let server = crate::server::Server {
+        listen: args.listen.unwrap_or(config.server.listen),
+        config: std::sync::Arc::new(config),
+        engine: std::sync::Arc::new(engine),
+        store,
+        verifier,
+        workers: args.workers,
+        shutdown_grace: args.shutdown_grace.0,
+        job_lock: args.job_lock.0,
+        job_attempts: args.job_attempts,
+    };
+    server
+        .run()
+        .await
+        .context("the server stopped")
+        .map_err(Failure::failed)
+}

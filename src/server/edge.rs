@@ -1,0 +1,154 @@
+//! How the HTTP edge refuses or fails a request: one error type, one status per variant, and a
+//! fixed body. What went wrong inside (GitLab's or a JWKS's error text, a store's error) is
+//! logged where it is turned into an answer, never sent: a caller learns what to fix on its
+//! side, not how regwarden's dependencies answered.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::verify::Rejection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    /// A webhook whose signature or token does not verify: a bare 401, which tells nothing
+    /// about which check failed.
+    #[error("webhook refused: {}", .0.label())]
+    WebhookRefused(Rejection),
+    /// A well-authenticated body that cannot be read: the caller's own payload, so the answer
+    /// names the problem (field, type).
+    #[error("unreadable body: {0}")]
+    BadRequest(String),
+    /// A body over `server.max_body`.
+    #[error("body over server.max_body")]
+    TooLarge,
+    /// No credential a CI caller could have got right: what to send.
+    #[error("no ID token: {0}")]
+    NoIdToken(&'static str),
+    /// An ID token that does not verify; the reason is logged.
+    #[error("ID token refused: {0}")]
+    BadIdToken(String),
+    /// Authenticated, but nothing here for it; the reason is logged.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The CI endpoint is off (`server.ci_audience` is not set).
+    #[error("the CI endpoint is off")]
+    CiOff,
+    #[error("rate limited for {}s", .retry_after.as_secs())]
+    RateLimited { retry_after: Duration },
+    /// regwarden's own store (or another part of it) failed: try again later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl EdgeError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            EdgeError::WebhookRefused(_) | EdgeError::NoIdToken(_) | EdgeError::BadIdToken(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            EdgeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            EdgeError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            EdgeError::Forbidden(_) => StatusCode::FORBIDDEN,
+            EdgeError::CiOff => StatusCode::NOT_FOUND,
+            EdgeError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            EdgeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// What the caller reads: fixed text, or, for its own unreadable payload, what is wrong
+    /// with it.
+    fn body(&self) -> Option<serde_json::Value> {
+        let refused = |error: &str| Some(json!({ "status": "refused", "error": error }));
+        match self {
+            EdgeError::WebhookRefused(_) => None,
+            EdgeError::BadRequest(why) => Some(json!({ "status": "bad_request", "error": why })),
+            EdgeError::TooLarge => Some(json!({
+                "status": "too_large",
+                "error": "the body is larger than this server reads (server.max_body)"
+            })),
+            EdgeError::NoIdToken(what) => refused(what),
+            EdgeError::BadIdToken(_) => refused(
+                "the ID token is not valid for this server (signature, issuer, audience or \
+                 expiry): give the job an id_tokens entry whose aud is this server's URL",
+            ),
+            EdgeError::Forbidden(_) => refused("this server binds nothing for that project"),
+            EdgeError::CiOff => {
+                refused("the CI endpoint is off: set server.ci_audience to this server's URL")
+            }
+            EdgeError::RateLimited { .. } => {
+                refused("this project had a pass moments ago; retry later")
+            }
+            EdgeError::Unavailable(_) => Some(
+                json!({ "status": "unavailable", "error": "the server cannot record the request now; retry later" }),
+            ),
+        }
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for EdgeError {
+    fn from(rejection: axum::extract::rejection::BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            EdgeError::TooLarge
+        } else {
+            EdgeError::BadRequest(format!(
+                "the body could not be read: {}",
+                rejection.body_text()
+            ))
+        }
+    }
+}
+
+impl IntoResponse for EdgeError {
+    fn into_response(self) -> Response {
+        match &self {
+            EdgeError::Unavailable(_) => tracing::error!(error = %self, "request failed"),
+            EdgeError::CiOff | EdgeError::NoIdToken(_) => {
+                tracing::info!(error = %self, "request refused")
+            }
+            _ => tracing::warn!(error = %self, "request refused"),
+        }
+        let status = self.status();
+        let mut response = match self.body() {
+            Some(body) => (status, Json(body)).into_response(),
+            None => status.into_response(),
+        };
+        if let EdgeError::RateLimited { retry_after } = self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after.as_secs().max(1)),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internals_are_logged_not_answered() {
+        let leaky = [
+            EdgeError::BadIdToken("InvalidAudience from jsonwebtoken".into()),
+            EdgeError::Forbidden("GitLab said 404 Project Not Found".into()),
+            EdgeError::Unavailable("the store failed: disk I/O error".into()),
+        ];
+        for e in leaky {
+            let inside = e.to_string();
+            let body = e.body().unwrap().to_string();
+            assert!(!body.contains("jsonwebtoken"), "{body}");
+            assert!(!body.contains("Project Not Found"), "{body}");
+            assert!(!body.contains("disk"), "{body}");
+            assert!(inside.len() > 10);
+        }
+        assert!(
+            EdgeError::WebhookRefused(Rejection::BadSignature)
+                .body()
+                .is_none()
+        );
+    }
+}

@@ -207,6 +207,16 @@ pub enum CredentialKind {
     AccessToken,
 }
 
+impl fmt::Display for CredentialKind {
+    /// What a person calls it: "deploy token", "access token".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CredentialKind::DeployToken => "deploy token",
+            CredentialKind::AccessToken => "access token",
+        })
+    }
+}
+
 /// The registry scopes a regwarden token may carry.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

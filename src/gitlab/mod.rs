@@ -1,7 +1,11 @@
-//! GitLab: the REST API client. Wire types stay in this module.
+//! GitLab: the REST API client and webhook events. Wire types stay in this module; the rest of
+//! regwarden sees its own (`Token`, `events::Event`).
 
 mod client;
 pub mod events;
+mod tokens;
+
+pub use tokens::{Token, TokenSpec};
 
 pub use client::{
     AccessToken, ApiTokenInfo, Created, DeployToken, GitlabClient, Namespace, NewAccessToken,

@@ -1,30 +1,25 @@
-//! The rotation protocol (create → test → switch → finish) and a reconcile pass over the
-//! bindings. Invariants (docs/architecture.md): Qovery only ever receives a credential that
-//! just passed the registry check (I1); the token Qovery holds is revoked only after Qovery
-//! holds its successor and the grace period is over (I2); one rotation per binding at a time,
-//! across workers, processes and replicas, through the store's binding lock, which dies with
-//! its holder (I3); a crash anywhere converges on the very next pass, because every decision
-//! is taken from GitLab and Qovery after taking the lock, not from memory (I4).
+//! A reconcile pass over the bindings: observe each (its GitLab tokens, its Qovery registry),
+//! plan, and, holding the binding's lock and having observed it again, carry the plan out (a
+//! rotation, `rotation.rs`, or revocations). One rotation per binding at a time, across
+//! workers, processes and replicas, through the store's binding lock, which dies with its
+//! holder (invariant I3, docs/architecture.md); a crash anywhere converges on the very next
+//! pass, because every decision is taken from GitLab and Qovery after taking the lock, not
+//! from memory (I4).
 
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use reqwest::Url;
 use serde::Serialize;
 use tracing::Instrument;
 
-use super::crash;
-use super::marker::Marker;
-use super::plan::{
-    Binding, Force, Observed, OwnedToken, Plan, grace_end, in_grace, plan, revocations, to_chrono,
-};
-use crate::config::{CredentialKind, Scope};
-use crate::credential::Credential;
-use crate::gitlab::{GitlabClient, Namespace, NewAccessToken, NewDeployToken};
+use super::journal::Journal;
+use super::plan::{Binding, Force, Observed, OwnedToken, Plan, plan};
+use super::rotation::Rotation;
+use crate::gitlab::{GitlabClient, Namespace};
 use crate::outbound::ApiError;
-use crate::qovery::{ContainerRegistry, QoveryClient, RegistryKind, RegistryRequest};
-use crate::registry::{self, Access};
-use crate::store::{BindingLock, JournalEntry, Store, now_ms};
+use crate::qovery::{ContainerRegistry, QoveryClient, RegistryKind};
+use crate::store::{BindingLock, Store};
 
 /// What a pass may do.
 #[derive(Clone, Copy, Debug, Default)]
@@ -148,11 +143,6 @@ fn held_of(observed: &Observed) -> Option<HeldToken> {
     })
 }
 
-/// A fresh id for the journal lines of one rotation.
-fn rotation_id(binding: &str) -> String {
-    format!("{binding}-{}", now_ms())
-}
-
 impl Engine {
     /// One pass over `bindings`: observe, plan, and (unless a dry run) apply.
     pub async fn run(&self, bindings: &[Binding], options: PassOptions) -> Vec<BindingReport> {
@@ -231,40 +221,20 @@ impl Engine {
         b: &Binding,
         registry: Option<ContainerRegistry>,
     ) -> Result<Observed, ApiError> {
-        let tokens = match b.policy.credential {
-            CredentialKind::DeployToken => self
-                .gitlab
-                .deploy_tokens(&b.namespace, true)
-                .await?
-                .into_iter()
-                .filter_map(|t| {
-                    let created = b.made_at(&t.name)?;
-                    Some(OwnedToken {
-                        id: t.id,
-                        name: t.name,
-                        created,
-                        expires_at: t.expires_at,
-                    })
+        let tokens = self
+            .gitlab
+            .tokens(b.policy.credential, &b.namespace)
+            .await?
+            .into_iter()
+            .filter_map(|t| {
+                Some(OwnedToken {
+                    created: b.made_at(&t.name)?,
+                    id: t.id,
+                    name: t.name,
+                    expires_at: t.expires_at,
                 })
-                .collect(),
-            CredentialKind::AccessToken => self
-                .gitlab
-                .access_tokens(&b.namespace, true)
-                .await?
-                .into_iter()
-                .filter_map(|t| {
-                    let created = b.made_at(&t.name)?;
-                    Some(OwnedToken {
-                        id: t.id,
-                        name: t.name,
-                        created,
-                        expires_at: t
-                            .expires_at
-                            .map(|d| d.and_time(Default::default()).and_utc()),
-                    })
-                })
-                .collect(),
-        };
+            })
+            .collect();
         Ok(Observed { tokens, registry })
     }
 
@@ -325,16 +295,25 @@ impl Engine {
             report.outcome = BindingOutcome::Blocked;
             return Err(why);
         }
-        let rotation = rotation_id(&b.name);
+        let journal = Journal::new(self.store.as_ref(), &b.name);
         match &the_plan.rotate {
             Some(reason) => {
                 report.actions.push(format!("rotate: {reason}"));
-                self.rotate(b, &observed, &rotation, lock, report).await?;
+                let rotation = Rotation {
+                    engine: self,
+                    binding: b,
+                    observed: &observed,
+                    journal,
+                };
+                rotation
+                    .run(lock, report)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 report.outcome = BindingOutcome::Rotated;
             }
             None => {
                 for r in &the_plan.revoke {
-                    self.revoke(b, &r.token, &r.reason.to_string(), &rotation, report)
+                    self.revoke(b, &r.token, &r.reason.to_string(), &journal, report)
                         .await;
                 }
             }
@@ -360,442 +339,33 @@ impl Engine {
             .await
     }
 
-    /// The four steps. Every failure before the switch revokes the new token and keeps the
-    /// old one; after the switch, the old one stays for the grace period.
-    async fn rotate(
-        &self,
-        b: &Binding,
-        observed: &Observed,
-        rotation: &str,
-        lock: &mut BindingLock,
-        report: &mut BindingReport,
-    ) -> Result<(), String> {
-        // 1. Create.
-        let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_else(Utc::now);
-        let name = b.token_name(now);
-        let expires_at = chrono::Duration::from_std(b.policy.lifetime.0)
-            .ok()
-            .and_then(|lifetime| now.checked_add_signed(lifetime))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        let scopes: Vec<&str> = b
-            .policy
-            .scopes
-            .iter()
-            .map(|s| match s {
-                Scope::ReadRegistry => "read_registry",
-                Scope::WriteRegistry => "write_registry",
-            })
-            .collect();
-        let created = match b.policy.credential {
-            CredentialKind::DeployToken => self
-                .gitlab
-                .create_deploy_token(
-                    &b.namespace,
-                    &NewDeployToken {
-                        name: &name,
-                        scopes: &scopes,
-                        expires_at,
-                    },
-                )
-                .await
-                .map(|c| {
-                    let token = OwnedToken {
-                        id: c.token.id,
-                        name: c.token.name,
-                        created: now,
-                        expires_at: c.token.expires_at,
-                    };
-                    (token, Credential::new(c.token.username, c.secret))
-                }),
-            CredentialKind::AccessToken => {
-                let access_level = if b.policy.scopes.contains(&Scope::WriteRegistry) {
-                    30
-                } else {
-                    20
-                };
-                self.gitlab
-                    .create_access_token(
-                        &b.namespace,
-                        &NewAccessToken {
-                            name: &name,
-                            scopes: &scopes,
-                            expires_at: expires_at.date_naive(),
-                            access_level,
-                        },
-                    )
-                    .await
-                    .map(|c| {
-                        let token = OwnedToken {
-                            id: c.token.id,
-                            name: c.token.name.clone(),
-                            created: now,
-                            expires_at: c
-                                .token
-                                .expires_at
-                                .map(|d| d.and_time(Default::default()).and_utc()),
-                        };
-                        // The registry takes any username with an access token.
-                        (token, Credential::new(c.token.name, c.secret))
-                    })
-            }
-        };
-        let (token, credential) = match created {
-            Ok(c) => c,
-            Err(e) => {
-                self.journal(b, rotation, "create", "failed", &e.to_string(), None)
-                    .await;
-                return Err(format!("cannot create the new GitLab token: {e}"));
-            }
-        };
-        let fingerprint = credential.fingerprint();
-        self.journal(
-            b,
-            rotation,
-            "create",
-            "ok",
-            &name,
-            Some((token.id, fingerprint.as_str())),
-        )
-        .await;
-        report
-            .actions
-            .push(format!("created token {} ({fingerprint})", token.id));
-        crash::point("after_create");
-
-        // 2. Test, against the registry itself.
-        let access = if b.policy.scopes.contains(&Scope::WriteRegistry) {
-            Access::Push
-        } else {
-            Access::Pull
-        };
-        let check = self.check(b, access, &credential).await;
-        let new = (token.id, fingerprint.as_str());
-        if !check.is_ok() {
-            let why = format!(
-                "the new token failed the registry check: {}",
-                check.explanation
-            );
-            return self
-                .abandon(
-                    b,
-                    rotation,
-                    "test",
-                    why,
-                    &token,
-                    "it failed the registry check",
-                    report,
-                )
-                .await;
-        }
-        self.journal(b, rotation, "test", "ok", &check.explanation, Some(new))
-            .await;
-        report
-            .actions
-            .push(format!("checked token {}: {}", token.id, check.explanation));
-        crash::point("after_test");
-
-        // The fence before the switch: a holder that lost its lock (its PostgreSQL session
-        // ended) or stalled past lease_ttl must not write Qovery; another may be acting.
-        let fence = match lock.confirm().await {
-            Ok(()) if lock.held_for() <= self.settings.lease_ttl => None,
-            Ok(()) => Some(format!(
-                "the rotation held the binding's lock longer than lease_ttl ({}s) before the switch",
-                self.settings.lease_ttl.as_secs()
-            )),
-            Err(e) => Some(e.to_string()),
-        };
-        if let Some(why) = fence {
-            let why = format!("{why}; the new token was revoked and Qovery left as it was");
-            return self
-                .abandon(
-                    b,
-                    rotation,
-                    "switch",
-                    why,
-                    &token,
-                    "the rotation lost its lock",
-                    report,
-                )
-                .await;
-        }
-
-        // 3. Switch Qovery to the new credential, with the marker naming it.
-        let mut marker = Marker::new(
-            &b.name,
-            &b.instance,
-            token.id,
-            &fingerprint,
-            token.expires_at.map(|e| e.date_naive()),
-        );
-        // The token Qovery held until now joins the retired list; entries whose grace is
-        // over, or whose token is gone, leave it.
-        let switch_time = Utc::now();
-        let grace = to_chrono(b.policy.grace_period.0);
-        marker.retired = observed
-            .marker()
-            .map(|m| m.retired)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(id, at)| {
-                in_grace(*at, grace, switch_time) && observed.tokens.iter().any(|t| t.id == *id)
-            })
-            .collect();
-        if let Some(previous) = observed.held() {
-            marker.retired.push((previous.id, switch_time));
-        }
-        let description = marker.write_into(
-            observed
-                .registry
-                .as_ref()
-                .and_then(|r| r.description.as_deref())
-                .unwrap_or(""),
-        );
-        let request = RegistryRequest {
-            name: b.qovery_registry.clone(),
-            kind: self.registry_kind.clone(),
-            description,
-            url: self.registry_url.as_str().trim_end_matches('/').to_string(),
-            username: credential.username.clone(),
-            password: credential.password.clone(),
-        };
-        match self.switch(b, observed, &request, token.id).await {
-            Switch::Landed => {}
-            Switch::Refused(why) => {
-                return self
-                    .abandon(
-                        b,
-                        rotation,
-                        "switch",
-                        why,
-                        &token,
-                        "Qovery did not take it",
-                        report,
-                    )
-                    .await;
-            }
-            Switch::Unknown(why) => {
-                // Qovery may hold either token now: revoking one could break its deploys. The
-                // next pass reads the marker and settles it (the token Qovery does not hold
-                // goes then).
-                self.journal(b, rotation, "switch", "unknown", &why, Some(new))
-                    .await;
-                report.actions.push(format!(
-                    "kept token {} and the previous one: the switch's outcome is unknown; the next pass settles it",
-                    token.id
-                ));
-                return Err(why);
-            }
-        }
-        self.journal(b, rotation, "switch", "ok", &b.qovery_registry, Some(new))
-            .await;
-        report.actions.push(format!(
-            "switched Qovery registry {:?} to token {}",
-            b.qovery_registry, token.id
-        ));
-        report.held = Some(HeldToken {
-            token_id: token.id,
-            fingerprint: fingerprint.as_str().to_string(),
-            expires: marker.expires,
-        });
-        report.rotated_token = Some(token.id);
-        crash::point("after_switch");
-
-        // 4. Finish: previous tokens go once their grace period is over (a later pass, unless
-        // the grace period is zero); tokens Qovery never held go now.
-        let mut tokens = observed.tokens.clone();
-        tokens.push(token.clone());
-        let due = revocations(b, &tokens, Some(&token), Some(&marker), Utc::now());
-        for r in &due {
-            self.revoke(b, &r.token, &r.reason.to_string(), rotation, report)
-                .await;
-        }
-        for (id, at) in marker
-            .retired
-            .iter()
-            .filter(|(id, _)| !due.iter().any(|r| r.token.id == *id))
-        {
-            let until = grace_end(*at, grace).map_or_else(
-                || "further notice".to_string(),
-                |end| end.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-            );
-            report
-                .actions
-                .push(format!("kept token {id} until {until} (grace period)"));
-        }
-        self.journal(b, rotation, "finish", "ok", "", Some(new))
-            .await;
-        crash::point("after_finish");
-        Ok(())
-    }
-
-    /// Writes the new credential to Qovery. A write whose answer was lost (5xx, timeout) may
-    /// have been applied: Qovery's marker, read back, tells; when it cannot be read either,
-    /// the outcome is unknown.
-    async fn switch(
-        &self,
-        b: &Binding,
-        observed: &Observed,
-        request: &RegistryRequest,
-        token_id: u64,
-    ) -> Switch {
-        let written = match &observed.registry {
-            Some(existing) => {
-                self.qovery
-                    .edit_registry(&self.organization, existing, request)
-                    .await
-            }
-            None => {
-                self.qovery
-                    .create_registry(&self.organization, request)
-                    .await
-            }
-        };
-        let Err(e) = written else {
-            return Switch::Landed;
-        };
-        if e.certainly_not_applied() {
-            return Switch::Refused(format!("Qovery refused the new credential: {e}"));
-        }
-        match self
-            .qovery
-            .registry_by_name(&self.organization, &b.qovery_registry)
-            .await
-        {
-            Ok(Some(r))
-                if r.description
-                    .as_deref()
-                    .and_then(Marker::find)
-                    .is_some_and(|m| m.token_id == token_id) =>
-            {
-                Switch::Landed
-            }
-            Ok(_) => Switch::Refused(format!("Qovery did not take the new credential: {e}")),
-            Err(read) => Switch::Unknown(format!(
-                "the switch to token {token_id} may have reached Qovery or not ({e}), and reading \
-                 the registry back failed ({read})"
-            )),
-        }
-    }
-
-    /// The registry check of a new credential, tried a few times: a token GitLab just made
-    /// can take a moment to be accepted everywhere.
-    async fn check(
-        &self,
-        b: &Binding,
-        access: Access,
-        credential: &Credential,
-    ) -> registry::CredentialCheck {
-        let mut attempt = 1;
-        loop {
-            let report = registry::check(
-                &self.http,
-                &self.registry_url,
-                &b.repository,
-                access,
-                credential,
-            )
-            .await;
-            if report.is_ok() || attempt >= self.settings.check_attempts {
-                return report;
-            }
-            tracing::info!(attempt, outcome = %report.outcome, "new token not accepted yet; retrying");
-            attempt += 1;
-            tokio::time::sleep(self.settings.check_interval).await;
-        }
-    }
-
     /// Revokes one of the binding's tokens; a failure is journaled and left to a later pass
     /// (the token shows up there as one Qovery does not hold).
-    async fn revoke(
+    pub(super) async fn revoke(
         &self,
         b: &Binding,
         token: &OwnedToken,
         why: &str,
-        rotation: &str,
+        journal: &Journal<'_>,
         report: &mut BindingReport,
     ) {
-        let result = match b.policy.credential {
-            CredentialKind::DeployToken => {
-                self.gitlab
-                    .revoke_deploy_token(&b.namespace, token.id)
-                    .await
-            }
-            CredentialKind::AccessToken => {
-                self.gitlab
-                    .revoke_access_token(&b.namespace, token.id)
-                    .await
-            }
-        };
-        match result {
+        let token_ref = Some((token.id, ""));
+        match self
+            .gitlab
+            .revoke_token(b.policy.credential, &b.namespace, token.id)
+            .await
+        {
             Ok(()) => {
-                self.journal(b, rotation, "revoke", "ok", why, Some((token.id, "")))
-                    .await;
+                journal.step("revoke", "ok", why, token_ref).await;
                 report
                     .actions
                     .push(format!("revoked token {}: {why}", token.id));
             }
             Err(e) => {
                 let message = format!("cannot revoke token {} ({why}): {e}", token.id);
-                self.journal(
-                    b,
-                    rotation,
-                    "revoke",
-                    "failed",
-                    &message,
-                    Some((token.id, "")),
-                )
-                .await;
+                journal.step("revoke", "failed", &message, token_ref).await;
                 report.actions.push(message);
             }
-        }
-    }
-
-    /// Gives up a rotation at `step`: journals why, revokes the new token (Qovery never held
-    /// it, so nothing depends on it), and returns the reason as the binding's error.
-    #[allow(clippy::too_many_arguments)]
-    async fn abandon(
-        &self,
-        b: &Binding,
-        rotation: &str,
-        step: &str,
-        why: String,
-        token: &OwnedToken,
-        revoke_reason: &str,
-        report: &mut BindingReport,
-    ) -> Result<(), String> {
-        self.journal(b, rotation, step, "failed", &why, Some((token.id, "")))
-            .await;
-        self.revoke(b, token, revoke_reason, rotation, report).await;
-        Err(why)
-    }
-
-    /// Writes a journal line; `token` is its id and fingerprint (empty when unknown). The
-    /// store is not the truth: a failure is logged, not fatal.
-    async fn journal(
-        &self,
-        b: &Binding,
-        rotation: &str,
-        step: &str,
-        outcome: &str,
-        reason: &str,
-        token: Option<(u64, &str)>,
-    ) {
-        let token_id = token.map(|(id, _)| id);
-        let fingerprint = token.map(|(_, fp)| fp).filter(|fp| !fp.is_empty());
-        tracing::info!(step, outcome, token_id, reason, "rotation step");
-        let Some(store) = &self.store else { return };
-        let entry = JournalEntry {
-            at_ms: now_ms(),
-            binding: b.name.clone(),
-            rotation: Some(rotation.to_string()),
-            step: step.into(),
-            outcome: outcome.into(),
-            reason: reason.into(),
-            token_id: token_id.map(|t| t as i64),
-            fingerprint: fingerprint.map(str::to_string),
-        };
-        if let Err(e) = store.record(&entry).await {
-            tracing::warn!(error = %e, "cannot write the journal");
         }
     }
 }
@@ -815,12 +385,9 @@ fn dry_run_report(
     } else {
         report.outcome = BindingOutcome::Planned;
         if let Some(reason) = &the_plan.rotate {
-            let kind = match b.policy.credential {
-                CredentialKind::DeployToken => "deploy token",
-                CredentialKind::AccessToken => "access token",
-            };
             report.actions.push(format!(
-                "would rotate ({reason}): create a {kind} for {}, check it against {}, switch Qovery registry {:?}",
+                "would rotate ({reason}): create a {} for {}, check it against {}, switch Qovery registry {:?}",
+                b.policy.credential,
                 namespace_label(&b.namespace),
                 b.repository,
                 b.qovery_registry
@@ -842,15 +409,6 @@ fn tokens_unreadable(b: &Binding, e: &ApiError) -> String {
         "cannot read the GitLab tokens of {}: {e}",
         namespace_label(&b.namespace)
     )
-}
-
-/// How a switch to a new credential ended.
-enum Switch {
-    Landed,
-    /// Certainly not applied: the new token can go.
-    Refused(String),
-    /// Maybe applied: neither token may go.
-    Unknown(String),
 }
 
 pub fn namespace_label(ns: &Namespace) -> String {

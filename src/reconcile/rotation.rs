@@ -1,0 +1,378 @@
+//! The rotation protocol's four steps for one binding, its lock held and GitLab and Qovery
+//! just observed (docs/architecture.md, "The rotation protocol"):
+//!
+//! 1. [`Rotation::create`] a GitLab token;
+//! 2. [`Rotation::test`] it against the registry itself (invariant I1: nothing else reaches
+//!    Qovery);
+//! 3. [`Rotation::switch`] Qovery to it, with the marker naming it, once the lock is proven
+//!    still held;
+//! 4. [`Rotation::finish`]: previous tokens go once their grace period is over (I2).
+//!
+//! Every failure before the switch revokes the new token and keeps the old one; a switch
+//! whose outcome is unknown revokes nothing, and the next pass settles it (I4).
+
+use chrono::{DateTime, Utc};
+
+use super::crash;
+use super::engine::{BindingReport, Engine, HeldToken};
+use super::journal::Journal;
+use super::marker::Marker;
+use super::plan::{Binding, Observed, OwnedToken, grace_end, in_grace, revocations, to_chrono};
+use crate::config::Scope;
+use crate::credential::{Credential, Fingerprint};
+use crate::gitlab::TokenSpec;
+use crate::outbound::ApiError;
+use crate::qovery::RegistryRequest;
+use crate::registry::{self, Access};
+use crate::store::BindingLock;
+
+/// Why a rotation stopped, by step. The binding's report carries its message; the journal has
+/// a line for the step.
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    #[error("cannot create the new GitLab token: {0}")]
+    Create(#[source] ApiError),
+    #[error("the new token failed the registry check: {0}")]
+    Check(String),
+    /// The lock was lost, or held past `lease_ttl`, before the switch.
+    #[error("{0}; the new token was revoked and Qovery left as it was")]
+    LostLock(String),
+    #[error("Qovery refused the new credential: {0}")]
+    Refused(#[source] ApiError),
+    #[error("Qovery did not take the new credential: {0}")]
+    NotTaken(#[source] ApiError),
+    /// Qovery may hold either token: neither was revoked.
+    #[error(
+        "the switch to token {token_id} may have reached Qovery or not ({write}), and reading \
+         the registry back failed ({read})"
+    )]
+    Unknown {
+        token_id: u64,
+        write: ApiError,
+        read: ApiError,
+    },
+}
+
+/// One rotation of one binding: what it observed, and where it writes what it does.
+pub(super) struct Rotation<'a> {
+    pub engine: &'a Engine,
+    pub binding: &'a Binding,
+    pub observed: &'a Observed,
+    pub journal: Journal<'a>,
+}
+
+/// A token this rotation made, with its credential (its secret lives only here).
+pub(super) struct New {
+    token: OwnedToken,
+    credential: Credential,
+    fingerprint: Fingerprint,
+}
+
+impl New {
+    fn id(&self) -> (u64, &str) {
+        (self.token.id, self.fingerprint.as_str())
+    }
+}
+
+impl Rotation<'_> {
+    /// The four steps, in order.
+    pub async fn run(
+        &self,
+        lock: &mut BindingLock,
+        report: &mut BindingReport,
+    ) -> Result<(), RotationError> {
+        let new = self.create(report).await?;
+        crash::point("after_create");
+        if let Err(e) = self.test(&new, report).await {
+            return Err(self.abandon(e, &new, "test", report).await);
+        }
+        crash::point("after_test");
+        let marker = match self.switch(&new, lock, report).await {
+            Ok(marker) => marker,
+            Err(e @ RotationError::Unknown { .. }) => {
+                // Qovery may hold either token now: revoking one could break its deploys.
+                self.journal
+                    .step("switch", "unknown", &e.to_string(), Some(new.id()))
+                    .await;
+                report.actions.push(format!(
+                    "kept token {} and the previous one: the switch's outcome is unknown; the next pass settles it",
+                    new.token.id
+                ));
+                return Err(e);
+            }
+            Err(e) => return Err(self.abandon(e, &new, "switch", report).await),
+        };
+        crash::point("after_switch");
+        self.finish(&new, &marker, report).await;
+        crash::point("after_finish");
+        Ok(())
+    }
+
+    /// Step 1: a new GitLab token, named for the binding, expiring after its lifetime.
+    async fn create(&self, report: &mut BindingReport) -> Result<New, RotationError> {
+        let b = self.binding;
+        // Token names have a one-second grain: the creation time is kept at that grain too.
+        let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_else(Utc::now);
+        let name = b.token_name(now);
+        let expires_at = chrono::Duration::from_std(b.policy.lifetime.0)
+            .ok()
+            .and_then(|lifetime| now.checked_add_signed(lifetime))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let spec = TokenSpec {
+            name: &name,
+            scopes: &b.policy.scopes,
+            expires_at,
+        };
+        let (token, credential) = match self
+            .engine
+            .gitlab
+            .create_token(b.policy.credential, &b.namespace, spec)
+            .await
+        {
+            Ok(created) => created,
+            Err(e) => {
+                self.journal
+                    .step("create", "failed", &e.to_string(), None)
+                    .await;
+                return Err(RotationError::Create(e));
+            }
+        };
+        let new = New {
+            token: OwnedToken {
+                id: token.id,
+                name: token.name,
+                created: now,
+                expires_at: token.expires_at,
+            },
+            fingerprint: credential.fingerprint(),
+            credential,
+        };
+        self.journal
+            .step("create", "ok", &name, Some(new.id()))
+            .await;
+        report.actions.push(format!(
+            "created token {} ({})",
+            new.token.id, new.fingerprint
+        ));
+        Ok(new)
+    }
+
+    /// Step 2: the registry check of the new credential, tried a few times, since a token
+    /// GitLab just made can take a moment to be accepted everywhere.
+    async fn test(&self, new: &New, report: &mut BindingReport) -> Result<(), RotationError> {
+        let b = self.binding;
+        let settings = &self.engine.settings;
+        let access = if b.policy.scopes.contains(&Scope::WriteRegistry) {
+            Access::Push
+        } else {
+            Access::Pull
+        };
+        let mut attempt = 1;
+        let check = loop {
+            let check = registry::check(
+                &self.engine.http,
+                &self.engine.registry_url,
+                &b.repository,
+                access,
+                &new.credential,
+            )
+            .await;
+            if check.is_ok() || attempt >= settings.check_attempts {
+                break check;
+            }
+            tracing::info!(attempt, outcome = %check.outcome, "new token not accepted yet; retrying");
+            attempt += 1;
+            tokio::time::sleep(settings.check_interval).await;
+        };
+        if !check.is_ok() {
+            return Err(RotationError::Check(check.explanation));
+        }
+        self.journal
+            .step("test", "ok", &check.explanation, Some(new.id()))
+            .await;
+        report.actions.push(format!(
+            "checked token {}: {}",
+            new.token.id, check.explanation
+        ));
+        Ok(())
+    }
+
+    /// Step 3: Qovery gets the new credential and a marker naming it; the token it held joins
+    /// the marker's retired list. Only while the lock is proven held, and not past `lease_ttl`.
+    async fn switch(
+        &self,
+        new: &New,
+        lock: &mut BindingLock,
+        report: &mut BindingReport,
+    ) -> Result<Marker, RotationError> {
+        let (b, observed, engine) = (self.binding, self.observed, self.engine);
+        // The fence: a holder that lost its lock (its PostgreSQL session ended) or stalled
+        // past lease_ttl must not write Qovery; another may be acting.
+        match lock.confirm().await {
+            Ok(()) if lock.held_for() <= engine.settings.lease_ttl => {}
+            Ok(()) => {
+                return Err(RotationError::LostLock(format!(
+                    "the rotation held the binding's lock longer than lease_ttl ({}s) before the switch",
+                    engine.settings.lease_ttl.as_secs()
+                )));
+            }
+            Err(e) => return Err(RotationError::LostLock(e.to_string())),
+        }
+
+        let mut marker = Marker::new(
+            &b.name,
+            &b.instance,
+            new.token.id,
+            &new.fingerprint,
+            new.token.expires_at.map(|e| e.date_naive()),
+        );
+        // Entries whose grace is over, or whose token is gone, leave the retired list.
+        let switch_time = Utc::now();
+        let grace = to_chrono(b.policy.grace_period.0);
+        marker.retired = observed
+            .marker()
+            .map(|m| m.retired)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(id, at)| {
+                in_grace(*at, grace, switch_time) && observed.tokens.iter().any(|t| t.id == *id)
+            })
+            .collect();
+        if let Some(previous) = observed.held() {
+            marker.retired.push((previous.id, switch_time));
+        }
+        let request = RegistryRequest {
+            name: b.qovery_registry.clone(),
+            kind: engine.registry_kind.clone(),
+            description: marker.write_into(
+                observed
+                    .registry
+                    .as_ref()
+                    .and_then(|r| r.description.as_deref())
+                    .unwrap_or(""),
+            ),
+            url: engine
+                .registry_url
+                .as_str()
+                .trim_end_matches('/')
+                .to_string(),
+            username: new.credential.username.clone(),
+            password: new.credential.password.clone(),
+        };
+        self.write(&request, new.token.id).await?;
+        self.journal
+            .step("switch", "ok", &b.qovery_registry, Some(new.id()))
+            .await;
+        report.actions.push(format!(
+            "switched Qovery registry {:?} to token {}",
+            b.qovery_registry, new.token.id
+        ));
+        report.held = Some(HeldToken {
+            token_id: new.token.id,
+            fingerprint: new.fingerprint.as_str().to_string(),
+            expires: marker.expires,
+        });
+        report.rotated_token = Some(new.token.id);
+        Ok(marker)
+    }
+
+    /// Writes the Qovery registry. A write whose answer was lost (5xx, timeout) may have been
+    /// applied: the marker, read back, tells; when it cannot be read either, the outcome is
+    /// unknown.
+    async fn write(&self, request: &RegistryRequest, token_id: u64) -> Result<(), RotationError> {
+        let engine = self.engine;
+        let written = match &self.observed.registry {
+            Some(existing) => {
+                engine
+                    .qovery
+                    .edit_registry(&engine.organization, existing, request)
+                    .await
+            }
+            None => {
+                engine
+                    .qovery
+                    .create_registry(&engine.organization, request)
+                    .await
+            }
+        };
+        let Err(write) = written else {
+            return Ok(());
+        };
+        if write.certainly_not_applied() {
+            return Err(RotationError::Refused(write));
+        }
+        match engine
+            .qovery
+            .registry_by_name(&engine.organization, &self.binding.qovery_registry)
+            .await
+        {
+            Ok(Some(r))
+                if r.description
+                    .as_deref()
+                    .and_then(Marker::find)
+                    .is_some_and(|m| m.token_id == token_id) =>
+            {
+                Ok(())
+            }
+            Ok(_) => Err(RotationError::NotTaken(write)),
+            Err(read) => Err(RotationError::Unknown {
+                token_id,
+                write,
+                read,
+            }),
+        }
+    }
+
+    /// Step 4: tokens due now go (a previous one whose grace period is zero or over, any
+    /// Qovery never held); the others are left for a later pass, and the report says until
+    /// when.
+    async fn finish(&self, new: &New, marker: &Marker, report: &mut BindingReport) {
+        let b = self.binding;
+        let mut tokens = self.observed.tokens.clone();
+        tokens.push(new.token.clone());
+        let due = revocations(b, &tokens, Some(&new.token), Some(marker), Utc::now());
+        for r in &due {
+            self.engine
+                .revoke(b, &r.token, &r.reason.to_string(), &self.journal, report)
+                .await;
+        }
+        let grace = to_chrono(b.policy.grace_period.0);
+        for (id, at) in marker
+            .retired
+            .iter()
+            .filter(|(id, _)| !due.iter().any(|r| r.token.id == *id))
+        {
+            let until = grace_end(*at, grace).map_or_else(
+                || "further notice".to_string(),
+                |end| end.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            );
+            report
+                .actions
+                .push(format!("kept token {id} until {until} (grace period)"));
+        }
+        self.journal.step("finish", "ok", "", Some(new.id())).await;
+    }
+
+    /// Gives the rotation up at `step`: journals why, and revokes the new token (Qovery never
+    /// held it, so nothing depends on it).
+    async fn abandon(
+        &self,
+        error: RotationError,
+        new: &New,
+        step: &str,
+        report: &mut BindingReport,
+    ) -> RotationError {
+        self.journal
+            .step(step, "failed", &error.to_string(), Some((new.token.id, "")))
+            .await;
+        let why = match &error {
+            RotationError::Check(_) => "it failed the registry check",
+            RotationError::LostLock(_) => "the rotation lost its lock",
+            _ => "Qovery did not take it",
+        };
+        self.engine
+            .revoke(self.binding, &new.token, why, &self.journal, report)
+            .await;
+        error
+    }
+}

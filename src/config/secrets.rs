@@ -1,0 +1,93 @@
+//! Secrets never live in the configuration file: it names the environment variable (or the
+//! file) that holds each one, and this reads it, naming the variable or file in every error,
+//! never a value.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+
+use super::Config;
+
+/// Where a secret comes from: an environment variable, or a file (which wins when given).
+#[derive(Debug, Clone)]
+pub struct SecretSource<'a> {
+    /// The config key that names the source, for messages (e.g. `gitlab.token_env`).
+    pub key: &'a str,
+    pub env: &'a str,
+    pub file: Option<&'a Path>,
+}
+
+/// Why a secret could not be read. Names the variable or file, never shows a value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error(
+        "{key} names the environment variable {env}, which is not set or is empty: export it, or set {file_key} to a file holding the secret"
+    )]
+    MissingEnv {
+        key: String,
+        env: String,
+        file_key: String,
+    },
+    #[error("cannot read the secret file {path} ({key}): {source}")]
+    File {
+        key: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the secret file {path} ({key}) is empty")]
+    EmptyFile { key: String, path: PathBuf },
+}
+
+impl SecretSource<'_> {
+    /// Reads the secret, trimming surrounding white space (files usually end in a newline).
+    pub fn read(&self) -> Result<SecretString, SecretError> {
+        if let Some(path) = self.file {
+            let text = std::fs::read_to_string(path).map_err(|source| SecretError::File {
+                key: self.file_key(),
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let value = text.trim();
+            if value.is_empty() {
+                return Err(SecretError::EmptyFile {
+                    key: self.file_key(),
+                    path: path.to_path_buf(),
+                });
+            }
+            return Ok(SecretString::from(value.to_string()));
+        }
+        match std::env::var(self.env) {
+            Ok(v) if !v.trim().is_empty() => Ok(SecretString::from(v.trim().to_string())),
+            _ => Err(SecretError::MissingEnv {
+                key: self.key.to_string(),
+                env: self.env.to_string(),
+                file_key: self.file_key(),
+            }),
+        }
+    }
+
+    fn file_key(&self) -> String {
+        match self.key.strip_suffix("_env") {
+            Some(stem) => format!("{stem}_file"),
+            None => format!("{}_file", self.key),
+        }
+    }
+}
+
+impl Config {
+    pub fn gitlab_token_source(&self) -> SecretSource<'_> {
+        SecretSource {
+            key: "gitlab.token_env",
+            env: &self.gitlab.token_env,
+            file: self.gitlab.token_file.as_deref(),
+        }
+    }
+
+    pub fn qovery_token_source(&self) -> SecretSource<'_> {
+        SecretSource {
+            key: "qovery.token_env",
+            env: &self.qovery.token_env,
+            file: self.qovery.token_file.as_deref(),
+        }
+    }
+}

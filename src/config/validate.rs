@@ -1,0 +1,364 @@
+//! Checks of a parsed configuration that serde cannot make: every problem is collected with
+//! its key (and, through `spans`, its line), so a user fixes a file in one go.
+
+use std::collections::HashMap;
+
+use super::spans::{KeyPath, SpanIndex};
+use super::{Config, CredentialKind, HttpUrl, Policy, Problem, Scope, TEMPLATE_PLACEHOLDERS};
+
+impl Config {
+    pub(super) fn validate(&self, spans: &SpanIndex) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut problem = |key: KeyPath, message: String| {
+            problems.push(Problem {
+                line: spans.line_of(&key),
+                key: key.to_string(),
+                message,
+            });
+        };
+
+        if self.gitlab.registry_url.is_none() && !is_gitlab_com(&self.gitlab.url) {
+            problem(
+                KeyPath::new("gitlab").field("registry_url"),
+                format!(
+                    "required for a self-managed GitLab ({}): give the registry's URL, e.g. \"https://registry.example.com\" \
+                     (it is the host part of a project's container_registry_image_prefix)",
+                    self.gitlab.url
+                ),
+            );
+        }
+        if let Some(aud) = &self.server.ci_audience
+            && HttpUrl::parse(aud).is_err()
+        {
+            problem(
+                KeyPath::new("server").field("ci_audience"),
+                format!(
+                    "{aud:?} is not a URL: use the URL GitLab jobs reach this server at, e.g. \"https://regwarden.example.com\""
+                ),
+            );
+        }
+        for (key, value) in [
+            ("timestamp_tolerance", self.server.timestamp_tolerance),
+            ("reconcile_interval", self.server.reconcile_interval),
+        ] {
+            if value.0.is_zero() {
+                problem(
+                    KeyPath::new("server").field(key),
+                    "must be longer than zero".into(),
+                );
+            }
+        }
+        for (key, value) in [
+            ("header_read_timeout", self.server.header_read_timeout),
+            ("request_timeout", self.server.request_timeout),
+        ] {
+            if value.0 < std::time::Duration::from_secs(1) {
+                problem(
+                    KeyPath::new("server").field(key),
+                    "must be at least 1s".into(),
+                );
+            }
+        }
+        if self.server.header_read_timeout.0 > std::time::Duration::from_secs(30) {
+            problem(
+                KeyPath::new("server").field("header_read_timeout"),
+                format!(
+                    "{} is too long: a client that stalls holds a connection that long; use at most 30s",
+                    self.server.header_read_timeout
+                ),
+            );
+        }
+        if !(1..=65_536).contains(&self.server.max_connections) {
+            problem(
+                KeyPath::new("server").field("max_connections"),
+                format!(
+                    "{} is out of range: use 1 to 65536",
+                    self.server.max_connections
+                ),
+            );
+        }
+        for (key, url, allowed) in [
+            (
+                KeyPath::new("gitlab").field("url"),
+                Some(&self.gitlab.url),
+                self.gitlab.allow_insecure_http,
+            ),
+            (
+                KeyPath::new("gitlab").field("registry_url"),
+                self.gitlab.registry_url.as_ref(),
+                self.gitlab.allow_insecure_http,
+            ),
+            (
+                KeyPath::new("qovery").field("url"),
+                Some(&self.qovery.url),
+                self.qovery.allow_insecure_http,
+            ),
+        ] {
+            if let Some(url) = url
+                && !allowed
+                && let Err(why) = crate::outbound::refuse_cleartext(&url.0)
+            {
+                let table = key.to_string();
+                let table = table.split('.').next().unwrap_or_default().to_string();
+                problem(
+                    key,
+                    format!("{why}: use https://, or set {table}.allow_insecure_http = true"),
+                );
+            }
+        }
+        if let Err(why) = check_instance(&self.reconcile.instance) {
+            problem(KeyPath::new("reconcile").field("instance"), why);
+        }
+        if self.server.max_body.0 < 1024 {
+            problem(
+                KeyPath::new("server").field("max_body"),
+                format!(
+                    "{} is too small for any GitLab webhook: use at least 1KiB (default 1MiB)",
+                    self.server.max_body
+                ),
+            );
+        }
+
+        if !(1..=64).contains(&self.reconcile.concurrency) {
+            problem(
+                KeyPath::new("reconcile").field("concurrency"),
+                format!(
+                    "{} is out of range: use 1 to 64",
+                    self.reconcile.concurrency
+                ),
+            );
+        }
+        if self.reconcile.check_attempts == 0 {
+            problem(
+                KeyPath::new("reconcile").field("check_attempts"),
+                "must be at least 1".into(),
+            );
+        }
+        if self.reconcile.lease_ttl.0 < std::time::Duration::from_secs(1) {
+            problem(
+                KeyPath::new("reconcile").field("lease_ttl"),
+                "must be at least 1s".into(),
+            );
+        }
+
+        check_policy(&self.defaults, KeyPath::new("defaults"), &mut problem);
+
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut registries: HashMap<&str, usize> = HashMap::new();
+        for (i, b) in self.bindings.iter().enumerate() {
+            let at = KeyPath::new("binding").index(i);
+            if let Err(why) = check_binding_name(&b.name) {
+                problem(at.field("name"), why);
+            }
+            if let Some(first) = names.insert(&b.name, i) {
+                problem(
+                    at.field("name"),
+                    format!(
+                        "duplicate binding name {:?}: binding[{first}] has it already; names must be unique",
+                        b.name
+                    ),
+                );
+            }
+            if let Some(first) = registries.insert(&b.qovery_registry, i) {
+                problem(
+                    at.field("qovery_registry"),
+                    format!(
+                        "binding[{first}] already keeps Qovery registry {:?}: two bindings would overwrite each other's credential",
+                        b.qovery_registry
+                    ),
+                );
+            }
+            match (&b.project, &b.group) {
+                (Some(_), Some(_)) => problem(
+                    at.clone(),
+                    "has both `project` and `group`: a binding covers one project or one group; keep one".into(),
+                ),
+                (None, None) => problem(
+                    at.clone(),
+                    "has neither `project` nor `group`: add project = \"group/project\" or group = \"group\"".into(),
+                ),
+                (Some(p), None) => {
+                    if let Err(why) = check_gitlab_path(p) {
+                        problem(at.field("project"), why);
+                    }
+                }
+                (None, Some(g)) => {
+                    if let Err(why) = check_gitlab_path(g) {
+                        problem(at.field("group"), why);
+                    }
+                    if b.repository.is_none() {
+                        problem(
+                            at.clone(),
+                            "a group binding needs `repository`: the image path the check pulls, e.g. \"acme/platform/api\"".into(),
+                        );
+                    }
+                }
+            }
+            if let Some(r) = &b.repository
+                && let Err(why) = check_gitlab_path(r)
+            {
+                problem(at.field("repository"), why);
+            }
+            if b.qovery_registry.trim().is_empty() {
+                problem(
+                    at.field("qovery_registry"),
+                    "must name a Qovery container registry".into(),
+                );
+            }
+            if b.policy.overrides_any() {
+                check_policy(&b.policy.apply_to(&self.defaults), at, &mut problem);
+            }
+        }
+
+        let mut groups: HashMap<&str, usize> = HashMap::new();
+        for (i, a) in self.auto_binds.iter().enumerate() {
+            let at = KeyPath::new("auto_bind").index(i);
+            if let Err(why) = check_gitlab_path(&a.group) {
+                problem(at.field("group"), why);
+            }
+            if let Some(first) = groups.insert(&a.group, i) {
+                problem(
+                    at.field("group"),
+                    format!("auto_bind[{first}] already covers group {:?}", a.group),
+                );
+            }
+            for (key, template) in [("name", &a.name), ("qovery_registry", &a.qovery_registry)] {
+                if let Err(why) = check_template(template) {
+                    problem(at.field(key), why);
+                }
+            }
+            if a.policy.overrides_any() {
+                check_policy(&a.policy.apply_to(&self.defaults), at, &mut problem);
+            }
+        }
+        problems
+    }
+}
+
+fn is_gitlab_com(url: &HttpUrl) -> bool {
+    url.0.host_str() == Some("gitlab.com")
+}
+
+fn check_policy(policy: &Policy, at: KeyPath, problem: &mut impl FnMut(KeyPath, String)) {
+    if policy.scopes.is_empty() || !policy.scopes.contains(&Scope::ReadRegistry) {
+        problem(
+            at.field("scopes"),
+            "must include \"read_registry\": Qovery pulls images with this credential".into(),
+        );
+    }
+    if policy.lifetime.0.as_secs() < 86_400 {
+        problem(
+            at.field("lifetime"),
+            format!(
+                "{} is too short: GitLab token expiry is at least a day",
+                policy.lifetime
+            ),
+        );
+    }
+    if policy.credential == CredentialKind::AccessToken
+        && policy.lifetime.0.as_secs() > 365 * 86_400
+    {
+        problem(
+            at.field("lifetime"),
+            format!(
+                "{} is too long: GitLab access tokens expire within 365 days",
+                policy.lifetime
+            ),
+        );
+    }
+    if policy.rotate_before >= policy.lifetime {
+        problem(
+            at.field("rotate_before"),
+            format!(
+                "{} is not shorter than the lifetime ({}): every token would be due for rotation as soon as it is made",
+                policy.rotate_before, policy.lifetime
+            ),
+        );
+    }
+    if policy.grace_period >= policy.rotate_before {
+        problem(
+            at.field("grace_period"),
+            format!(
+                "{} is not shorter than rotate_before ({}): the previous token would expire before its grace period ends",
+                policy.grace_period, policy.rotate_before
+            ),
+        );
+    }
+}
+
+/// Binding names go into GitLab token names (`regwarden-<binding>-<timestamp>`), metrics and
+/// logs, so they stay short and plain.
+pub fn check_binding_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid binding name {name:?}: use 1 to 64 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit"
+        ))
+    }
+}
+
+/// `reconcile.instance` ends every token name of the deployment: short and plain.
+pub fn check_instance(instance: &str) -> Result<(), String> {
+    let ok = instance.is_empty()
+        || (instance.len() <= 32
+            && instance
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && instance.as_bytes()[0].is_ascii_alphanumeric()
+            && instance.as_bytes()[instance.len() - 1].is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid instance {instance:?}: use 1 to 32 lowercase letters, digits or '-', starting and ending with a letter or digit (or leave it empty for the default deployment)"
+        ))
+    }
+}
+
+fn check_gitlab_path(path: &str) -> Result<(), String> {
+    let ok = !path.is_empty()
+        && !path.starts_with('/')
+        && !path.ends_with('/')
+        && !path.contains("//")
+        && !path.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid GitLab path {path:?}: write it as in the project URL, e.g. \"acme/api\""
+        ))
+    }
+}
+
+fn check_template(template: &str) -> Result<(), String> {
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            return Err(format!("unclosed '{{' in template {template:?}"));
+        };
+        let name = &rest[open + 1..open + close];
+        if !TEMPLATE_PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "unknown placeholder {{{name}}} in template {template:?}: use one of {}",
+                TEMPLATE_PLACEHOLDERS
+                    .iter()
+                    .map(|p| format!("{{{p}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        rest = &rest[open + close + 1..];
+    }
+    if template.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(())
+}

@@ -3,7 +3,7 @@
 //! it. Prints `KEY=value` lines, then `READY`, and runs until SIGTERM or SIGINT, when it stops
 //! the registry it started.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use support::gitlab::{FakeGitlab, Owner};

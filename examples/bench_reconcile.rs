@@ -5,7 +5,7 @@
 //!
 //! Usage: bench_reconcile REGWARDEN_BINARY BINDINGS LATENCY_MS CONCURRENCY
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

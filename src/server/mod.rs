@@ -211,7 +211,16 @@ impl Server {
         let max_body = usize::try_from(self.config.server.max_body.0).unwrap_or(usize::MAX);
         let app = router(state, max_body, self.config.server.request_timeout.0);
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
-        tracing::info!(listen = %listener.local_addr()?, "serving");
+        let bound = listener.local_addr()?;
+        tracing::info!(listen = %bound, "serving");
+        // On standard output whatever the log filter: with `--listen 127.0.0.1:0`, the port
+        // the system chose is known only here.
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "regwarden: listening on http://{bound}");
+            let _ = out.flush();
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
 
         let process = process_id();

@@ -1,0 +1,21 @@
+//! regwarden's integration tests, one binary: the real `regwarden` binary, real servers where
+//! one runs here (the container registry, PostgreSQL, Prism, gitlab-ci-local, the built image),
+//! and stateful fakes of GitLab's and Qovery's APIs (`support/`). A module per area.
+
+mod support;
+
+mod check;
+mod ci_component;
+mod ci_endpoint;
+mod config_cli;
+mod exit_codes;
+mod gitlab_client;
+mod gitlab_contract;
+mod image;
+mod invariants;
+mod qovery_client;
+mod qovery_contract;
+mod reconcile;
+mod serve;
+mod store;
+mod webhook_events;

@@ -1,0 +1,89 @@
+//! The contract with Qovery: every kind of request the Qovery client sends for container
+//! registries goes through Prism serving Qovery's own OpenAPI
+//! (`tests/fixtures/qovery-openapi-container-registry.yaml`) as a validating proxy in front of
+//! the fake. A request that breaks the spec, or an answer of the fake that does, fails the test.
+
+use std::time::Duration;
+
+use crate::support::fixtures::qovery_openapi;
+use crate::support::prism::Prism;
+use crate::support::qovery::FakeQovery;
+use regwarden::qovery::{QoveryClient, RegistryKind, RegistryRequest};
+use secrecy::SecretString;
+
+const ORG: &str = "3c90c3cc-0d44-4b50-8888-8dd25736052a";
+
+#[tokio::test]
+async fn every_registry_request_follows_qoverys_openapi() {
+    let Some(bin) = crate::support::tools::prism() else {
+        return;
+    };
+    let qovery = FakeQovery::start().await;
+    let token = qovery.add_organization(ORG, "acme");
+    let cluster_registry = qovery.add_registry(ORG, "registry-cluster", true, 3);
+    let prism = Prism::proxy(&bin, &qovery_openapi(), &qovery.url());
+    let http = regwarden::outbound::client(None, Duration::from_secs(20)).unwrap();
+    let client = QoveryClient::new(
+        http,
+        &reqwest::Url::parse(&prism.url).unwrap(),
+        SecretString::from(token),
+    );
+    let mut request = RegistryRequest {
+        name: "gitlab-acme-api".into(),
+        kind: RegistryKind::GitlabCr,
+        description:
+            "regwarden: binding=api token_id=7 fingerprint=sha256:0123456789ab expires=2027-01-01"
+                .into(),
+        url: "https://registry.gitlab.com".into(),
+        username: "gitlab+deploy-token-7".into(),
+        password: SecretString::from("gldt-contract"),
+    };
+
+    let created = client.create_registry(ORG, &request).await.unwrap();
+    let listed = client.registries(ORG).await.unwrap();
+    let fetched = client.registry(ORG, &created.id).await.unwrap().unwrap();
+    request.kind = RegistryKind::GenericCr;
+    request.url = "https://registry.example.com:5050".into();
+    let edited = client.edit_registry(ORG, &fetched, &request).await.unwrap();
+    let services = client
+        .associated_services(ORG, &cluster_registry)
+        .await
+        .unwrap();
+    client.delete_registry(ORG, &edited).await.unwrap();
+
+    assert_eq!(listed.len(), 2);
+    assert_eq!(edited.kind, RegistryKind::GenericCr);
+    assert_eq!(services.len(), 3);
+    assert!(qovery.registry_named("gitlab-acme-api").is_none());
+}
+
+#[tokio::test]
+async fn prism_refuses_a_request_that_breaks_the_spec() {
+    // The control: the proxy does validate, so the test above can fail.
+    let Some(bin) = crate::support::tools::prism() else {
+        return;
+    };
+    let qovery = FakeQovery::start().await;
+    let token = qovery.add_organization(ORG, "acme");
+    let prism = Prism::proxy(&bin, &qovery_openapi(), &qovery.url());
+
+    let response = regwarden::outbound::client(None, Duration::from_secs(20))
+        .unwrap()
+        .post(format!(
+            "{}/organization/{ORG}/containerRegistry",
+            prism.url
+        ))
+        .header("authorization", format!("Token {token}"))
+        .json(&serde_json::json!({"name": "no-kind-no-config"}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 422);
+    let body = response.text().await.unwrap();
+    assert!(
+        body.contains("must have required property 'kind'"),
+        "{body}"
+    );
+    assert!(qovery.registries().is_empty(), "the fake never saw it");
+}

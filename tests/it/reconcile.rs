@@ -1,0 +1,761 @@
+//! `regwarden reconcile` end to end: the fake GitLab, the real registry (TLS, private CA),
+//! the fake Qovery, a store. Each invariant of docs/architecture.md is asserted on the end state.
+
+use std::time::Duration;
+
+use crate::support::faults::Fault;
+use crate::support::world::{Settings, World};
+
+const CREATE_TOKEN: &str = "POST /api/v4/projects/{id}/deploy_tokens";
+const CREATE_REGISTRY: &str = "POST /organization/{organizationId}/containerRegistry";
+const EDIT_REGISTRY: &str =
+    "PUT /organization/{organizationId}/containerRegistry/{containerRegistryId}";
+
+/// Asserts the healthy end state: Qovery holds one of regwarden's active tokens, it works
+/// against the registry, and the marker names it.
+async fn assert_converged(w: &World) -> crate::support::gitlab::DeployToken {
+    let held = w
+        .held_token()
+        .expect("Qovery holds one of the GitLab tokens");
+    assert!(held.active(), "the token Qovery holds is active: {held:?}");
+    assert!(
+        w.qovery_can_pull().await,
+        "the credential Qovery holds pulls from the registry"
+    );
+    let registry = w.qovery_registry().unwrap();
+    let marker = regwarden::reconcile::Marker::find(&registry.description).expect("a marker");
+    assert_eq!(marker.token_id, held.id);
+    assert_eq!(registry.username.as_deref(), Some(held.username.as_str()));
+    held
+}
+
+#[tokio::test]
+async fn a_first_pass_creates_checks_and_registers_a_token() {
+    let w = World::start().await;
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.starts_with("api: rotated"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("the Qovery registry does not exist yet"),
+        "{}",
+        run.stdout
+    );
+    let held = assert_converged(&w).await;
+    assert_eq!(w.active_tokens().len(), 1);
+    assert!(held.name.starts_with("regwarden-api-2"));
+    assert_eq!(w.qovery_registry().unwrap().kind, "GENERIC_CR");
+
+    let history = w.regwarden(&["history", "--output", "json"]).await;
+    let steps: Vec<String> = history.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["step"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(steps, ["finish ok", "switch ok", "test ok", "create ok"]);
+}
+
+#[tokio::test]
+async fn a_healthy_binding_is_left_alone_with_a_single_gitlab_call() {
+    let w = World::start().await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let held = w.held_token().unwrap();
+    let calls_before = w.gitlab.total_calls();
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.starts_with("api: healthy (Qovery holds token"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(w.held_token().unwrap().id, held.id);
+    assert_eq!(w.gitlab.calls(CREATE_TOKEN), 1);
+    assert_eq!(
+        w.gitlab.total_calls() - calls_before,
+        1,
+        "one token list, nothing else"
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_prints_the_plan_and_writes_nothing_anywhere() {
+    let w = World::start().await;
+
+    let run = w.reconcile(&["--dry-run", "--output", "json"]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    let json = run.json();
+    assert_eq!(json["dry_run"], true);
+    assert_eq!(json["bindings"][0]["outcome"], "planned");
+    assert_eq!(
+        json["bindings"][0]["plan"]["rotate"]["why"],
+        "registry_missing"
+    );
+    assert!(
+        json["bindings"][0]["actions"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("would rotate")
+    );
+    assert!(w.gitlab.deploy_tokens().is_empty());
+    assert!(w.qovery.registries().is_empty());
+    assert!(!w.store_file().exists(), "not even the store is created");
+}
+
+#[tokio::test]
+async fn i1_a_token_that_fails_the_check_never_reaches_qovery() {
+    let w = World::start().await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let old = w.held_token().unwrap();
+    // GitLab starts signing registry tokens with a key the registry does not trust: every
+    // new token fails the check.
+    w.gitlab.set_sign_with_untrusted_key(true);
+
+    let run = w.reconcile(&["--force"]).await;
+
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("the new token failed the registry check"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        w.held_token().unwrap().id,
+        old.id,
+        "Qovery still holds the old token"
+    );
+    assert_eq!(
+        w.active_tokens(),
+        vec![old],
+        "the new token was revoked, the old kept"
+    );
+    assert_eq!(
+        w.qovery.calls(EDIT_REGISTRY),
+        0,
+        "Qovery never saw the new token"
+    );
+}
+
+#[tokio::test]
+async fn i2_the_old_token_lives_until_qovery_holds_the_new_one_and_the_grace_ends() {
+    let w = World::with(Settings {
+        grace_period: "2s",
+        ..Settings::default()
+    })
+    .await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let old = w.held_token().unwrap();
+    // Clocks have a one-second grain in token names.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    assert_eq!(w.reconcile(&["--force"]).await.code, 0);
+    let new = assert_converged(&w).await;
+    assert_ne!(new.id, old.id);
+    assert_eq!(
+        w.active_tokens().len(),
+        2,
+        "the old token is within its grace period"
+    );
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains(&format!(
+            "revoked token {}: its grace period is over",
+            old.id
+        )),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(w.active_tokens(), vec![new]);
+}
+
+#[tokio::test]
+async fn a_qovery_refusal_on_switch_keeps_the_old_token_and_revokes_the_new() {
+    let w = World::start().await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let old = w.held_token().unwrap();
+    w.qovery.fail(EDIT_REGISTRY, Fault::Status(400, None), 1);
+
+    let run = w.reconcile(&["--force"]).await;
+
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains("Qovery refused the new credential"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(w.held_token().unwrap().id, old.id);
+    assert_eq!(w.active_tokens(), vec![old]);
+}
+
+#[tokio::test]
+async fn a_qovery_server_error_is_retried_and_the_rotation_completes() {
+    let w = World::start().await;
+    w.qovery.fail(CREATE_REGISTRY, Fault::Status(503, None), 1);
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_converged(&w).await;
+    assert_eq!(w.qovery.registries().len(), 1);
+}
+
+#[tokio::test]
+async fn a_qovery_answer_lost_after_the_switch_still_counts_as_switched() {
+    let w = World::start().await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    // Qovery applies the PUT, then every answer is lost: the marker read back tells.
+    w.qovery.fail(EDIT_REGISTRY, Fault::ApplyThenFail, 10);
+
+    let run = w.reconcile(&["--force"]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    let held = assert_converged(&w).await;
+    assert!(run.stdout.contains(&format!(
+        "switched Qovery registry \"gitlab-acme-api\" to token {}",
+        held.id
+    )));
+}
+
+#[tokio::test]
+async fn a_gitlab_rate_limit_during_create_is_waited_out() {
+    let w = World::start().await;
+    w.gitlab.fail(CREATE_TOKEN, Fault::Status(429, Some(1)), 1);
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_converged(&w).await;
+    assert_eq!(w.active_tokens().len(), 1);
+}
+
+#[tokio::test]
+async fn a_registry_down_during_the_test_leaves_no_token_and_no_qovery_registry() {
+    let mut w = World::start().await;
+    w.stop_registry();
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains("cannot reach the registry"),
+        "{}",
+        run.stdout
+    );
+    assert!(w.active_tokens().is_empty(), "the new token was revoked");
+    assert!(w.qovery.registries().is_empty());
+}
+
+#[tokio::test]
+async fn a_token_about_to_expire_is_rotated() {
+    let w = World::start().await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let old = w.held_token().unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Six days left: within the default rotate_before of seven.
+    w.gitlab
+        .state
+        .lock()
+        .unwrap()
+        .deploy_tokens
+        .iter_mut()
+        .filter(|t| t.id == old.id)
+        .for_each(|t| t.expires_at = Some(chrono::Utc::now() + chrono::Duration::days(6)));
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("rotate: the token Qovery holds expires at"),
+        "{}",
+        run.stdout
+    );
+    assert_ne!(assert_converged(&w).await.id, old.id);
+}
+
+#[tokio::test]
+async fn a_held_token_revoked_by_hand_is_replaced() {
+    let w = World::start().await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let old = w.held_token().unwrap();
+    w.gitlab.revoke_deploy_token(old.id);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("is revoked, expired or gone"),
+        "{}",
+        run.stdout
+    );
+    assert_ne!(assert_converged(&w).await.id, old.id);
+}
+
+#[tokio::test]
+async fn tokens_regwarden_did_not_make_are_never_touched() {
+    let w = World::start().await;
+    let theirs = w.gitlab.add_deploy_token(
+        crate::support::gitlab::Owner::Project(crate::support::world::PROJECT.into()),
+        &["read_registry"],
+    );
+
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    assert_eq!(w.reconcile(&["--force"]).await.code, 0);
+
+    let still = w
+        .gitlab
+        .deploy_tokens()
+        .into_iter()
+        .find(|t| t.id == theirs.id)
+        .unwrap();
+    assert!(still.active());
+}
+
+#[tokio::test]
+async fn an_unknown_binding_name_is_a_usage_error() {
+    let w = World::start().await;
+
+    let run = w.reconcile(&["--binding", "nope"]).await;
+
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("no binding named \"nope\": the configuration has api"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn i5_no_secret_reaches_the_store() {
+    let w = World::start().await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(w.reconcile(&["--force"]).await.code, 0);
+
+    let mut bytes = std::fs::read(w.store_file()).unwrap();
+    for extra in ["regwarden.db-wal", "regwarden.db-shm"] {
+        if let Ok(more) = std::fs::read(w.path().join(extra)) {
+            bytes.extend(more);
+        }
+    }
+    let store = String::from_utf8_lossy(&bytes);
+    let secrets = w.token_secrets();
+    assert_eq!(secrets.len(), 2);
+    for secret in secrets.iter().chain([&w.gitlab_token, &w.qovery_token]) {
+        assert!(!store.contains(secret.as_str()), "a secret is in the store");
+    }
+    assert!(
+        store.contains("sha256:"),
+        "fingerprints are what the store keeps"
+    );
+}
+
+#[tokio::test]
+async fn i5_no_secret_reaches_the_logs_even_at_trace_level() {
+    let w = World::start().await;
+
+    // regwarden_env fails the test if any token appears on stdout or stderr.
+    let first = w
+        .regwarden_env(
+            &["reconcile", "--log-format", "json"],
+            &[("RUST_LOG", "trace")],
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let forced = w
+        .regwarden_env(&["reconcile", "--force"], &[("RUST_LOG", "trace")])
+        .await;
+
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(forced.code, 0, "{forced:?}");
+    assert!(
+        first.stderr.contains("\"level\":\"TRACE\""),
+        "trace logs were written"
+    );
+    assert!(forced.stderr.contains("rotation step"), "{}", forced.stderr);
+    assert_eq!(w.token_secrets().len(), 2);
+}
+
+#[tokio::test]
+async fn auto_bind_covers_every_project_of_the_group_with_a_registry() {
+    let w = World::with(Settings {
+        extra:
+            "\n[[auto_bind]]\ngroup = \"acme\"\nqovery_registry = \"gitlab-{project_path_slug}\"\n"
+                .into(),
+        ..Settings::default()
+    })
+    .await;
+    w.gitlab.add_project("acme/web");
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    // acme/api is already bound by name; acme/web gets a binding from the rule.
+    assert!(run.stdout.contains("api: rotated"), "{}", run.stdout);
+    assert!(run.stdout.contains("acme-web: rotated"), "{}", run.stdout);
+    let mut names: Vec<String> = w.qovery.registries().into_iter().map(|r| r.name).collect();
+    names.sort();
+    assert_eq!(names, ["gitlab-acme-api", "gitlab-acme-web"]);
+}
+
+#[tokio::test]
+async fn an_access_token_binding_rotates_with_create_new_and_revoke_old() {
+    let w = World::with(Settings {
+        grace_period: "2s",
+        extra: "credential = \"access_token\"\n".into(),
+        ..Settings::default()
+    })
+    .await;
+
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let first = w.qovery_registry().unwrap().password.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(w.reconcile(&["--force"]).await.code, 0);
+    let second = w.qovery_registry().unwrap().password.unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+
+    assert!(second.starts_with("glpat-") && first != second);
+    assert!(w.qovery_can_pull().await);
+    let tokens = w.gitlab.access_tokens();
+    let active: Vec<_> = tokens
+        .iter()
+        .filter(|t| t.active() && t.name.starts_with("regwarden-api-"))
+        .collect();
+    assert_eq!(active.len(), 1, "{active:?}");
+    assert_eq!(active[0].token, second);
+    assert!(
+        tokens.iter().all(|t| t.rotated_to.is_none()),
+        "create-new + revoke-old, never rotate"
+    );
+    assert!(w.gitlab.deploy_tokens().is_empty());
+}
+
+#[tokio::test]
+async fn a_terminal_shows_progress_for_many_bindings_and_a_pipe_does_not() {
+    let w = World::with(Settings {
+        extra:
+            "\n[[auto_bind]]\ngroup = \"bulk\"\nqovery_registry = \"gitlab-{project_path_slug}\"\n"
+                .into(),
+        ..Settings::default()
+    })
+    .await;
+    for i in 0..20 {
+        w.gitlab.add_project(&format!("bulk/p{i:02}"));
+    }
+
+    // `script` gives the command a pseudo-terminal, as a person's shell would.
+    let line = format!(
+        "{} reconcile --dry-run --config {}",
+        env!("CARGO_BIN_EXE_regwarden"),
+        w.config.display()
+    );
+    let tty = tokio::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("GITLAB_TOKEN", &w.gitlab_token)
+        .env("QOVERY_API_TOKEN", &w.qovery_token)
+        .output()
+        .await
+        .expect("script (util-linux)");
+    let piped = w.reconcile(&["--dry-run"]).await;
+
+    let on_terminal = String::from_utf8_lossy(&tty.stdout);
+    assert!(on_terminal.contains("21/21 bindings"), "{on_terminal}");
+    assert_eq!(piped.code, 0, "{piped:?}");
+    assert!(!piped.stderr.contains("bindings"), "{}", piped.stderr);
+    assert!(
+        piped.stdout.contains("bulk-p19: planned"),
+        "{}",
+        piped.stdout
+    );
+}
+
+const LIST_REGISTRIES: &str = "GET /organization/{organizationId}/containerRegistry";
+const GROUP_PROJECTS: &str = "GET /api/v4/groups/{id}/projects";
+
+/// A world whose configuration also has an `[[auto_bind]]` rule for a group that does not
+/// exist (renamed or deleted since) and a binding of a project that is gone.
+async fn world_with_a_broken_rule_and_binding() -> World {
+    World::with(Settings {
+        extra: r#"
+[[binding]]
+name = "ghost"
+project = "acme/ghost"
+qovery_registry = "gitlab-acme-ghost"
+
+[[auto_bind]]
+group = "acme/gone"
+qovery_registry = "gitlab-{project_path_slug}"
+"#
+        .into(),
+        ..Settings::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_broken_rule_or_binding_is_reported_on_its_own_and_the_others_proceed() {
+    let w = world_with_a_broken_rule_and_binding().await;
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("api: rotated"), "{}", run.stdout);
+    assert_converged(&w).await;
+    let ghost = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("ghost: failed"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        ghost.contains("project acme/ghost") && ghost.contains("404"),
+        "{}",
+        run.stdout
+    );
+    let rule = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("auto_bind acme/gone: failed"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        rule.contains("group acme/gone") && rule.contains("404"),
+        "{}",
+        run.stdout
+    );
+
+    // The JSON report says the same, rule by rule.
+    let json = w.reconcile(&["--dry-run", "--output", "json"]).await;
+    assert_eq!(json.code, 1, "{json:?}");
+    let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["failed_rules"][0]["group"], "acme/gone");
+    assert_eq!(report["bindings"][0]["binding"], "api");
+    assert_eq!(report["bindings"][0]["outcome"], "healthy");
+}
+
+#[tokio::test]
+async fn one_binding_by_name_never_depends_on_an_unrelated_rule() {
+    let w = world_with_a_broken_rule_and_binding().await;
+
+    let run = w.reconcile(&["--binding", "api"]).await;
+    let dry = w.reconcile(&["--binding", "api", "--dry-run"]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert_converged(&w).await;
+    assert_eq!(
+        w.gitlab.calls(GROUP_PROJECTS),
+        0,
+        "the [[auto_bind]] rule was not expanded"
+    );
+}
+
+#[tokio::test]
+async fn a_switch_whose_outcome_is_unknown_revokes_neither_token_and_the_next_pass_settles_it() {
+    for applied in [true, false] {
+        let w = World::with(Settings {
+            grace_period: "0s",
+            ..Settings::default()
+        })
+        .await;
+        assert_eq!(w.reconcile(&[]).await.code, 0);
+        let old = w.held_token().unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // Every answer to the PUT is lost, whether Qovery applied it or not, and reading the
+        // registry back fails too.
+        let lost = if applied {
+            Fault::ApplyThenDrop
+        } else {
+            Fault::Drop
+        };
+        w.qovery.fail(EDIT_REGISTRY, lost, 10);
+        // The pass's own listing goes through; reading back after the switch fails.
+        w.qovery
+            .fail(LIST_REGISTRIES, Fault::Delay(Duration::ZERO), 1);
+        w.qovery.fail(LIST_REGISTRIES, Fault::Status(503, None), 10);
+
+        let run = w.reconcile(&["--force"]).await;
+
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(
+            run.stdout.contains("may have reached Qovery or not"),
+            "{}",
+            run.stdout
+        );
+        let active: Vec<u64> = w.active_tokens().iter().map(|t| t.id).collect();
+        assert_eq!(active.len(), 2, "neither token was revoked: {}", run.stdout);
+        assert!(active.contains(&old.id));
+        let history = w.regwarden(&["history", "--binding", "api"]).await;
+        assert!(
+            history.stdout.contains("switch unknown"),
+            "{}",
+            history.stdout
+        );
+        // Whichever Qovery holds works.
+        assert!(w.qovery_can_pull().await, "applied: {applied}");
+
+        w.qovery.clear_faults();
+        let next = w.reconcile(&[]).await;
+
+        assert_eq!(next.code, 0, "{next:?}");
+        let held = assert_converged(&w).await;
+        assert_eq!(held.id == old.id, !applied, "{}", next.stdout);
+        assert_eq!(
+            w.active_tokens().iter().map(|t| t.id).collect::<Vec<_>>(),
+            vec![held.id],
+            "the token Qovery does not hold is revoked: {}",
+            next.stdout
+        );
+    }
+}
+
+/// `regwarden ci rotate` as the CI/CD component runs it, for the world's project.
+async fn ci_rotate(w: &World, registry_name: &str, extra: &[&str]) -> crate::support::cli::Run {
+    let mut args = vec!["ci", "rotate"];
+    args.extend_from_slice(extra);
+    let gitlab = w.gitlab.url();
+    let ca = w.ca.display().to_string();
+    w.regwarden_env(
+        &args,
+        &[
+            ("CI_PROJECT_PATH", crate::support::world::PROJECT),
+            ("CI_SERVER_URL", &gitlab),
+            ("CI_REGISTRY", &w.registry_url),
+            (
+                "REGWARDEN_QOVERY_ORGANIZATION_ID",
+                crate::support::world::ORG,
+            ),
+            ("REGWARDEN_QOVERY_URL", w.qovery_url_str()),
+            ("REGWARDEN_REGISTRY_NAME", registry_name),
+            ("REGWARDEN_CA_FILE", &ca),
+            ("REGWARDEN_GRACE_PERIOD", "0s"),
+            (
+                "REGWARDEN_DOTENV",
+                w.path().join("ci.env").to_str().unwrap(),
+            ),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn two_deployments_binding_one_project_never_revoke_each_others_tokens() {
+    // A server-side deployment (the configuration's binding "api", default instance) and the
+    // CI component's `rotate` job (instance "ci") keep one project's credential in two Qovery
+    // registries, with no grace period: each revokes its own previous token at once.
+    let w = World::with(Settings {
+        grace_period: "0s",
+        ..Settings::default()
+    })
+    .await;
+    let ci_registry = "gitlab-acme-api-ci";
+    for round in 0..3 {
+        let server = w.reconcile(&["--force"]).await;
+        assert_eq!(server.code, 0, "round {round}: {server:?}");
+        assert!(
+            w.qovery_can_pull().await,
+            "round {round}: the server's credential"
+        );
+        assert!(
+            round == 0 || w.can_pull(ci_registry).await,
+            "round {round}: the server's pass broke the CI deployment's credential"
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+
+        let ci = ci_rotate(&w, ci_registry, &["--force"]).await;
+        assert_eq!(ci.code, 0, "round {round}: {ci:?}");
+        assert!(
+            w.can_pull(ci_registry).await,
+            "round {round}: the CI credential"
+        );
+        assert!(
+            w.qovery_can_pull().await,
+            "round {round}: the CI job broke the server's credential"
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let ci_tokens: Vec<String> = w
+        .gitlab
+        .deploy_tokens()
+        .into_iter()
+        .filter(|t| t.active())
+        .map(|t| t.name)
+        .filter(|n| n.ends_with("-ci"))
+        .collect();
+    assert_eq!(ci_tokens.len(), 1, "{ci_tokens:?}");
+    assert!(
+        ci_tokens[0].starts_with("regwarden-acme-api-"),
+        "{ci_tokens:?}"
+    );
+    assert_eq!(w.active_tokens().len(), 1, "the server's own, alone");
+
+    // Pointed at the registry the server keeps, the CI job leaves it alone and says why.
+    let creates = w.gitlab.calls(CREATE_TOKEN);
+    let clash = ci_rotate(&w, crate::support::world::QOVERY_REGISTRY, &["--force"]).await;
+    assert_eq!(clash.code, 1, "{clash:?}");
+    assert!(
+        clash
+            .stderr
+            .contains("is kept by the default regwarden instance"),
+        "{clash:?}"
+    );
+    assert_eq!(w.gitlab.calls(CREATE_TOKEN), creates, "no token was made");
+    assert!(w.qovery_can_pull().await);
+
+    // `config check` shows which deployment this configuration is.
+    let check = w.regwarden(&["config", "check"]).await;
+    assert!(check.stdout.contains("instance"), "{}", check.stdout);
+}
+
+#[tokio::test]
+async fn a_rotation_that_held_its_lock_past_lease_ttl_stops_short_of_the_switch() {
+    let w = World::with(Settings {
+        reconcile: "lease_ttl = \"1s\"",
+        ..Settings::default()
+    })
+    .await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let old = w.held_token().unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The registry's realm takes its time: the check ends after lease_ttl.
+    w.gitlab.fail(
+        "GET /jwt/auth",
+        Fault::Delay(Duration::from_millis(1500)),
+        1,
+    );
+
+    let run = w.reconcile(&["--force"]).await;
+
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains("longer than lease_ttl"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        w.held_token().unwrap().id,
+        old.id,
+        "Qovery was left as it was"
+    );
+    assert_eq!(w.active_tokens(), vec![old], "the new token was revoked");
+}

@@ -1,0 +1,954 @@
+//! `regwarden serve` as GitLab sees it: signed and legacy webhooks through the real router,
+//! durable intake and dedupe, the worker acting on a token-expiry event, health, metrics,
+//! a kill after 202, and a graceful stop.
+
+use std::time::Duration;
+
+use crate::support::postgres::Postgres;
+use crate::support::world::{LEGACY_SECRET, PROJECT, SIGNING_TOKEN, Serving, Settings, World};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+
+/// A body signed as GitLab signs it (Standard Webhooks).
+fn signed(id: &str, body: &str, event: &str) -> reqwest::header::HeaderMap {
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let key = regwarden::server::verify::signing_key(SIGNING_TOKEN).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert("webhook-id", id.parse().unwrap());
+    h.insert("webhook-timestamp", ts.parse().unwrap());
+    h.insert("webhook-signature", format!("v1,{sig}").parse().unwrap());
+    h.insert("idempotency-key", id.parse().unwrap());
+    h.insert("x-gitlab-event", event.parse().unwrap());
+    h.insert("content-type", "application/json".parse().unwrap());
+    h
+}
+
+async fn post(s: &Serving, headers: reqwest::header::HeaderMap, body: &str) -> (u16, String) {
+    let http = regwarden::outbound::client(None, Duration::from_secs(10)).unwrap();
+    post_via(&http, s, headers, body).await
+}
+
+async fn post_via(
+    http: &reqwest::Client,
+    s: &Serving,
+    headers: reqwest::header::HeaderMap,
+    body: &str,
+) -> (u16, String) {
+    let r = http
+        .post(format!("{}/webhooks/gitlab", s.url))
+        .headers(headers)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn get(s: &Serving, path: &str) -> (u16, String) {
+    let http = regwarden::outbound::client(None, Duration::from_secs(10)).unwrap();
+    let r = http.get(format!("{}{path}", s.url)).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The expiry webhook GitLab sends for a deploy token of the project.
+fn expiry_payload(w: &World, token_id: u64, token_name: &str) -> String {
+    let project_id = w.gitlab.state.lock().unwrap().projects[0].id;
+    json!({
+        "object_kind": "deploy_token",
+        "project": {"id": project_id, "name": "api", "path_with_namespace": PROJECT},
+        "object_attributes": {
+            "id": token_id, "name": token_name,
+            "expires_at": "2026-12-01 07:57:25 UTC", "created_at": "2026-11-01 07:57:25 UTC",
+            "revoked": false, "deploy_token_type": "project_type"
+        },
+        "event_name": "expiring_deploy_token"
+    })
+    .to_string()
+}
+
+/// Polls until `cond` holds, for up to 20 s.
+async fn eventually(what: &str, w: &World, cond: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not happen; server log:\n{}", w.server_log());
+}
+
+/// A world with a token in Qovery already, served with a long timer so only webhooks act.
+async fn served_world(settings: Settings) -> (World, Serving) {
+    let w = World::with(Settings {
+        extra: format!(
+            "{}\n[server]\nreconcile_interval = \"1h\"\nmax_body = \"8KiB\"\n",
+            settings.extra
+        ),
+        ..settings
+    })
+    .await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    // Token names have a one-second grain.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let s = w.serve(&["--job-lock", "2s"]).await;
+    (w, s)
+}
+
+#[tokio::test]
+async fn an_expiry_webhook_rotates_its_binding_once_however_often_it_is_delivered() {
+    let (w, s) = served_world(Settings::default()).await;
+    let old = w.held_token().unwrap();
+    let body = expiry_payload(&w, old.id, &old.name);
+
+    let (first, answer) = post(
+        &s,
+        signed("msg_1", &body, "Resource Deploy Token Hook"),
+        &body,
+    )
+    .await;
+    let (again, again_answer) = post(
+        &s,
+        signed("msg_1", &body, "Resource Deploy Token Hook"),
+        &body,
+    )
+    .await;
+
+    assert_eq!((first, answer.as_str()), (202, r#"{"status":"accepted"}"#));
+    assert_eq!(
+        (again, again_answer.as_str()),
+        (200, r#"{"status":"duplicate"}"#)
+    );
+    eventually("the rotation", &w, || {
+        w.held_token().is_some_and(|t| t.id != old.id)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        w.gitlab.calls("POST /api/v4/projects/{id}/deploy_tokens"),
+        2,
+        "one rotation after the first pass"
+    );
+    assert!(w.qovery_can_pull().await);
+    s.terminate().await;
+}
+
+#[tokio::test]
+async fn refused_requests_get_a_bare_401_and_gitlab_never_sees_a_4xx_for_what_it_may_send() {
+    let (w, s) = served_world(Settings::default()).await;
+    let push = r#"{"object_kind":"push","ref":"refs/heads/main"}"#;
+
+    let mut bad_signature = signed("msg_2", push, "Push Hook");
+    bad_signature.insert("webhook-signature", "v1,AAAA".parse().unwrap());
+    let mut legacy = reqwest::header::HeaderMap::new();
+    legacy.insert("x-gitlab-token", LEGACY_SECRET.parse().unwrap());
+    legacy.insert("x-gitlab-event", "Push Hook".parse().unwrap());
+    let mut wrong_legacy = legacy.clone();
+    wrong_legacy.insert("x-gitlab-token", "guess".parse().unwrap());
+
+    assert_eq!(post(&s, bad_signature, push).await, (401, String::new()));
+    assert_eq!(post(&s, wrong_legacy, push).await, (401, String::new()));
+    assert_eq!(
+        post(&s, reqwest::header::HeaderMap::new(), push).await,
+        (401, String::new())
+    );
+    let (code, body) = post(&s, legacy.clone(), push).await;
+    assert_eq!((code, body.as_str()), (200, r#"{"status":"ignored"}"#));
+
+    let (code, body) = post(&s, signed("msg_3", "{not json", "Push Hook"), "{not json").await;
+    assert_eq!(code, 400);
+    assert!(body.contains("the body is not a JSON object"), "{body}");
+
+    let big = format!(
+        "{{\"object_kind\":\"push\",\"pad\":\"{}\"}}",
+        "x".repeat(10_000)
+    );
+    assert_eq!(post(&s, legacy, &big).await.0, 413);
+
+    let (_, metrics) = get(&s, "/metrics").await;
+    assert!(
+        metrics
+            .contains(r#"regwarden_webhook_verification_failures_total{reason="bad_signature"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains(r#"regwarden_webhook_deliveries_total{event="ignored",outcome="ignored"} 1"#),
+        "{metrics}"
+    );
+    drop(w);
+    s.kill().await;
+}
+
+#[tokio::test]
+async fn every_fixture_replays_through_the_router_without_a_4xx() {
+    let fixtures = crate::support::fixtures::gitlab_deliveries();
+    let (w, s) = served_world(Settings::default()).await;
+    let mut replayed = 0;
+    for d in fixtures {
+        let (code, answer) = post(
+            &s,
+            signed(&format!("fixture-{}", d.file), &d.body, &d.event),
+            &d.body,
+        )
+        .await;
+        assert!(code == 200 || code == 202, "{}: {code} {answer}", d.file);
+        replayed += 1;
+    }
+    assert_eq!(replayed, 14);
+    let (_, metrics) = get(&s, "/metrics").await;
+    assert!(!metrics.contains(&w.gitlab_token) && !metrics.contains(&w.qovery_token));
+    s.kill().await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer() {
+    let (w, s) = served_world(Settings::default()).await;
+
+    assert_eq!(get(&s, "/healthz").await, (200, "ok".into()));
+    assert_eq!(get(&s, "/readyz").await, (200, "ready".into()));
+    let (code, metrics) = get(&s, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("regwarden_jobs{status=\"queued\"}"),
+        "{metrics}"
+    );
+    for secret in w.token_secrets() {
+        assert!(!metrics.contains(&secret));
+    }
+    // The text is OpenMetrics, and is served as such.
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+    let answer = regwarden::outbound::client(None, Duration::from_secs(10))
+        .unwrap()
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    s.kill().await;
+}
+
+#[tokio::test]
+async fn a_delivery_answered_202_is_acted_on_after_a_kill() {
+    let (w, s) = served_world(Settings::default()).await;
+    let old = w.held_token().unwrap();
+    // A slow GitLab keeps the job in flight when the server dies.
+    w.gitlab.faults.lock().unwrap().latency = Duration::from_millis(400);
+    let body = expiry_payload(&w, old.id, &old.name);
+
+    let (code, _) = post(
+        &s,
+        signed("msg_kill", &body, "Resource Deploy Token Hook"),
+        &body,
+    )
+    .await;
+    assert_eq!(code, 202);
+    s.kill().await;
+    w.gitlab.faults.lock().unwrap().latency = Duration::ZERO;
+    let again = w.serve(&["--job-lock", "2s"]).await;
+
+    eventually("the rotation after the restart", &w, || {
+        w.held_token().is_some_and(|t| t.id != old.id)
+    })
+    .await;
+    assert!(w.qovery_can_pull().await);
+    again.kill().await;
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly() {
+    let (_w, s) = served_world(Settings::default()).await;
+    let status = s.terminate().await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn the_timer_reconciles_without_any_webhook() {
+    let w = World::with(Settings {
+        extra: "\n[server]\nreconcile_interval = \"1h\"\n".into(),
+        ..Settings::default()
+    })
+    .await;
+    assert!(w.qovery_registry().is_none());
+
+    // The first slot's pass runs at start-up.
+    let s = w.serve(&[]).await;
+
+    eventually("the timer's pass", &w, || w.held_token().is_some()).await;
+    s.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_stops_answering_gets_503_not_a_lost_delivery() {
+    let pg = Postgres::start();
+    let (w, s) = served_world(Settings {
+        store_url: Some(pg.url.clone()),
+        ..Settings::default()
+    })
+    .await;
+    let old = w.held_token().unwrap();
+    let body = expiry_payload(&w, old.id, &old.name);
+    drop(pg);
+
+    let (code, answer) = post(
+        &s,
+        signed("msg_503", &body, "Resource Deploy Token Hook"),
+        &body,
+    )
+    .await;
+    let (ready, _) = get(&s, "/readyz").await;
+
+    assert_eq!(
+        (code, answer.as_str()),
+        (503, r#"{"status":"store_unavailable"}"#)
+    );
+    assert_eq!(ready, 503);
+    s.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_sharing_postgres_run_each_job_once_and_rotate_once() {
+    let pg = Postgres::start();
+    let w = World::with(Settings {
+        store_url: Some(pg.url.clone()),
+        extra: "\n[server]\nreconcile_interval = \"1h\"\n".into(),
+        ..Settings::default()
+    })
+    .await;
+    w.gitlab.faults.lock().unwrap().latency = Duration::from_millis(30);
+
+    // Both start in the same timer slot: one pass between them provisions the binding.
+    let (a, b) = tokio::join!(w.serve(&[]), w.serve(&[]));
+    eventually("the timer's pass", &w, || w.held_token().is_some()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        w.gitlab.calls("POST /api/v4/projects/{id}/deploy_tokens"),
+        1
+    );
+
+    // GitLab delivers the same expiry event to both (a retry that hit the other replica).
+    let old = w.held_token().unwrap();
+    let body = expiry_payload(&w, old.id, &old.name);
+    let headers = signed("msg_twice", &body, "Resource Deploy Token Hook");
+    let (first, second) = tokio::join!(post(&a, headers.clone(), &body), post(&b, headers, &body));
+    let mut codes = [first.0, second.0];
+    codes.sort();
+    assert_eq!(codes, [200, 202], "{first:?} {second:?}");
+    eventually("the rotation", &w, || {
+        w.held_token().is_some_and(|t| t.id != old.id)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        w.gitlab.calls("POST /api/v4/projects/{id}/deploy_tokens"),
+        2,
+        "one rotation for one event"
+    );
+    assert!(w.qovery_can_pull().await);
+    a.kill().await;
+    b.kill().await;
+}
+
+fn system_hook(event: &str, project_id: u64, path: &str) -> String {
+    json!({
+        "created_at": "2026-11-24T07:30:58Z", "updated_at": "2026-11-24T07:38:22Z",
+        "event_name": event, "name": path.rsplit('/').next().unwrap(), "path": path.rsplit('/').next().unwrap(),
+        "path_with_namespace": path, "project_id": project_id, "project_namespace_id": 1,
+        "owner_name": "A", "owner_email": "a@example.com", "owners": [], "project_visibility": "private"
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_destroyed_project_loses_its_unused_qovery_registry_and_keeps_a_used_one() {
+    let (w, s) = served_world(Settings::default()).await;
+    let project_id = w.gitlab.state.lock().unwrap().projects[0].id;
+    let body = system_hook("project_destroy", project_id, PROJECT);
+
+    // Used by two services: kept, with a warning in the journal.
+    w.qovery
+        .state
+        .lock()
+        .unwrap()
+        .registries
+        .iter_mut()
+        .for_each(|r| r.associated_services = 2);
+    let (code, _) = post(&s, signed("msg_destroy_1", &body, "System Hook"), &body).await;
+    assert_eq!(code, 202);
+    let history =
+        || async { w.regwarden(&["history", "--output", "json"]).await.json()["entries"].clone() };
+    for _ in 0..100 {
+        if history().await.to_string().contains("delete_registry") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let h = history().await;
+    assert_eq!(h[0]["step"], "delete_registry");
+    assert_eq!(h[0]["outcome"], "kept");
+    assert!(
+        h[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("2 service(s) still use"),
+        "{h}"
+    );
+    assert!(w.qovery_registry().is_some());
+
+    // Unused: deleted.
+    w.qovery
+        .state
+        .lock()
+        .unwrap()
+        .registries
+        .iter_mut()
+        .for_each(|r| r.associated_services = 0);
+    let (code, _) = post(&s, signed("msg_destroy_2", &body, "System Hook"), &body).await;
+    assert_eq!(code, 202);
+    eventually("the registry's deletion", &w, || {
+        w.qovery_registry().is_none()
+    })
+    .await;
+    s.kill().await;
+}
+
+#[tokio::test]
+async fn a_project_created_under_an_auto_bind_group_is_provisioned() {
+    let (w, s) = served_world(Settings {
+        extra:
+            "\n[[auto_bind]]\ngroup = \"acme\"\nqovery_registry = \"gitlab-{project_path_slug}\"\n"
+                .into(),
+        ..Settings::default()
+    })
+    .await;
+    let id = w.gitlab.add_project("acme/web");
+    let body = json!({
+        "event_name": "project_create", "created_at": "2026-11-24T10:43:48Z", "updated_at": "2026-11-24T10:43:48Z",
+        "name": "web", "path": "web", "path_with_namespace": "acme/web", "project_id": id,
+        "project_namespace_id": 1, "owners": [], "project_visibility": "private"
+    })
+    .to_string();
+
+    let (code, _) = post(&s, signed("msg_create", &body, "Project Hook"), &body).await;
+
+    assert_eq!(code, 202);
+    eventually("the new project's registry", &w, || {
+        w.qovery.registry_named("gitlab-acme-web").is_some()
+    })
+    .await;
+    s.kill().await;
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_failing_ends_dead_in_history_and_metrics() {
+    let w = World::with(Settings {
+        extra: "\n[server]\nreconcile_interval = \"1h\"\n".into(),
+        ..Settings::default()
+    })
+    .await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let s = w.serve(&["--job-attempts", "1"]).await;
+    let old = w.held_token().unwrap();
+    // Qovery refuses every new credential from now on.
+    w.qovery.fail(
+        "PUT /organization/{organizationId}/containerRegistry/{containerRegistryId}",
+        crate::support::faults::Fault::Status(400, None),
+        100,
+    );
+    let body = expiry_payload(&w, old.id, &old.name);
+
+    let (code, _) = post(
+        &s,
+        signed("msg_dead", &body, "Resource Deploy Token Hook"),
+        &body,
+    )
+    .await;
+    assert_eq!(code, 202);
+
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = get(&s, "/metrics").await.1;
+        if metrics.contains("regwarden_jobs{status=\"dead\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        metrics.contains("regwarden_jobs{status=\"dead\"} 1"),
+        "{metrics}"
+    );
+    let history = w.regwarden(&["history", "--binding", "(server)"]).await;
+    assert!(history.stdout.contains("job dead"), "{}", history.stdout);
+    assert!(
+        history.stdout.contains("Qovery refused the new credential"),
+        "{}",
+        history.stdout
+    );
+    assert_eq!(
+        w.held_token().unwrap().id,
+        old.id,
+        "Qovery kept the old token"
+    );
+    s.kill().await;
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_running_job_finish_before_exiting() {
+    let (w, s) = served_world(Settings::default()).await;
+    let old = w.held_token().unwrap();
+    // A slow GitLab: the rotation takes a few seconds.
+    w.gitlab.faults.lock().unwrap().latency = Duration::from_millis(400);
+    let body = expiry_payload(&w, old.id, &old.name);
+    let (code, _) = post(
+        &s,
+        signed("msg_term", &body, "Resource Deploy Token Hook"),
+        &body,
+    )
+    .await;
+    assert_eq!(code, 202);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let status = s.terminate().await;
+
+    assert!(status.success(), "{status}");
+    let held = w.held_token().unwrap();
+    assert_ne!(
+        held.id,
+        old.id,
+        "the job in flight finished: server log\n{}",
+        w.server_log()
+    );
+    assert!(w.qovery_can_pull().await);
+}
+
+#[tokio::test]
+async fn a_renamed_project_is_checked_again_with_a_new_token() {
+    let (w, s) = served_world(Settings::default()).await;
+    let old = w.held_token().unwrap();
+    let project_id = w.gitlab.state.lock().unwrap().projects[0].id;
+    let mut body: serde_json::Value =
+        serde_json::from_str(&system_hook("project_rename", project_id, PROJECT)).unwrap();
+    body["old_path_with_namespace"] = json!("acme/api-old");
+    let body = body.to_string();
+
+    let (code, _) = post(&s, signed("msg_rename", &body, "System Hook"), &body).await;
+
+    assert_eq!(code, 202);
+    eventually("the rotation", &w, || {
+        w.held_token().is_some_and(|t| t.id != old.id)
+    })
+    .await;
+    assert!(w.qovery_can_pull().await);
+    s.kill().await;
+}
+
+/// Every value of `v` with the path to it (keys and indexes).
+fn json_paths(v: &serde_json::Value, at: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    out.push(at.clone());
+    let children: Vec<(String, &serde_json::Value)> = match v {
+        serde_json::Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i.to_string(), v))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (key, child) in children {
+        at.push(key);
+        json_paths(child, at, out);
+        at.pop();
+    }
+}
+
+fn json_at<'a>(v: &'a mut serde_json::Value, path: &[String]) -> &'a mut serde_json::Value {
+    path.iter().fold(v, |v, key| match v {
+        serde_json::Value::Object(m) => m.get_mut(key).unwrap(),
+        serde_json::Value::Array(a) => &mut a[key.parse::<usize>().unwrap()],
+        _ => unreachable!("paths lead through objects and arrays"),
+    })
+}
+
+/// `payload` with one to three of its values replaced by what GitLab never sends (or removed),
+/// and now and then cut short or with a byte changed.
+fn mutate(rng: &mut crate::support::rng::Lcg, payload: &serde_json::Value) -> String {
+    let mut v = payload.clone();
+    for _ in 0..1 + rng.next_below(3) {
+        let mut all = Vec::new();
+        json_paths(&v, &mut Vec::new(), &mut all);
+        let path = all[rng.index(all.len())].clone();
+        let replacement = match rng.next_below(12) {
+            0 => {
+                if let Some((key, parent)) = path.split_last() {
+                    match json_at(&mut v, parent) {
+                        serde_json::Value::Object(m) => {
+                            m.remove(key);
+                        }
+                        serde_json::Value::Array(a) => {
+                            a.remove(key.parse::<usize>().unwrap());
+                        }
+                        _ => {}
+                    }
+                }
+                continue;
+            }
+            1 => serde_json::Value::Null,
+            2 => json!(-1),
+            3 => json!(u64::MAX),
+            4 => json!(1e308),
+            5 => json!(""),
+            6 => json!("x".repeat(1500)),
+            7 => json!({}),
+            8 => json!([[], {}, null]),
+            9 => json!(true),
+            10 => json!("2026-13-45 99:99:99 UTC"),
+            _ => json!("\u{0}\u{202e}../../ü\n'\"; DROP TABLE jobs"),
+        };
+        *json_at(&mut v, &path) = replacement;
+    }
+    let mut text = v.to_string().into_bytes();
+    match rng.next_below(8) {
+        0 => text.truncate(rng.index(text.len() + 1)),
+        1 if !text.is_empty() => {
+            let at = rng.index(text.len());
+            text[at] = rng.next_below(256) as u8;
+        }
+        _ => {}
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+#[tokio::test]
+async fn mutated_deliveries_get_a_clear_answer_and_the_server_keeps_working() {
+    let (w, s) = served_world(Settings::default()).await;
+    let held = w.held_token().unwrap();
+    let project_id = w.gitlab.state.lock().unwrap().projects[0].id;
+    // What GitLab sends, as (event header, payload): our own payloads, and GitLab's recorded
+    // ones (tests/fixtures/gitlab-webhooks).
+    let mut seeds: Vec<(String, serde_json::Value)> = vec![
+        (
+            "Resource Deploy Token Hook".into(),
+            serde_json::from_str(&expiry_payload(&w, held.id + 1000, &held.name)).unwrap(),
+        ),
+        (
+            "System Hook".into(),
+            serde_json::from_str(&system_hook("project_create", 4242, "acme/fresh")).unwrap(),
+        ),
+        (
+            "System Hook".into(),
+            serde_json::from_str(&system_hook(
+                "project_rename",
+                project_id + 7,
+                "acme/renamed",
+            ))
+            .unwrap(),
+        ),
+    ];
+    for d in crate::support::fixtures::gitlab_deliveries() {
+        seeds.push((d.event, serde_json::from_str(&d.body).unwrap()));
+    }
+    let mut rng = crate::support::rng::Lcg::from_env("REGWARDEN_MUTATION_SEED", "mutation");
+
+    let http = regwarden::outbound::client(None, Duration::from_secs(10)).unwrap();
+    let mut answers = std::collections::BTreeMap::new();
+    for round in 0..30 {
+        for (n, (event, payload)) in seeds.iter().enumerate() {
+            let body = mutate(&mut rng, payload);
+            let headers = signed(&format!("mut-{round}-{n}"), &body, event);
+            let (code, answer) = post_via(&http, &s, headers, &body).await;
+            assert!(
+                matches!(code, 200 | 202 | 400 | 413),
+                "{event} answered {code} {answer} for:\n{body}"
+            );
+            if code == 400 {
+                let error = serde_json::from_str::<serde_json::Value>(&answer).unwrap()["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                assert!(!error.is_empty(), "a 400 says what is wrong: {answer}");
+            }
+            *answers.entry(code).or_insert(0) += 1;
+        }
+    }
+    eprintln!("answers to mutated deliveries: {answers:?}");
+    assert!(answers.contains_key(&400) && answers.keys().any(|c| *c == 200 || *c == 202));
+
+    // Still up, nothing panicked, and a genuine expiry still gets its binding rotated.
+    assert_eq!(get(&s, "/healthz").await, (200, "ok".into()));
+    let held = w.held_token().unwrap();
+    let body = expiry_payload(&w, held.id, &held.name);
+    let (code, _) = post(
+        &s,
+        signed("genuine", &body, "Resource Deploy Token Hook"),
+        &body,
+    )
+    .await;
+    assert_eq!(code, 202);
+    eventually("the rotation after the storm", &w, || {
+        w.held_token().is_some_and(|t| t.id != held.id)
+    })
+    .await;
+    assert!(!w.server_log().contains("panicked"), "{}", w.server_log());
+    assert!(w.qovery_can_pull().await);
+    s.terminate().await;
+}
+
+/// The job counts `/metrics` reports: (queued, running).
+async fn job_counts(s: &Serving) -> (i64, i64) {
+    let (_, metrics) = get(s, "/metrics").await;
+    let count = |status: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("regwarden_jobs{{status=\"{status}\"}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    (count("queued"), count("running"))
+}
+
+/// Polls until the server has no job queued or running, for up to 30 s.
+async fn until_idle(w: &World, s: &Serving) {
+    for _ in 0..300 {
+        if job_counts(s).await == (0, 0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("jobs still pending; server log:\n{}", w.server_log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_deliveries_four_workers_a_timer_pass_and_a_cli_pass_rotate_once() {
+    let w = World::with(Settings {
+        grace_period: "0s",
+        extra: "\n[server]\nreconcile_interval = \"1h\"\n".into(),
+        ..Settings::default()
+    })
+    .await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let old = w.held_token().unwrap();
+    // Six days left: due by rotate_before (seven days) too, so the timer's pass and a CLI
+    // pass want the rotation as well.
+    w.gitlab
+        .state
+        .lock()
+        .unwrap()
+        .deploy_tokens
+        .iter_mut()
+        .filter(|t| t.id == old.id)
+        .for_each(|t| t.expires_at = Some(chrono::Utc::now() + chrono::Duration::days(6)));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    w.gitlab.faults.lock().unwrap().latency = Duration::from_millis(30);
+    let body = expiry_payload(&w, old.id, &old.name);
+
+    // The server's first timer slot queues a pass at start-up; four deliveries of one expiry
+    // (project, group and system hooks, and a redelivery with a new id) arrive at once, and
+    // a `reconcile` from cron runs beside them.
+    let s = w.serve(&["--workers", "4"]).await;
+    let deliveries = ["msg_project", "msg_group", "msg_system", "msg_redelivered"]
+        .map(|id| post(&s, signed(id, &body, "Resource Deploy Token Hook"), &body));
+    let (answers, cli) = tokio::join!(futures_util::future::join_all(deliveries), w.reconcile(&[]));
+    for (code, answer) in &answers {
+        assert_eq!(*code, 202, "{answer}");
+    }
+    assert_eq!(cli.code, 0, "{cli:?}");
+    until_idle(&w, &s).await;
+
+    assert_eq!(
+        w.gitlab.calls("POST /api/v4/projects/{id}/deploy_tokens"),
+        2,
+        "the first pass's token, and exactly one rotation\n{}\n{}",
+        cli.stdout,
+        w.server_log()
+    );
+    let held = w.held_token().unwrap();
+    assert_ne!(held.id, old.id);
+    assert_eq!(
+        w.active_tokens().iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![held.id],
+        "the old token is revoked once its (zero) grace period is over"
+    );
+    assert!(w.qovery_can_pull().await);
+    s.kill().await;
+}
+
+#[tokio::test]
+async fn an_auto_bind_rule_whose_group_is_gone_does_not_stop_the_timer_for_other_bindings() {
+    let w = World::with(Settings {
+        extra: "\n[[auto_bind]]\ngroup = \"acme/gone\"\nqovery_registry = \"gitlab-{project_path_slug}\"\n\n[server]\nreconcile_interval = \"1h\"\n".into(),
+        ..Settings::default()
+    })
+    .await;
+
+    let s = w.serve(&[]).await;
+
+    eventually("the timer's pass of the explicit binding", &w, || {
+        w.held_token().is_some()
+    })
+    .await;
+    assert!(w.qovery_can_pull().await);
+    eventually("the failed rule in the log", &w, || {
+        w.server_log().contains("acme/gone")
+    })
+    .await;
+    let (_, metrics) = get(&s, "/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("regwarden_auto_bind_failures_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    s.kill().await;
+}
+
+/// `n` signature candidates, none of them right.
+fn candidates(n: usize) -> String {
+    vec!["v1,AAAA"; n].join(" ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_signature_candidates_is_refused_and_the_server_keeps_answering() {
+    let w = World::with(Settings {
+        extra: "\n[server]\nreconcile_interval = \"1h\"\n".into(),
+        ..Settings::default()
+    })
+    .await;
+    let s = w.serve(&[]).await;
+    // A body at the default limit (1 MiB), a current timestamp, and far more candidates
+    // than any sender needs: as many as fit under the header limit, and 50,000, which do not.
+    let body = format!(
+        "{{\"object_kind\":\"push\",\"pad\":\"{}\"}}",
+        "x".repeat((1 << 20) - 40)
+    );
+    let hostile = |n: usize| {
+        let mut h = signed("msg_hostile", &body, "Push Hook");
+        h.insert("webhook-signature", candidates(n).parse().unwrap());
+        h
+    };
+    let http = regwarden::outbound::client(None, Duration::from_secs(30)).unwrap();
+
+    // Headers past the limit may be refused (431) while the client still writes them: the
+    // connection is then closed under it, which the client sees as an error.
+    let attack = |n: usize| {
+        let request = http
+            .post(format!("{}/webhooks/gitlab", s.url))
+            .headers(hostile(n))
+            .body(body.clone());
+        async move {
+            match request.send().await {
+                Ok(r) => r.status().as_u16(),
+                Err(e) => {
+                    eprintln!("{n} candidates: the connection was closed: {e}");
+                    431
+                }
+            }
+        }
+    };
+    let started = std::time::Instant::now();
+    let attacks = [7_000, 7_000, 50_000, 50_000].map(attack);
+    let health = async {
+        // Asked while the hostile requests are in flight.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let asked = std::time::Instant::now();
+        let (code, _) = get(&s, "/healthz").await;
+        (code, asked.elapsed())
+    };
+    let (answers, (health_code, health_time)) =
+        tokio::join!(futures_util::future::join_all(attacks), health);
+
+    assert_eq!(health_code, 200);
+    assert!(
+        health_time < Duration::from_secs(2),
+        "/healthz took {health_time:?} beside the hostile requests"
+    );
+    assert_eq!(answers, [401, 401, 431, 431]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refused in {:?}",
+        started.elapsed()
+    );
+    let (_, metrics) = get(&s, "/metrics").await;
+    assert!(
+        metrics.contains("regwarden_webhook_verification_failures_total{reason=\"malformed\"} 2"),
+        "{metrics}"
+    );
+    s.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_connections_are_capped_and_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The defaults users run: header_read_timeout 10s, max_connections 512.
+    let w = World::with(Settings {
+        extra: "\n[server]\nreconcile_interval = \"1h\"\n".into(),
+        ..Settings::default()
+    })
+    .await;
+    let s = w.serve(&[]).await;
+    let addr = s.url.trim_start_matches("http://").to_string();
+
+    // 1,500 clients send a request line and part of the headers, then stall.
+    let mut stalled = Vec::new();
+    for _ in 0..1_500 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        c.write_all(b"POST /webhooks/gitlab HTTP/1.1\r\nHost: regwarden\r\nContent-")
+            .await
+            .unwrap();
+        stalled.push(c);
+    }
+    let opened = std::time::Instant::now();
+
+    // Beyond the cap, a connection is answered 503 at once, not kept.
+    let mut refused = 0;
+    for c in stalled.iter_mut().skip(600) {
+        let mut buf = [0u8; 64];
+        let deadline = Duration::from_secs(5).saturating_sub(opened.elapsed());
+        if let Ok(Ok(n)) = tokio::time::timeout(deadline, c.read(&mut buf)).await
+            && buf[..n].starts_with(b"HTTP/1.1 503")
+        {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 900, "connections beyond the first 512 are refused");
+
+    // The ones within the cap are closed once the header timeout passes.
+    let mut closed = 0;
+    for c in stalled.iter_mut().take(512) {
+        let mut buf = [0u8; 256];
+        let deadline = Duration::from_secs(20).saturating_sub(opened.elapsed());
+        loop {
+            match tokio::time::timeout(deadline, c.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    closed += 1;
+                    break;
+                }
+                Ok(Ok(_)) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+    let waited = opened.elapsed();
+    assert_eq!(closed, 512, "closed after {waited:?}");
+    assert!(waited >= Duration::from_secs(9), "{waited:?}");
+    drop(stalled);
+
+    let (code, _) = get(&s, "/healthz").await;
+    assert_eq!(code, 200);
+    let (_, metrics) = get(&s, "/metrics").await;
+    let refused_total: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("regwarden_connections_refused_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!((900..=1_000).contains(&refused_total), "{metrics}");
+    s.kill().await;
+}

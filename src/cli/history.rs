@@ -53,9 +53,14 @@ pub async fn run(path: Option<&Path>, args: HistoryArgs) -> Result<(), Failure> 
                     .as_deref()
                     .map(|f| format!(" {f}"))
                     .unwrap_or_default();
+                let reason = if e.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", e.reason)
+                };
                 println!(
-                    "{at} {} {} {}{token}{fp} {}",
-                    e.binding, e.step, e.outcome, e.reason
+                    "{at} {} {} {}{token}{fp}{reason}",
+                    e.binding, e.step, e.outcome
                 );
             }
         }

@@ -282,3 +282,22 @@ async fn an_unset_token_variable_is_named_when_probing() {
     );
     drop(w.dir);
 }
+
+#[tokio::test]
+async fn what_a_person_reads_of_config_check() {
+    let run = regwarden([
+        "config",
+        "check",
+        "--config",
+        example_file().to_str().unwrap(),
+    ])
+    .run()
+    .await;
+
+    let stdout = run
+        .stdout
+        .replace(env!("CARGO_MANIFEST_DIR"), "[repository]");
+    crate::support::snapshot::stable().bind(|| {
+        insta::assert_snapshot!("offline", stdout);
+    });
+}

@@ -759,3 +759,39 @@ async fn a_rotation_that_held_its_lock_past_lease_ttl_stops_short_of_the_switch(
     );
     assert_eq!(w.active_tokens(), vec![old], "the new token was revoked");
 }
+
+#[tokio::test]
+async fn what_a_person_reads_of_a_pass_a_dry_run_and_the_history() {
+    let w = World::with(Settings {
+        grace_period: "0s",
+        ..Settings::default()
+    })
+    .await;
+
+    let first = w.reconcile(&[]).await;
+    let steady = w.reconcile(&[]).await;
+    let dry = w.reconcile(&["--dry-run", "--force"]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let forced = w.reconcile(&["--force"]).await;
+    let history = w.regwarden(&["history"]).await;
+
+    crate::support::snapshot::stable().bind(|| {
+        insta::assert_snapshot!("first_pass", first.stdout);
+        insta::assert_snapshot!("steady_pass", steady.stdout);
+        insta::assert_snapshot!("dry_run", dry.stdout);
+        insta::assert_snapshot!("forced_pass", forced.stdout);
+        insta::assert_snapshot!("history", history.stdout);
+    });
+}
+
+#[tokio::test]
+async fn what_a_person_reads_of_the_rotate_job() {
+    let w = World::start().await;
+
+    let job = ci_rotate(&w, "gitlab-acme-api-ci", &[]).await;
+
+    assert_eq!(job.code, 0, "{job:?}");
+    crate::support::snapshot::stable().bind(|| {
+        insta::assert_snapshot!("rotate_job", job.stdout);
+    });
+}

@@ -59,51 +59,56 @@ pub struct CheckArgs {
     pub timeout: HumanDuration,
 }
 
-fn parse_registry_url(raw: &str, allow_insecure_http: bool) -> Result<Url, String> {
+fn parse_registry_url(raw: &str, allow_insecure_http: bool) -> Result<Url, Failure> {
     let with_scheme = if raw.contains("://") {
         raw.to_string()
     } else {
         format!("https://{raw}")
     };
-    let url =
-        Url::parse(&with_scheme).map_err(|e| format!("--registry {raw:?} is not a URL: {e}"))?;
+    let url = Url::parse(&with_scheme)
+        .map_err(|e| Failure::usage(format!("--registry {raw:?} is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(format!(
+        return Err(Failure::usage(format!(
             "--registry {raw:?}: expected an http:// or https:// URL with a host"
-        ));
+        )));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("--registry must not carry credentials: give the user with --username and the token on standard input".into());
+        return Err(Failure::usage(
+            "--registry must not carry credentials: give the user with --username and the token on standard input",
+        ));
     }
     if !allow_insecure_http && let Err(why) = crate::outbound::refuse_cleartext(&url) {
-        return Err(format!(
+        return Err(Failure::usage(format!(
             "--registry {why}: use https://, or pass --allow-insecure-http"
-        ));
+        )));
     }
     Ok(url)
 }
 
-fn read_password(from_stdin: bool) -> Result<SecretString, String> {
+fn read_password(from_stdin: bool) -> Result<SecretString, Failure> {
     if from_stdin {
         let mut input = String::new();
-        std::io::stdin()
-            .read_to_string(&mut input)
-            .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+        std::io::stdin().read_to_string(&mut input).map_err(|e| {
+            Failure::usage(format!("cannot read the password from standard input: {e}"))
+        })?;
         let password = input.trim_end_matches(['\n', '\r']);
         if password.is_empty() {
-            return Err("--password-stdin: standard input held no password".into());
+            return Err(Failure::usage(
+                "--password-stdin: standard input held no password",
+            ));
         }
         return Ok(SecretString::from(password.to_string()));
     }
     match std::env::var("REGWARDEN_PASSWORD") {
         Ok(p) if !p.is_empty() => Ok(SecretString::from(p)),
-        _ => Err("no password: pipe it to --password-stdin or set REGWARDEN_PASSWORD (it is never taken as a flag value)".into()),
+        _ => Err(Failure::usage(
+            "no password: pipe it to --password-stdin or set REGWARDEN_PASSWORD (it is never taken as a flag value)",
+        )),
     }
 }
 
 pub async fn run(args: CheckArgs) -> Result<(), Failure> {
-    let registry =
-        parse_registry_url(&args.registry, args.allow_insecure_http).map_err(Failure::usage)?;
+    let registry = parse_registry_url(&args.registry, args.allow_insecure_http)?;
     let repository = args.repository.trim_matches('/');
     if repository.is_empty() || repository.contains(char::is_whitespace) {
         return Err(Failure::usage(format!(
@@ -111,7 +116,7 @@ pub async fn run(args: CheckArgs) -> Result<(), Failure> {
             args.repository
         )));
     }
-    let password = read_password(args.password_stdin).map_err(Failure::usage)?;
+    let password = read_password(args.password_stdin)?;
     let http =
         crate::outbound::client(args.ca_file.as_deref(), args.timeout.0).map_err(Failure::usage)?;
     let credential = Credential::new(args.username, password);

@@ -169,7 +169,7 @@ pub struct RotateArgs {
     pub instance: String,
 }
 
-fn parse_instance(raw: &str) -> Result<String, String> {
+fn parse_instance(raw: &str) -> Result<String, crate::config::Invalid> {
     crate::config::check_instance(raw).map(|()| raw.to_string())
 }
 

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use secrecy::SecretString;
 use serde::Serialize;
@@ -58,10 +59,10 @@ enum Status {
 }
 
 impl Finding {
-    fn new(subject: &str, result: Result<String, String>) -> Self {
+    fn new(subject: &str, result: anyhow::Result<String>) -> Self {
         let (status, message) = match result {
             Ok(m) => (Status::Ok, m),
-            Err(m) => (Status::Fail, m),
+            Err(e) => (Status::Fail, format!("{e:#}")),
         };
         Self {
             subject: subject.to_string(),
@@ -157,12 +158,12 @@ async fn probe_online(
 ) -> Vec<Finding> {
     let http = match crate::outbound::client(config.gitlab.ca_file.as_deref(), timeout.0) {
         Ok(c) => c,
-        Err(e) => return vec![Finding::new("gitlab.ca_file", Err(e.to_string()))],
+        Err(e) => return vec![Finding::new("gitlab.ca_file", Err(e.into()))],
     };
     let gitlab = async {
-        let token = gitlab_token.map_err(|e| e.to_string())?;
+        let token = gitlab_token?;
         let client = GitlabClient::new(http.clone(), &config.gitlab.url.0, token);
-        let info = client.current_token().await.map_err(|e| e.to_string())?;
+        let info = client.current_token().await?;
         let mut message = format!(
             "{}: token {:?} with scopes [{}], expires {}",
             config.gitlab.url,
@@ -171,7 +172,7 @@ async fn probe_online(
             info.expires_at.as_deref().unwrap_or("never")
         );
         if !info.active {
-            return Err(format!("{message}, but it is not active"));
+            anyhow::bail!("{message}, but it is not active");
         }
         if !info.scopes.iter().any(|s| s == "api") {
             message.push_str(
@@ -181,12 +182,12 @@ async fn probe_online(
         Ok(message)
     };
     let qovery = async {
-        let token = qovery_token.map_err(|e| e.to_string())?;
+        let token = qovery_token?;
         let client = QoveryClient::new(http.clone(), &config.qovery.url.0, token);
         let org = client
             .organization(&config.qovery.organization_id.0)
             .await
-            .map_err(|e| format!("organization {}: {e}", config.qovery.organization_id))?;
+            .with_context(|| format!("organization {}", config.qovery.organization_id))?;
         Ok(format!(
             "{}: organization {:?} ({})",
             config.qovery.url, org.name, org.id

@@ -336,18 +336,24 @@ fn default_auto_bind_name() -> String {
     "{project_path_slug}".into()
 }
 
+/// Why a value of the configuration (or of a flag that takes one) is not valid: the message
+/// names the value and says what would be.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
 /// An absolute `http` or `https` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpUrl(pub Url);
 
 impl HttpUrl {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let url = Url::parse(s).map_err(|e| format!("invalid URL {s:?}: {e}"))?;
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let url = Url::parse(s).map_err(|e| Invalid(format!("invalid URL {s:?}: {e}")))?;
         match url.scheme() {
             "http" | "https" if url.host().is_some() => Ok(Self(url)),
-            _ => Err(format!(
+            _ => Err(Invalid(format!(
                 "invalid URL {s:?}: expected an http:// or https:// URL with a host"
-            )),
+            ))),
         }
     }
 }

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use super::spans::{KeyPath, SpanIndex};
-use super::{Config, CredentialKind, HttpUrl, Policy, Problem, Scope, TEMPLATE_PLACEHOLDERS};
+use super::{
+    Config, CredentialKind, HttpUrl, Invalid, Policy, Problem, Scope, TEMPLATE_PLACEHOLDERS,
+};
 
 impl Config {
     pub(super) fn validate(&self, spans: &SpanIndex) -> Vec<Problem> {
@@ -107,7 +109,7 @@ impl Config {
             }
         }
         if let Err(why) = check_instance(&self.reconcile.instance) {
-            problem(KeyPath::new("reconcile").field("instance"), why);
+            problem(KeyPath::new("reconcile").field("instance"), why.to_string());
         }
         if self.server.max_body.0 < 1024 {
             problem(
@@ -148,7 +150,7 @@ impl Config {
         for (i, b) in self.bindings.iter().enumerate() {
             let at = KeyPath::new("binding").index(i);
             if let Err(why) = check_binding_name(&b.name) {
-                problem(at.field("name"), why);
+                problem(at.field("name"), why.to_string());
             }
             if let Some(first) = names.insert(&b.name, i) {
                 problem(
@@ -179,12 +181,12 @@ impl Config {
                 ),
                 (Some(p), None) => {
                     if let Err(why) = check_gitlab_path(p) {
-                        problem(at.field("project"), why);
+                        problem(at.field("project"), why.to_string());
                     }
                 }
                 (None, Some(g)) => {
                     if let Err(why) = check_gitlab_path(g) {
-                        problem(at.field("group"), why);
+                        problem(at.field("group"), why.to_string());
                     }
                     if b.repository.is_none() {
                         problem(
@@ -197,7 +199,7 @@ impl Config {
             if let Some(r) = &b.repository
                 && let Err(why) = check_gitlab_path(r)
             {
-                problem(at.field("repository"), why);
+                problem(at.field("repository"), why.to_string());
             }
             if b.qovery_registry.trim().is_empty() {
                 problem(
@@ -214,7 +216,7 @@ impl Config {
         for (i, a) in self.auto_binds.iter().enumerate() {
             let at = KeyPath::new("auto_bind").index(i);
             if let Err(why) = check_gitlab_path(&a.group) {
-                problem(at.field("group"), why);
+                problem(at.field("group"), why.to_string());
             }
             if let Some(first) = groups.insert(&a.group, i) {
                 problem(
@@ -224,7 +226,7 @@ impl Config {
             }
             for (key, template) in [("name", &a.name), ("qovery_registry", &a.qovery_registry)] {
                 if let Err(why) = check_template(template) {
-                    problem(at.field(key), why);
+                    problem(at.field(key), why.to_string());
                 }
             }
             if a.policy.overrides_any() {
@@ -288,7 +290,7 @@ fn check_policy(policy: &Policy, at: KeyPath, problem: &mut impl FnMut(KeyPath, 
 
 /// Binding names go into GitLab token names (`regwarden-<binding>-<timestamp>`), metrics and
 /// logs, so they stay short and plain.
-pub fn check_binding_name(name: &str) -> Result<(), String> {
+pub fn check_binding_name(name: &str) -> Result<(), Invalid> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -299,14 +301,14 @@ pub fn check_binding_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(Invalid(format!(
             "invalid binding name {name:?}: use 1 to 64 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit"
-        ))
+        )))
     }
 }
 
 /// `reconcile.instance` ends every token name of the deployment: short and plain.
-pub fn check_instance(instance: &str) -> Result<(), String> {
+pub fn check_instance(instance: &str) -> Result<(), Invalid> {
     let ok = instance.is_empty()
         || (instance.len() <= 32
             && instance
@@ -317,13 +319,13 @@ pub fn check_instance(instance: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(Invalid(format!(
             "invalid instance {instance:?}: use 1 to 32 lowercase letters, digits or '-', starting and ending with a letter or digit (or leave it empty for the default deployment)"
-        ))
+        )))
     }
 }
 
-fn check_gitlab_path(path: &str) -> Result<(), String> {
+fn check_gitlab_path(path: &str) -> Result<(), Invalid> {
     let ok = !path.is_empty()
         && !path.starts_with('/')
         && !path.ends_with('/')
@@ -332,33 +334,33 @@ fn check_gitlab_path(path: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(Invalid(format!(
             "invalid GitLab path {path:?}: write it as in the project URL, e.g. \"acme/api\""
-        ))
+        )))
     }
 }
 
-fn check_template(template: &str) -> Result<(), String> {
+fn check_template(template: &str) -> Result<(), Invalid> {
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         let Some(close) = rest[open..].find('}') else {
-            return Err(format!("unclosed '{{' in template {template:?}"));
+            return Err(Invalid(format!("unclosed '{{' in template {template:?}")));
         };
         let name = &rest[open + 1..open + close];
         if !TEMPLATE_PLACEHOLDERS.contains(&name) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "unknown placeholder {{{name}}} in template {template:?}: use one of {}",
                 TEMPLATE_PLACEHOLDERS
                     .iter()
                     .map(|p| format!("{{{p}}}"))
                     .collect::<Vec<_>>()
                     .join(", ")
-            ));
+            )));
         }
         rest = &rest[open + close + 1..];
     }
     if template.trim().is_empty() {
-        return Err("must not be empty".into());
+        return Err(Invalid("must not be empty".into()));
     }
     Ok(())
 }

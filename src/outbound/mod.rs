@@ -117,14 +117,19 @@ pub fn is_loopback(url: &reqwest::Url) -> bool {
     })
 }
 
-/// Refuses `http://` to a host other than loopback: credentials would cross the network in
-/// clear. The caller says how to allow it.
-pub fn refuse_cleartext(url: &reqwest::Url) -> Result<(), String> {
+/// A URL that would carry credentials over the network in clear.
+#[derive(Debug, thiserror::Error)]
+#[error("{url} is plain http to another host: tokens would cross the network unencrypted")]
+pub struct Cleartext {
+    pub url: String,
+}
+
+/// Refuses `http://` to a host other than loopback. The caller says how to allow it.
+pub fn refuse_cleartext(url: &reqwest::Url) -> Result<(), Cleartext> {
     if url.scheme() == "http" && !is_loopback(url) {
-        Err(format!(
-            "{} is plain http to another host: tokens would cross the network unencrypted",
-            url.as_str().trim_end_matches('/')
-        ))
+        Err(Cleartext {
+            url: url.as_str().trim_end_matches('/').to_string(),
+        })
     } else {
         Ok(())
     }

@@ -268,7 +268,7 @@ impl Engine {
         lock.release().await;
         match result {
             Ok(()) => report,
-            Err(e) => report.fail(e),
+            Err(e) => report.fail(e.to_string()),
         }
     }
 
@@ -279,21 +279,21 @@ impl Engine {
         options: PassOptions,
         lock: &mut BindingLock,
         report: &mut BindingReport,
-    ) -> Result<(), String> {
+    ) -> Result<(), ActError> {
         let registry = self
             .fresh_registry(b, known_id)
             .await
-            .map_err(|e| format!("cannot read the Qovery registry: {e}"))?;
+            .map_err(ActError::Registry)?;
         let observed = self
             .observe(b, registry)
             .await
-            .map_err(|e| tokens_unreadable(b, &e))?;
+            .map_err(|e| ActError::Tokens(tokens_unreadable(b, &e)))?;
         let the_plan = plan(b, &observed, Utc::now(), options.force);
         report.plan = the_plan.clone();
         report.held = held_of(&observed);
         if let Some(why) = the_plan.blocked {
             report.outcome = BindingOutcome::Blocked;
-            return Err(why);
+            return Err(ActError::Blocked(why));
         }
         let journal = Journal::new(self.store.as_ref(), &b.name);
         match &the_plan.rotate {
@@ -305,10 +305,7 @@ impl Engine {
                     observed: &observed,
                     journal,
                 };
-                rotation
-                    .run(lock, report)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                rotation.run(lock, report).await?;
                 report.outcome = BindingOutcome::Rotated;
             }
             None => {
@@ -401,6 +398,20 @@ fn dry_run_report(
     }
     report.plan = the_plan;
     report
+}
+
+/// Why a binding's work under its lock stopped.
+#[derive(Debug, thiserror::Error)]
+enum ActError {
+    #[error("cannot read the Qovery registry: {0}")]
+    Registry(#[source] ApiError),
+    #[error("{0}")]
+    Tokens(String),
+    /// Something is in the way regwarden will not touch.
+    #[error("{0}")]
+    Blocked(String),
+    #[error(transparent)]
+    Rotation(#[from] super::rotation::RotationError),
 }
 
 /// How a binding reports that its GitLab tokens could not be read, naming what failed.

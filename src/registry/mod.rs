@@ -484,10 +484,10 @@ fn challenges_of(response: &Response) -> Vec<challenge::Challenge> {
 }
 
 /// Is a Docker Registry v2 API answering at `registry`, and how does it authenticate?
-pub async fn probe(client: &reqwest::Client, registry: &Url) -> Result<String, String> {
+pub async fn probe(client: &reqwest::Client, registry: &Url) -> anyhow::Result<String> {
     let url = directory_url(registry, "v2");
     let response = client.get(url).send().await.map_err(|e| {
-        format!(
+        anyhow::anyhow!(
             "cannot reach the registry at {registry}: {}",
             error_chain(&e)
         )
@@ -504,23 +504,23 @@ pub async fn probe(client: &reqwest::Client, registry: &Url) -> Result<String, S
             None if challenges.iter().any(|c| c.is("basic")) => {
                 Ok(format!("{registry}: Basic authentication"))
             }
-            None => Err(format!(
+            None => Err(anyhow::anyhow!(
                 "{registry}: 401 without an authentication challenge"
             )),
         },
-        s => Err(format!(
+        s => Err(anyhow::anyhow!(
             "{registry}: GET /v2/ answered {s}: not a Docker Registry v2 API"
         )),
     }
 }
 
-/// The registry error format: `{"errors":[{"code":"...","message":"..."}]}`; else the start of
-/// the body. Bounded so a misbehaving peer cannot flood a terminal or a log line.
 /// A realm's token answer is a JWT of a few KiB; more is not a token.
 const TOKEN_ANSWER_LIMIT: usize = 256 << 10;
 /// The most of an error answer read to explain it.
 const ERROR_ANSWER_LIMIT: usize = 64 << 10;
 
+/// The registry error format: `{"errors":[{"code":"...","message":"..."}]}`; else the start of
+/// the body. Bounded so a misbehaving peer cannot flood a terminal or a log line.
 async fn error_summary(response: Response) -> Option<String> {
     #[derive(Deserialize)]
     struct Errors {

@@ -67,7 +67,7 @@ impl CiAuth {
         }
     }
 
-    async fn key(&self, kid: &str) -> Result<DecodingKey, String> {
+    async fn key(&self, kid: &str) -> Result<DecodingKey, IdTokenError> {
         let mut keys = self.keys.lock().await;
         if let Some(k) = keys.by_kid.get(kid) {
             return Ok(k.clone());
@@ -76,7 +76,7 @@ impl CiAuth {
             .fetched_at
             .is_some_and(|at| at.elapsed() < self.refetch_after)
         {
-            return Err(format!("no key {kid:?} in GitLab's JWKS"));
+            return Err(IdTokenError::UnknownKey(kid.to_string()));
         }
         keys.fetched_at = Some(Instant::now());
         let response = self
@@ -85,12 +85,12 @@ impl CiAuth {
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| format!("cannot fetch GitLab's JWKS: {e}"))?;
+            .map_err(|e| IdTokenError::Jwks(crate::outbound::error_chain(&e)))?;
         let set: JwkSet = crate::outbound::read_body(response, JWKS_LIMIT)
             .await
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-            .map_err(|e| format!("GitLab's JWKS is unreadable: {e}"))?;
+            .map_err(|e| IdTokenError::Jwks(format!("unreadable: {e}")))?;
         keys.by_kid = set
             .keys
             .iter()
@@ -102,19 +102,16 @@ impl CiAuth {
         keys.by_kid
             .get(kid)
             .cloned()
-            .ok_or_else(|| format!("no key {kid:?} in GitLab's JWKS"))
+            .ok_or_else(|| IdTokenError::UnknownKey(kid.to_string()))
     }
 
     /// The verified claims of an ID token.
-    async fn verify(&self, token: &str) -> Result<Value, String> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("not a JWT: {e}"))?;
+    async fn verify(&self, token: &str) -> Result<Value, IdTokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(IdTokenError::NotJwt)?;
         if header.alg != Algorithm::RS256 {
-            return Err(format!(
-                "{:?} tokens are not accepted; GitLab signs ID tokens with RS256",
-                header.alg
-            ));
+            return Err(IdTokenError::Algorithm(header.alg));
         }
-        let kid = header.kid.ok_or("the token names no key (kid)")?;
+        let kid = header.kid.ok_or(IdTokenError::NoKeyId)?;
         let key = self.key(&kid).await?;
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[&self.issuer]);
@@ -124,8 +121,27 @@ impl CiAuth {
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         jsonwebtoken::decode::<Value>(token, &key, &validation)
             .map(|d| d.claims)
-            .map_err(|e| format!("the ID token is not valid here: {e}"))
+            .map_err(IdTokenError::Invalid)
     }
+}
+
+/// Why an ID token was refused: logged by the edge, never sent back.
+#[derive(Debug, thiserror::Error)]
+pub enum IdTokenError {
+    #[error("not a JWT: {0}")]
+    NotJwt(#[source] jsonwebtoken::errors::Error),
+    #[error("{0:?} tokens are not accepted; GitLab signs ID tokens with RS256")]
+    Algorithm(Algorithm),
+    #[error("the token names no key (kid)")]
+    NoKeyId,
+    #[error("no key {0:?} in GitLab's JWKS")]
+    UnknownKey(String),
+    #[error("cannot fetch GitLab's JWKS: {0}")]
+    Jwks(String),
+    #[error("the ID token is not valid here: {0}")]
+    Invalid(#[source] jsonwebtoken::errors::Error),
+    #[error("the ID token has no project_id claim")]
+    NoProjectId,
 }
 
 /// A claim GitLab sends as a string (`"project_id": "20"`) or, on some versions, a number.
@@ -219,7 +235,7 @@ impl FromRequestParts<AppState> for CiJob {
         }
         let claims = ci.verify(token).await.map_err(EdgeError::BadIdToken)?;
         let project_id = id_claim(&claims, "project_id")
-            .ok_or_else(|| EdgeError::BadIdToken("no project_id claim".into()))?;
+            .ok_or(EdgeError::BadIdToken(IdTokenError::NoProjectId))?;
         app.ci_pace
             .admit(&project_id)
             .map_err(|retry_after| EdgeError::RateLimited { retry_after })?;
@@ -332,7 +348,7 @@ mod tests {
         server.kids.lock().unwrap().push("k2");
         for _ in 0..5 {
             let refused = auth.key("k2").await.expect_err("not fetched yet");
-            assert!(refused.contains("no key \"k2\""), "{refused}");
+            assert!(refused.to_string().contains("no key \"k2\""), "{refused}");
         }
         assert_eq!(server.fetches.load(Ordering::SeqCst), 1);
 

@@ -30,7 +30,7 @@ pub enum EdgeError {
     NoIdToken(&'static str),
     /// An ID token that does not verify; the reason is logged.
     #[error("ID token refused: {0}")]
-    BadIdToken(String),
+    BadIdToken(super::ci_endpoint::IdTokenError),
     /// Authenticated, but nothing here for it; the reason is logged.
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -133,7 +133,9 @@ mod tests {
     #[test]
     fn internals_are_logged_not_answered() {
         let leaky = [
-            EdgeError::BadIdToken("InvalidAudience from jsonwebtoken".into()),
+            EdgeError::BadIdToken(super::super::ci_endpoint::IdTokenError::UnknownKey(
+                "a kid from jsonwebtoken".into(),
+            )),
             EdgeError::Forbidden("GitLab said 404 Project Not Found".into()),
             EdgeError::Unavailable("the store failed: disk I/O error".into()),
         ];

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
@@ -206,10 +207,12 @@ impl Worker {
         }
     }
 
-    async fn settle(&self, id: i64, attempts: i64, result: Result<(), String>) {
-        let outcome = match &result {
-            Ok(()) => JobOutcome::Done,
-            Err(e) if attempts < self.max_attempts => {
+    async fn settle(&self, id: i64, attempts: i64, result: anyhow::Result<()>) {
+        // The store keeps the message with its causes; it never holds a secret (I5).
+        let error = result.as_ref().err().map(|e| format!("{e:#}"));
+        let outcome = match &error {
+            None => JobOutcome::Done,
+            Some(e) if attempts < self.max_attempts => {
                 // 2, 4, 8, 16 s, with up to a second of jitter so replicas spread out.
                 let backoff = 1000 * (1i64 << attempts.min(8)) + fastrand_ms();
                 tracing::warn!(error = %e, retry_in_ms = backoff, "job failed; retrying");
@@ -218,7 +221,7 @@ impl Worker {
                     error: e,
                 }
             }
-            Err(e) => {
+            Some(e) => {
                 tracing::error!(error = %e, "job failed for good");
                 let _ = self
                     .store
@@ -241,9 +244,8 @@ impl Worker {
         }
     }
 
-    async fn process(&self, payload: &str) -> Result<(), String> {
-        let payload: JobPayload =
-            serde_json::from_str(payload).map_err(|e| format!("unreadable job: {e}"))?;
+    async fn process(&self, payload: &str) -> anyhow::Result<()> {
+        let payload: JobPayload = serde_json::from_str(payload).context("unreadable job")?;
         let (selected, force, failed_rules) = match payload {
             JobPayload::Reconcile { bindings, reason } => {
                 tracing::info!(%reason, "reconcile pass");
@@ -319,7 +321,7 @@ impl Worker {
         if failed.is_empty() {
             Ok(())
         } else {
-            Err(failed.join("; "))
+            Err(anyhow::anyhow!(failed.join("; ")))
         }
     }
 
@@ -347,7 +349,7 @@ impl Worker {
 
     /// A bound project is gone, and its tokens with it. Its Qovery registry is deleted when
     /// no service uses it; otherwise it is kept and a warning says why.
-    async fn project_destroyed(&self, gone: &[Binding]) -> Result<(), String> {
+    async fn project_destroyed(&self, gone: &[Binding]) -> anyhow::Result<()> {
         let org = &self.engine.organization;
         for b in gone {
             let registry = self
@@ -355,7 +357,7 @@ impl Worker {
                 .qovery
                 .registry_by_name(org, &b.qovery_registry)
                 .await
-                .map_err(|e| e.to_string())?;
+                .with_context(|| format!("cannot read Qovery registry {:?}", b.qovery_registry))?;
             let Some(registry) = registry else { continue };
             let ours = registry
                 .description
@@ -383,7 +385,9 @@ impl Worker {
                     .qovery
                     .delete_registry(org, &registry)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .with_context(|| {
+                        format!("cannot delete Qovery registry {:?}", registry.name)
+                    })?;
                 (
                     "delete_registry",
                     "ok",

@@ -94,7 +94,7 @@ pub fn process_id() -> String {
 async fn readyz(State(app): State<AppState>) -> Response {
     let ping = tokio::time::timeout(Duration::from_secs(2), app.store.ping())
         .await
-        .unwrap_or_else(|_| Err(crate::store::StoreError::Query("no answer in 2 s".into())));
+        .unwrap_or_else(|_| Err(crate::store::StoreError::Timeout(Duration::from_secs(2))));
     match ping {
         Ok(()) => "ready".into_response(),
         Err(e) => {

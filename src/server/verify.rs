@@ -76,16 +76,40 @@ fn split(secret: &SecretString) -> Vec<String> {
         .collect()
 }
 
+/// Why the webhook secrets cannot be used: a configuration problem, named with its key.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("a signing token starts with whsec_ (GitLab shows it once, when generated)")]
+    NotWhsec,
+    #[error("a signing token is whsec_ followed by standard base64")]
+    NotBase64,
+    #[error("a signing token encodes at least 16 bytes (GitLab's encode 32)")]
+    TooShort,
+    #[error(
+        "server.require_signature is set but no signing token is configured: set server.signing_tokens_env (whsec_...)"
+    )]
+    SignatureRequired,
+    #[error(
+        "no webhook secret is configured: set the variable named by server.signing_tokens_env (whsec_..., preferred) or server.secret_tokens_env"
+    )]
+    NoSecret,
+    /// One of the above, with the variables the configuration names.
+    #[error("{error} (signing tokens: {signing_env}, secret tokens: {secret_env})")]
+    InConfig {
+        error: Box<SetupError>,
+        signing_env: String,
+        secret_env: String,
+    },
+}
+
 /// Decodes `whsec_<base64>` into the HMAC key.
-pub fn signing_key(secret: &str) -> Result<Vec<u8>, String> {
-    let encoded = secret
-        .strip_prefix("whsec_")
-        .ok_or("a signing token starts with whsec_ (GitLab shows it once, when generated)")?;
+pub fn signing_key(secret: &str) -> Result<Vec<u8>, SetupError> {
+    let encoded = secret.strip_prefix("whsec_").ok_or(SetupError::NotWhsec)?;
     let key = STANDARD
         .decode(encoded)
-        .map_err(|_| "a signing token is whsec_ followed by standard base64")?;
+        .map_err(|_| SetupError::NotBase64)?;
     if key.len() < 16 {
-        return Err("a signing token encodes at least 16 bytes (GitLab's encode 32)".into());
+        return Err(SetupError::TooShort);
     }
     Ok(key)
 }
@@ -96,7 +120,7 @@ impl Verifier {
         secret_tokens: &[String],
         require_signature: bool,
         tolerance: Duration,
-    ) -> Result<Verifier, String> {
+    ) -> Result<Verifier, SetupError> {
         let signing_keys = signing_tokens
             .iter()
             .map(|t| signing_key(t).map(|k| SecretBox::new(Box::new(k))))
@@ -115,16 +139,16 @@ impl Verifier {
             && (verifier.token_digests.is_empty() || require_signature)
         {
             return Err(if require_signature {
-                "server.require_signature is set but no signing token is configured: set server.signing_tokens_env (whsec_...)".into()
+                SetupError::SignatureRequired
             } else {
-                "no webhook secret is configured: set the variable named by server.signing_tokens_env (whsec_..., preferred) or server.secret_tokens_env".into()
+                SetupError::NoSecret
             });
         }
         Ok(verifier)
     }
 
     /// Reads the secrets the configuration names (environment variables or files).
-    pub fn from_config(server: &ServerConfig) -> Result<Verifier, String> {
+    pub fn from_config(server: &ServerConfig) -> Result<Verifier, SetupError> {
         let read = |key: &'static str, env: &str, file: Option<&std::path::Path>| -> Vec<String> {
             SecretSource { key, env, file }
                 .read()
@@ -147,11 +171,10 @@ impl Verifier {
             server.require_signature,
             server.timestamp_tolerance.0,
         )
-        .map_err(|e| {
-            format!(
-                "{e} (signing tokens: {}, secret tokens: {})",
-                server.signing_tokens_env, server.secret_tokens_env
-            )
+        .map_err(|e| SetupError::InConfig {
+            error: Box::new(e),
+            signing_env: server.signing_tokens_env.clone(),
+            secret_env: server.secret_tokens_env.clone(),
         })
     }
 
@@ -424,7 +447,7 @@ mod tests {
         assert!(Verifier::new(&[], &[], false, Duration::from_secs(300)).is_err());
         assert!(Verifier::new(&[], &["t".into()], true, Duration::from_secs(300)).is_err());
         let bad = Verifier::new(&["not-whsec".into()], &[], false, Duration::from_secs(300));
-        assert!(bad.err().unwrap().contains("whsec_"));
+        assert!(bad.err().unwrap().to_string().contains("whsec_"));
     }
 }
 

@@ -123,7 +123,7 @@ async fn record(app: AppState, key: String, event: Event) -> Response {
     };
     let recorded = tokio::time::timeout(STORE_DEADLINE, app.deliveries.record(delivery))
         .await
-        .unwrap_or_else(|_| Err(crate::store::StoreError::Query("no answer in time".into())));
+        .unwrap_or_else(|_| Err(crate::store::StoreError::Timeout(STORE_DEADLINE)));
     match recorded {
         Err(e) => {
             tracing::error!(error = %e, "cannot record the delivery");

@@ -16,26 +16,34 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
 
-/// Why the store could not do something. Messages never carry a password from the URL.
+/// Why the store could not do something. Messages never carry a password from the URL: the
+/// URL shown is redacted, and sqlx's errors do not repeat it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the store at {url}: {reason}")]
-    Open { url: String, reason: String },
+    #[error("unsupported store URL {url}: use sqlite://path or postgres://...")]
+    Unsupported { url: String },
+    #[error("cannot open the store at {url}: {source}")]
+    Open {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("cannot migrate the store's schema: {0}")]
-    Migrate(String),
+    Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the store failed: {0}")]
-    Query(String),
+    Query(#[from] sqlx::Error),
+    #[error("the store did not answer within {}s", .0.as_secs())]
+    Timeout(Duration),
+    #[error("the delivery writer stopped")]
+    WriterStopped,
+    /// The failure of a group commit, told to every delivery in the group.
+    #[error("{0}")]
+    Shared(std::sync::Arc<StoreError>),
     #[error("cannot take or keep a binding's lock: {0}")]
     Lock(String),
 }
 
 pub use lock::{BindingLock, advisory_key};
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError::Query(e.to_string())
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -136,7 +144,7 @@ pub struct NewDelivery {
 
 struct Pending {
     delivery: NewDelivery,
-    reply: tokio::sync::oneshot::Sender<Result<bool, String>>,
+    reply: tokio::sync::oneshot::Sender<Result<bool, std::sync::Arc<StoreError>>>,
 }
 
 /// The handle of [`Store::delivery_writer`].
@@ -152,11 +160,11 @@ impl DeliveryWriter {
         self.tx
             .send(Pending { delivery, reply })
             .await
-            .map_err(|_| StoreError::Query("the delivery writer stopped".into()))?;
+            .map_err(|_| StoreError::WriterStopped)?;
         answer
             .await
-            .map_err(|_| StoreError::Query("the delivery writer stopped".into()))?
-            .map_err(StoreError::Query)
+            .map_err(|_| StoreError::WriterStopped)?
+            .map_err(StoreError::Shared)
     }
 }
 
@@ -204,10 +212,7 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_string())
         } else {
-            return Err(StoreError::Open {
-                url: shown,
-                reason: "use sqlite://path or postgres://...".into(),
-            });
+            return Err(StoreError::Unsupported { url: shown });
         };
         // Every connection to `sqlite::memory:` is a database of its own: keep one.
         let max = match backend {
@@ -244,14 +249,11 @@ impl Store {
         let pool = options
             .connect(&connect_url)
             .await
-            .map_err(|e| StoreError::Open {
+            .map_err(|source| StoreError::Open {
                 url: shown.clone(),
-                reason: e.to_string(),
+                source,
             })?;
-        migrator(backend)
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        migrator(backend).run(&pool).await?;
         let locks = match backend {
             Backend::Postgres => lock::LockSpace::Postgres {
                 url: connect_url.clone(),
@@ -450,9 +452,9 @@ impl Store {
                         }
                     }
                     Err(e) => {
-                        let message = e.to_string();
+                        let shared = std::sync::Arc::new(e);
                         for p in pending {
-                            let _ = p.reply.send(Err(message.clone()));
+                            let _ = p.reply.send(Err(shared.clone()));
                         }
                     }
                 }

@@ -896,6 +896,20 @@ async fn half_open_connections_are_capped_and_closed_after_the_header_timeout() 
     let s = w.serve(&[]).await;
     let addr = s.url.trim_start_matches("http://").to_string();
 
+    // A keep-alive connection that made one request and then went quiet.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: regwarden\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 256];
+    let n = idle.read(&mut answer).await.unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        &answer[..n]
+    );
+    let idle_since = std::time::Instant::now();
+
     // 1,500 clients send a request line and part of the headers, then stall.
     let mut stalled = Vec::new();
     for _ in 0..1_500 {
@@ -920,9 +934,10 @@ async fn half_open_connections_are_capped_and_closed_after_the_header_timeout() 
     }
     assert_eq!(refused, 900, "connections beyond the first 512 are refused");
 
-    // The ones within the cap are closed once the header timeout passes.
+    // The ones within the cap (511 beside the idle one) are closed once the header timeout
+    // passes.
     let mut closed = 0;
-    for c in stalled.iter_mut().take(512) {
+    for c in stalled.iter_mut().take(511) {
         let mut buf = [0u8; 256];
         let deadline = Duration::from_secs(20).saturating_sub(opened.elapsed());
         loop {
@@ -937,9 +952,16 @@ async fn half_open_connections_are_capped_and_closed_after_the_header_timeout() 
         }
     }
     let waited = opened.elapsed();
-    assert_eq!(closed, 512, "closed after {waited:?}");
+    assert_eq!(closed, 511, "closed after {waited:?}");
     assert!(waited >= Duration::from_secs(9), "{waited:?}");
     drop(stalled);
+
+    // The idle keep-alive connection was closed by the same timeout.
+    let eof = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut answer))
+        .await
+        .expect("closed by then");
+    assert!(matches!(eof, Ok(0) | Err(_)), "{eof:?}");
+    assert!(idle_since.elapsed() >= Duration::from_secs(9));
 
     let (code, _) = get(&s, "/healthz").await;
     assert_eq!(code, 200);

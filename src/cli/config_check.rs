@@ -62,7 +62,7 @@ impl Finding {
     fn new(subject: &str, result: anyhow::Result<String>) -> Self {
         let (status, message) = match result {
             Ok(m) => (Status::Ok, m),
-            Err(e) => (Status::Fail, format!("{e:#}")),
+            Err(e) => (Status::Fail, crate::outbound::error_chain(e.as_ref())),
         };
         Self {
             subject: subject.to_string(),

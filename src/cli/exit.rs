@@ -46,9 +46,12 @@ impl Failure {
     /// The message for standard error, if the command did not print its own report.
     pub fn message(&self) -> Option<String> {
         match self {
-            // `{:#}` writes the causes too: "cannot open the store: ...: connection refused".
-            Failure::Failed(e) => Some(format!("{e:#}")),
-            Failure::Usage(m) | Failure::Check { message: m, .. } => Some(m.clone()),
+            // With its causes, each once: "the store: cannot open ...: connection refused".
+            Failure::Failed(e) => Some(crate::outbound::error_chain(e.as_ref())),
+            Failure::Usage(m) | Failure::Check { message: m, .. } if !m.is_empty() => {
+                Some(m.clone())
+            }
+            Failure::Usage(_) | Failure::Check { .. } => None,
             Failure::Config(_) | Failure::Reported => None,
         }
     }
@@ -93,11 +96,25 @@ mod tests {
     }
 
     #[test]
-    fn a_failure_says_its_causes() {
+    fn a_failure_says_its_causes_each_once() {
         let e = anyhow::anyhow!("connection refused").context("cannot open the store");
         assert_eq!(
             Failure::failed(e).message().unwrap(),
             "cannot open the store: connection refused"
         );
+        // A message that already quotes its cause does not repeat it.
+        let quoted = anyhow::anyhow!("connection refused")
+            .context("cannot open the store at x: connection refused")
+            .context("the store");
+        assert_eq!(
+            Failure::failed(quoted).message().unwrap(),
+            "the store: cannot open the store at x: connection refused"
+        );
+        // A check whose report was printed adds no empty line.
+        let check = Failure::Check {
+            outcome: Outcome::Rejected,
+            message: String::new(),
+        };
+        assert_eq!(check.message(), None);
     }
 }

@@ -79,6 +79,44 @@ impl ApiError {
         matches!(self, ApiError::NotFound { .. })
     }
 
+    /// The same error with `f` applied to the service's message (to remove a secret the
+    /// service may have echoed from the request).
+    pub fn map_message(self, f: impl Fn(&str) -> String) -> Self {
+        match self {
+            ApiError::Unauthorized { service, message } => ApiError::Unauthorized {
+                service,
+                message: f(&message),
+            },
+            ApiError::Forbidden { service, message } => ApiError::Forbidden {
+                service,
+                message: f(&message),
+            },
+            ApiError::NotFound { service, message } => ApiError::NotFound {
+                service,
+                message: f(&message),
+            },
+            ApiError::Transient {
+                service,
+                status,
+                message,
+            } => ApiError::Transient {
+                service,
+                status,
+                message: f(&message),
+            },
+            ApiError::Permanent {
+                service,
+                status,
+                message,
+            } => ApiError::Permanent {
+                service,
+                status,
+                message: f(&message),
+            },
+            e @ ApiError::RateLimited { .. } => e,
+        }
+    }
+
     /// Maps a network-level failure (no HTTP status).
     fn from_transport(service: &'static str, err: &reqwest::Error) -> Self {
         let status = if err.is_timeout() {
@@ -279,6 +317,15 @@ impl Api {
             Ok(body) => body,
             Err(super::BodyError::Transport(e)) => {
                 return Err(ApiError::from_transport(self.service, &e));
+            }
+            // An answer too long to read: refused if the status says so; a success (or a
+            // server error) may have done its work, so it is not "certainly not applied".
+            Err(e @ super::BodyError::TooLong { .. }) if !status.is_client_error() => {
+                return Err(ApiError::Transient {
+                    service: self.service,
+                    status: status.as_u16().to_string(),
+                    message: e.to_string(),
+                });
             }
             Err(e @ super::BodyError::TooLong { .. }) => {
                 return Err(ApiError::Permanent {

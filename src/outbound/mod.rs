@@ -82,7 +82,8 @@ pub fn client(
 /// call with the 3xx answer itself.
 fn same_origin_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
-        if attempt.previous().len() >= 5 {
+        // `previous()` starts with the first URL: five redirects followed make six.
+        if attempt.previous().len() > 5 {
             return attempt.error("more than 5 redirects");
         }
         let Some(from) = attempt.previous().last() else {

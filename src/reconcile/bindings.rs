@@ -73,8 +73,7 @@ pub struct RuleFailure {
 impl RuleFailure {
     /// Whether the rule could have bound the project at `path` (it is under the group).
     pub fn could_cover(&self, path: &str) -> bool {
-        path.strip_prefix(self.group.as_str())
-            .is_some_and(|rest| rest.starts_with('/'))
+        is_under(path, &self.group)
     }
 }
 
@@ -146,14 +145,12 @@ pub async fn resolve_named(config: &Config, gitlab: &GitlabClient, names: &[Stri
 pub fn for_project(config: &Config, project: &Project) -> Vec<Binding> {
     let path = &project.path_with_namespace;
     let id = project.id.to_string();
-    let mut bindings: Vec<Binding> = explicit(config)
-        .into_iter()
-        .filter(|b| match &b.namespace {
-            Namespace::Project(p) => p == path || *p == id,
-            Namespace::Group(g) => is_under(path, g),
-        })
-        .collect();
     let all_explicit = explicit(config);
+    let mut bindings: Vec<Binding> = all_explicit
+        .iter()
+        .filter(|b| covers(b, path, &id))
+        .cloned()
+        .collect();
     for rule in config
         .auto_binds
         .iter()
@@ -174,10 +171,16 @@ pub fn for_project(config: &Config, project: &Project) -> Vec<Binding> {
 /// Whether the configuration may bind a project at `path` (or with this id): an explicit
 /// binding names it or a group above it, or an `[[auto_bind]]` group holds it. No network.
 pub fn may_bind(config: &Config, path: &str, id: &str) -> bool {
-    config.bindings.iter().any(|b| {
-        b.project.as_deref().is_some_and(|p| p == path || p == id)
-            || b.group.as_deref().is_some_and(|g| is_under(path, g))
-    }) || config.auto_binds.iter().any(|r| is_under(path, &r.group))
+    explicit(config).iter().any(|b| covers(b, path, id))
+        || config.auto_binds.iter().any(|r| is_under(path, &r.group))
+}
+
+/// Whether binding `b` is about the project at `path` (or with this id).
+fn covers(b: &Binding, path: &str, id: &str) -> bool {
+    match &b.namespace {
+        Namespace::Project(p) => p == path || p == id,
+        Namespace::Group(g) => is_under(path, g),
+    }
 }
 
 /// Whether `path` is below `group`.

@@ -146,6 +146,9 @@ fn held_of(observed: &Observed) -> Option<HeldToken> {
 impl Engine {
     /// One pass over `bindings`: observe, plan, and (unless a dry run) apply.
     pub async fn run(&self, bindings: &[Binding], options: PassOptions) -> Vec<BindingReport> {
+        if bindings.is_empty() {
+            return Vec::new();
+        }
         // One list of Qovery registries serves every binding of the pass.
         let registries = match self.qovery.registries(&self.organization).await {
             Ok(r) => r,
@@ -268,6 +271,11 @@ impl Engine {
         lock.release().await;
         match result {
             Ok(()) => report,
+            // Blocked stays blocked: something is in the way, not broken.
+            Err(ActError::Blocked(why)) => {
+                report.error = Some(why);
+                report
+            }
             Err(e) => report.fail(e.to_string()),
         }
     }

@@ -161,6 +161,11 @@ pub enum RotateReason {
     },
     /// The project was renamed or transferred after the held token was checked.
     ProjectMoved,
+    /// The registry was kept by the unnamed default deployment (binding `binding`); this named
+    /// one takes it over.
+    Adopt {
+        binding: String,
+    },
     Forced,
 }
 
@@ -181,6 +186,10 @@ impl fmt::Display for RotateReason {
             RotateReason::ExpiryAnnounced { token_id } => write!(
                 f,
                 "GitLab announced that the token Qovery holds ({token_id}) expires soon"
+            ),
+            RotateReason::Adopt { binding } => write!(
+                f,
+                "the Qovery registry was kept by the default regwarden instance (binding {binding:?}); this instance takes it over and leaves that deployment's tokens alone"
             ),
             RotateReason::ProjectMoved => write!(
                 f,
@@ -245,11 +254,26 @@ pub fn plan(binding: &Binding, observed: &Observed, now: DateTime<Utc>, force: F
             r.name
         ));
     }
-    if let (Some(r), Some(m)) = (&observed.registry, observed.marker())
+    let marker = observed.marker();
+    let adopt = match (&observed.registry, &marker) {
+        // A named deployment takes over a registry the unnamed default one kept (or one written
+        // before deployments had names, by an earlier `ci rotate` say): it rotates to a token
+        // of its own and leaves the previous deployment's tokens alone, and that deployment,
+        // finding a named instance in the marker, leaves the registry to it. One way only, so
+        // the two never take it back and forth.
+        (Some(_), Some(m)) if m.instance != binding.instance && m.instance.is_empty() => {
+            Some(RotateReason::Adopt {
+                binding: m.binding.clone(),
+            })
+        }
+        _ => None,
+    };
+    if let (Some(r), Some(m)) = (&observed.registry, &marker)
         && m.instance != binding.instance
+        && adopt.is_none()
     {
-        // Another deployment keeps this registry: rotating here would take it over, and that
-        // deployment would take it back on its next pass.
+        // Another named deployment keeps this registry: rotating here would take it over, and
+        // that deployment would take it back on its next pass.
         return blocked(format!(
             "Qovery registry {:?} is kept by {} (binding {:?}); one registry is kept by one \
              deployment: bind another qovery_registry here, or remove the binding from one of them",
@@ -259,7 +283,9 @@ pub fn plan(binding: &Binding, observed: &Observed, now: DateTime<Utc>, force: F
         ));
     }
     let held = observed.held();
-    let rotate = if observed.registry.is_none() {
+    let rotate = if adopt.is_some() {
+        adopt
+    } else if observed.registry.is_none() {
         Some(RotateReason::RegistryMissing)
     } else if let Some(marker) = observed.marker() {
         match held {
@@ -462,6 +488,36 @@ mod tests {
         let why = p.blocked.expect("blocked");
         assert!(why.contains("regwarden instance \"ci\""), "{why}");
         assert!(p.rotate.is_none() && p.revoke.is_empty());
+    }
+
+    #[test]
+    fn a_named_deployment_takes_over_what_the_default_one_kept_and_not_the_reverse() {
+        let mut ci = binding();
+        ci.instance = "ci".into();
+        // The default deployment's token, and its marker (no instance).
+        let theirs = token(1, at(20, 0));
+        let obs = observed(vec![], Some(registry(Some(theirs.id))));
+        let p = plan(&ci, &obs, at(24, 0), Force::No);
+        assert_eq!(
+            p.rotate,
+            Some(RotateReason::Adopt {
+                binding: "api".into()
+            })
+        );
+        assert!(p.revoke.is_empty() && p.blocked.is_none(), "{p:?}");
+        // Once the named deployment's marker is there, the default one leaves it alone.
+        let mut r = registry(Some(7));
+        r.description = Some(
+            "regwarden: binding=api token_id=7 fingerprint=sha256:0 expires=never instance=ci"
+                .into(),
+        );
+        let back = plan(
+            &binding(),
+            &observed(vec![theirs], Some(r)),
+            at(24, 0),
+            Force::No,
+        );
+        assert!(back.blocked.is_some() && back.rotate.is_none() && back.revoke.is_empty());
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub enum RotationError {
     #[error("the new token failed the registry check: {0}")]
     Check(String),
     /// The lock was lost, or held past `lease_ttl`, before the switch.
-    #[error("{0}; the new token was revoked and Qovery left as it was")]
+    #[error("{0}; Qovery was left as it was, and the new token goes")]
     LostLock(String),
     #[error("Qovery refused the new credential: {0}")]
     Refused(#[source] ApiError),
@@ -51,6 +51,28 @@ pub enum RotationError {
         write: ApiError,
         read: ApiError,
     },
+}
+
+impl RotationError {
+    /// The same error without the new credential's secret in any service's message.
+    fn scrubbed(self, credential: &Credential) -> Self {
+        let scrub = |e: ApiError| e.map_message(|m| credential.scrub(m));
+        match self {
+            RotationError::Create(e) => RotationError::Create(scrub(e)),
+            RotationError::Refused(e) => RotationError::Refused(scrub(e)),
+            RotationError::NotTaken(e) => RotationError::NotTaken(scrub(e)),
+            RotationError::Unknown {
+                token_id,
+                write,
+                read,
+            } => RotationError::Unknown {
+                token_id,
+                write: scrub(write),
+                read: scrub(read),
+            },
+            other => other,
+        }
+    }
 }
 
 /// One rotation of one binding: what it observed, and where it writes what it does.
@@ -94,8 +116,13 @@ impl Rotation<'_> {
                 self.journal
                     .step("switch", "unknown", &e.to_string(), Some(new.id()))
                     .await;
+                let kept = if self.observed.held().is_some() {
+                    "and the previous one"
+                } else {
+                    "(Qovery may or may not hold it)"
+                };
                 report.actions.push(format!(
-                    "kept token {} and the previous one: the switch's outcome is unknown; the next pass settles it",
+                    "kept token {} {kept}: the switch's outcome is unknown; the next pass settles it",
                     new.token.id
                 ));
                 return Err(e);
@@ -206,8 +233,9 @@ impl Rotation<'_> {
         report: &mut BindingReport,
     ) -> Result<Marker, RotationError> {
         let (b, observed, engine) = (self.binding, self.observed, self.engine);
-        // The fence: a holder that lost its lock (its PostgreSQL session ended) or stalled
-        // past lease_ttl must not write Qovery; another may be acting.
+        // The fence: a holder that lost its lock (its PostgreSQL session ended, so another
+        // holder may be acting) must not write Qovery, nor one that stalled past lease_ttl
+        // (what it observed is that old).
         match lock.confirm().await {
             Ok(()) if lock.held_for() <= engine.settings.lease_ttl => {}
             Ok(()) => {
@@ -259,7 +287,10 @@ impl Rotation<'_> {
             username: new.credential.username.clone(),
             password: new.credential.password.clone(),
         };
-        self.write(&request, new.token.id).await?;
+        // Qovery's error text may quote the request, password included: never keep it.
+        self.write(&request, new.token.id)
+            .await
+            .map_err(|e| e.scrubbed(&new.credential))?;
         self.journal
             .step("switch", "ok", &b.qovery_registry, Some(new.id()))
             .await;
@@ -363,7 +394,7 @@ impl Rotation<'_> {
         report: &mut BindingReport,
     ) -> RotationError {
         self.journal
-            .step(step, "failed", &error.to_string(), Some((new.token.id, "")))
+            .step(step, "failed", &error.to_string(), Some(new.id()))
             .await;
         let why = match &error {
             RotationError::Check(_) => "it failed the registry check",

@@ -48,8 +48,13 @@ pub struct CiAuth {
 #[derive(Default)]
 struct Keys {
     by_kid: HashMap<String, DecodingKey>,
-    fetched_at: Option<Instant>,
+    /// Not before this may the keys be fetched again: a minute after a fetch, a few seconds
+    /// after a failed one.
+    next_fetch: Option<Instant>,
 }
+
+/// How soon a JWKS fetch that failed is tried again.
+const RETRY_FAILED_FETCH: Duration = Duration::from_secs(5);
 
 impl CiAuth {
     pub fn new(http: reqwest::Client, gitlab: &Url, audience: &str) -> Self {
@@ -72,25 +77,19 @@ impl CiAuth {
         if let Some(k) = keys.by_kid.get(kid) {
             return Ok(k.clone());
         }
-        if keys
-            .fetched_at
-            .is_some_and(|at| at.elapsed() < self.refetch_after)
-        {
+        if keys.next_fetch.is_some_and(|at| Instant::now() < at) {
             return Err(IdTokenError::UnknownKey(kid.to_string()));
         }
-        keys.fetched_at = Some(Instant::now());
-        let response = self
-            .http
-            .get(self.jwks_url.clone())
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| IdTokenError::Jwks(crate::outbound::error_chain(&e)))?;
-        let set: JwkSet = crate::outbound::read_body(response, JWKS_LIMIT)
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-            .map_err(|e| IdTokenError::Jwks(format!("unreadable: {e}")))?;
+        let set = match self.fetch_keys().await {
+            Ok(set) => {
+                keys.next_fetch = Some(Instant::now() + self.refetch_after);
+                set
+            }
+            Err(e) => {
+                keys.next_fetch = Some(Instant::now() + RETRY_FAILED_FETCH);
+                return Err(e);
+            }
+        };
         keys.by_kid = set
             .keys
             .iter()
@@ -103,6 +102,21 @@ impl CiAuth {
             .get(kid)
             .cloned()
             .ok_or_else(|| IdTokenError::UnknownKey(kid.to_string()))
+    }
+
+    async fn fetch_keys(&self) -> Result<JwkSet, IdTokenError> {
+        let response = self
+            .http
+            .get(self.jwks_url.clone())
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| IdTokenError::Jwks(crate::outbound::error_chain(&e)))?;
+        crate::outbound::read_body(response, JWKS_LIMIT)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            .map_err(|e| IdTokenError::Jwks(format!("unreadable: {e}")))
     }
 
     /// The verified claims of an ID token.
@@ -142,6 +156,10 @@ pub enum IdTokenError {
     Invalid(#[source] jsonwebtoken::errors::Error),
     #[error("the ID token has no project_id claim")]
     NoProjectId,
+    /// Refused on its claims, unverified, before any call to GitLab; answered like any other
+    /// invalid token, so that nobody learns which projects are bound without a valid one.
+    #[error("the token claims project {path} ({id}), which no binding or rule covers")]
+    NotBound { path: String, id: String },
 }
 
 /// A claim GitLab sends as a string (`"project_id": "20"`) or, on some versions, a number.
@@ -191,6 +209,11 @@ impl ProjectPace {
         last.insert(project.to_string(), now);
         Ok(())
     }
+
+    /// Forgets `project`'s last pass (it did not happen after all).
+    fn forget(&self, project: &str) {
+        self.last.lock().expect("never poisoned").remove(project);
+    }
 }
 
 /// A CI job, authenticated by its ID token before the handler runs: the token's project
@@ -223,9 +246,7 @@ impl FromRequestParts<AppState> for CiJob {
         match (claim("project_path"), claim("project_id")) {
             (Some(path), Some(id)) if bindings::may_bind(&app.config, &path, &id) => {}
             (Some(path), Some(id)) => {
-                return Err(EdgeError::Forbidden(format!(
-                    "the token claims project {path} ({id}), which no binding or rule covers"
-                )));
+                return Err(EdgeError::BadIdToken(IdTokenError::NotBound { path, id }));
             }
             _ => {
                 return Err(EdgeError::NoIdToken(
@@ -233,7 +254,11 @@ impl FromRequestParts<AppState> for CiJob {
                 ));
             }
         }
-        let claims = ci.verify(token).await.map_err(EdgeError::BadIdToken)?;
+        let claims = ci.verify(token).await.map_err(|e| match e {
+            // GitLab's JWKS could not be read: the server's trouble, not the token's.
+            IdTokenError::Jwks(_) => EdgeError::Unavailable(e.to_string()),
+            e => EdgeError::BadIdToken(e),
+        })?;
         let project_id = id_claim(&claims, "project_id")
             .ok_or(EdgeError::BadIdToken(IdTokenError::NoProjectId))?;
         app.ci_pace
@@ -255,12 +280,23 @@ impl FromRequestParts<AppState> for CiJob {
 
 pub async fn reconcile(State(app): State<AppState>, job: CiJob) -> Result<Response, EdgeError> {
     // The project's path now, from GitLab, by its stable id.
-    let project = app
-        .engine
-        .gitlab
-        .project(&job.project_id)
-        .await
-        .map_err(|e| EdgeError::Forbidden(format!("project {}: {e}", job.project_id)))?;
+    let project = match app.engine.gitlab.project(&job.project_id).await {
+        Ok(p) => p,
+        Err(e) if e.is_transient() => {
+            // GitLab failed for now: this pass did not happen, so a retry may ask again.
+            app.ci_pace.forget(&job.project_id);
+            return Err(EdgeError::Unavailable(format!(
+                "project {}: {e}",
+                job.project_id
+            )));
+        }
+        Err(e) => {
+            return Err(EdgeError::Forbidden(format!(
+                "project {}: {e}",
+                job.project_id
+            )));
+        }
+    };
     let path = &project.path_with_namespace;
     let names: Vec<String> = bindings::for_project(&app.config, &project)
         .into_iter()

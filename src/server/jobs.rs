@@ -12,7 +12,9 @@ use super::metrics::{BindingLabels, Metrics, OutcomeLabels};
 use crate::config::{Config, CredentialKind};
 use crate::gitlab::Namespace;
 use crate::gitlab::events::{Event, TokenOwner};
-use crate::reconcile::{Binding, BindingReport, Engine, Force, PassOptions, bindings};
+use crate::reconcile::{
+    Binding, BindingOutcome, BindingReport, Engine, Force, PassOptions, bindings,
+};
 use crate::store::{JobOutcome, JournalEntry, Store, now_ms};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -209,7 +211,10 @@ impl Worker {
 
     async fn settle(&self, id: i64, attempts: i64, result: anyhow::Result<()>) {
         // The store keeps the message with its causes; it never holds a secret (I5).
-        let error = result.as_ref().err().map(|e| format!("{e:#}"));
+        let error = result
+            .as_ref()
+            .err()
+            .map(|e| crate::outbound::error_chain(e.as_ref()));
         let outcome = match &error {
             None => JobOutcome::Done,
             Some(e) if attempts < self.max_attempts => {
@@ -311,6 +316,18 @@ impl Worker {
             .filter(|r| r.outcome.is_failure())
             .map(|r| format!("{}: {}", r.binding, r.error.as_deref().unwrap_or("failed")))
             .collect();
+        // A forced pass that found its binding busy asks again once the holder is done: the
+        // holder may be a pass that was not forced (a timer's), and the force (an expiry, a
+        // move) would be lost. The next try re-reads GitLab and Qovery; if the holder already
+        // rotated, the force no longer applies and the job ends.
+        if force != Force::No {
+            failed.extend(
+                reports
+                    .iter()
+                    .filter(|r| r.outcome == BindingOutcome::Busy)
+                    .map(|r| format!("{}: busy; the forced rotation is tried again", r.binding)),
+            );
+        }
         for rule in &failed_rules {
             self.metrics.rule_failures.inc();
             failed.push(format!(

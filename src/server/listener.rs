@@ -111,9 +111,25 @@ pub async fn serve(
     }
 }
 
+/// Answers 503 and closes. What the client sent is read and dropped for a moment first (up
+/// to 64 KiB, a second): closing a socket with unread data resets it, and the client would
+/// see a reset instead of the answer.
 async fn refuse(mut stream: TcpStream) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(TOO_MANY)).await;
-    let _ = stream.shutdown().await;
+    use tokio::io::AsyncReadExt;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(TOO_MANY).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut left = 64 << 10;
+        while left > 0 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => left -= n.min(left),
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
 
 #[cfg(test)]

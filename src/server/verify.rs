@@ -93,6 +93,9 @@ pub enum SetupError {
         "no webhook secret is configured: set the variable named by server.signing_tokens_env (whsec_..., preferred) or server.secret_tokens_env"
     )]
     NoSecret,
+    /// A secret file the configuration names cannot be read.
+    #[error("{0}")]
+    Secret(#[from] crate::config::SecretError),
     /// One of the above, with the variables the configuration names.
     #[error("{error} (signing tokens: {signing_env}, secret tokens: {secret_env})")]
     InConfig {
@@ -149,22 +152,28 @@ impl Verifier {
 
     /// Reads the secrets the configuration names (environment variables or files).
     pub fn from_config(server: &ServerConfig) -> Result<Verifier, SetupError> {
-        let read = |key: &'static str, env: &str, file: Option<&std::path::Path>| -> Vec<String> {
-            SecretSource { key, env, file }
-                .read()
-                .map(|s| split(&s))
-                .unwrap_or_default()
+        // An unset variable is a kind of secret not configured; a file that cannot be read is
+        // a mistake to report, not a secret to do without.
+        let read = |key: &'static str,
+                    env: &str,
+                    file: Option<&std::path::Path>|
+         -> Result<Vec<String>, SetupError> {
+            match (SecretSource { key, env, file }).read() {
+                Ok(s) => Ok(split(&s)),
+                Err(crate::config::SecretError::MissingEnv { .. }) => Ok(Vec::new()),
+                Err(e) => Err(e.into()),
+            }
         };
         let signing = read(
             "server.signing_tokens_env",
             &server.signing_tokens_env,
             server.signing_tokens_file.as_deref(),
-        );
+        )?;
         let tokens = read(
             "server.secret_tokens_env",
             &server.secret_tokens_env,
             server.secret_tokens_file.as_deref(),
-        );
+        )?;
         Self::new(
             &signing,
             &tokens,
@@ -440,6 +449,18 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-gitlab-token", HeaderValue::from_static("legacy"));
         assert_eq!(v.verify(&h, BODY, TS), Err(Rejection::Missing));
+    }
+
+    #[test]
+    fn an_unreadable_secret_file_is_reported_not_ignored() {
+        let server = ServerConfig {
+            signing_tokens_file: Some("/nonexistent/regwarden/signing".into()),
+            ..ServerConfig::default()
+        };
+        let e = Verifier::from_config(&server).err().expect("refused");
+        let message = e.to_string();
+        assert!(message.contains("/nonexistent/regwarden/signing"), "{message}");
+        assert!(message.contains("server.signing_tokens_file"), "{message}");
     }
 
     #[test]

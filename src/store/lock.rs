@@ -27,7 +27,7 @@ use super::StoreError;
 const PG_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Where the locks of a store live.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(super) enum LockSpace {
     /// Advisory locks, each on a connection opened from this URL.
     Postgres { url: String },
@@ -35,6 +35,17 @@ pub(super) enum LockSpace {
     Files { dir: PathBuf },
     /// Within this process only.
     Memory(Arc<Mutex<HashSet<String>>>),
+}
+
+impl std::fmt::Debug for LockSpace {
+    /// Without the PostgreSQL URL, which may carry a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockSpace::Postgres { .. } => f.write_str("Postgres"),
+            LockSpace::Files { dir } => f.debug_struct("Files").field("dir", dir).finish(),
+            LockSpace::Memory(_) => f.write_str("Memory"),
+        }
+    }
 }
 
 /// A binding's lock, held until [`BindingLock::release`] or the end of the process.
@@ -154,27 +165,41 @@ fn file_name(binding: &str) -> String {
 }
 
 impl BindingLock {
-    pub fn binding(&self) -> &str {
-        &self.binding
-    }
-
     /// How long the lock has been held.
     pub fn held_for(&self) -> std::time::Duration {
         self.taken.elapsed()
     }
 
     /// Proves the lock is still held, before a step that cannot be undone. A PostgreSQL lock
-    /// is lost with its session: a session that still answers still holds it.
+    /// is lost with its session; the session is asked whether it holds the lock, which also
+    /// catches a pooler in transaction mode that handed the session to someone else.
     pub async fn confirm(&mut self) -> Result<(), StoreError> {
         match &mut self.held {
             Held::Postgres(None) => Err(StoreError::Lock("the lock was released".into())),
             Held::Postgres(Some(conn)) => {
-                let ping = sqlx::query("SELECT 1").execute(&mut *conn);
-                tokio::time::timeout(PG_DEADLINE, ping)
+                // A bigint advisory key shows in pg_locks as classid (high 32 bits) and objid
+                // (low 32 bits), with objsubid 1.
+                let held = sqlx::query(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks
+                     WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()
+                       AND objsubid = 1
+                       AND classid = (($1::bigint >> 32) & 4294967295)::oid
+                       AND objid = ($1::bigint & 4294967295)::oid)",
+                )
+                .bind(advisory_key(&self.binding))
+                .fetch_one(&mut *conn);
+                let held: bool = tokio::time::timeout(PG_DEADLINE, held)
                     .await
                     .map_err(|_| StoreError::Lock("the lock's session did not answer".into()))?
+                    .and_then(|row| row.try_get(0))
                     .map_err(|e| StoreError::Lock(format!("the lock's session is gone: {e}")))?;
-                Ok(())
+                if held {
+                    Ok(())
+                } else {
+                    Err(StoreError::Lock(
+                        "this session no longer holds the binding's advisory lock (is a pooler in transaction mode between regwarden and PostgreSQL?)".into(),
+                    ))
+                }
             }
             Held::File(_) | Held::Memory(_) => Ok(()),
         }

@@ -43,7 +43,7 @@ pub enum StoreError {
     Lock(String),
 }
 
-pub use lock::{BindingLock, advisory_key};
+pub use lock::BindingLock;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {

@@ -83,16 +83,12 @@ async fn tokens_that_are_not_for_this_server_are_refused() {
     let (code, unknown_key_body) = call(&s, Some(&unknown_key)).await;
     assert_eq!(code, 401);
     assert_eq!(unknown_key_body, body, "one answer for every invalid token");
+    // A token for a project this server does not bind is refused as any invalid token is,
+    // so that nobody learns which projects are bound without a valid token of one.
     let keys_fetched = w.gitlab.calls("GET /oauth/discovery/keys");
-    let (code, body) = call(&s, Some(&unbound)).await;
-    assert_eq!(code, 403);
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("binds nothing for that project"),
-        "{body}"
-    );
+    let (code, unbound_body) = call(&s, Some(&unbound)).await;
+    assert_eq!(code, 401);
+    assert_eq!(unbound_body, body);
     let log = w.server_log();
     for cause in ["InvalidAudience", "not-a-published-kid", "other/thing"] {
         assert!(log.contains(cause), "{cause} is not in the log:\n{log}");

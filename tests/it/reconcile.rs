@@ -709,17 +709,39 @@ async fn two_deployments_binding_one_project_never_revoke_each_others_tokens() {
     );
     assert_eq!(w.active_tokens().len(), 1, "the server's own, alone");
 
-    // Pointed at the registry the server keeps, the CI job leaves it alone and says why.
-    let creates = w.gitlab.calls(CREATE_TOKEN);
-    let clash = ci_rotate(&w, crate::support::world::QOVERY_REGISTRY, &["--force"]).await;
-    assert_eq!(clash.code, 1, "{clash:?}");
+    // Pointed at the registry the server keeps (as an upgraded CI job finds the registry an
+    // earlier, unnamed `ci rotate` kept), the CI job takes it over with a token of its own and
+    // leaves the server's token alone; the server then leaves the registry to it, and says so.
+    let servers_token = w.held_token().unwrap();
+    let takeover = ci_rotate(&w, crate::support::world::QOVERY_REGISTRY, &[]).await;
+    assert_eq!(takeover.code, 0, "{takeover:?}");
     assert!(
-        clash
-            .stderr
-            .contains("is kept by the default regwarden instance"),
-        "{clash:?}"
+        takeover.stdout.contains("this instance takes it over"),
+        "{}",
+        takeover.stdout
     );
-    assert_eq!(w.gitlab.calls(CREATE_TOKEN), creates, "no token was made");
+    assert!(w.held_token().unwrap().name.ends_with("-ci"));
+    assert!(w.qovery_can_pull().await);
+    let creates = w.gitlab.calls(CREATE_TOKEN);
+    let server = w.reconcile(&["--force"]).await;
+    assert_eq!(server.code, 1, "{server:?}");
+    assert!(server.stdout.contains("api: blocked"), "{}", server.stdout);
+    assert!(
+        server
+            .stdout
+            .contains("is kept by regwarden instance \"ci\""),
+        "{}",
+        server.stdout
+    );
+    assert_eq!(
+        w.gitlab.calls(CREATE_TOKEN),
+        creates,
+        "the server made no token"
+    );
+    assert!(
+        w.active_tokens().iter().any(|t| t.id == servers_token.id),
+        "nobody revoked the server's token"
+    );
     assert!(w.qovery_can_pull().await);
 
     // `config check` shows which deployment this configuration is.

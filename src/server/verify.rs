@@ -459,7 +459,10 @@ mod tests {
         };
         let e = Verifier::from_config(&server).err().expect("refused");
         let message = e.to_string();
-        assert!(message.contains("/nonexistent/regwarden/signing"), "{message}");
+        assert!(
+            message.contains("/nonexistent/regwarden/signing"),
+            "{message}"
+        );
         assert!(message.contains("server.signing_tokens_file"), "{message}");
     }
 

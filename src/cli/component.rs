@@ -17,7 +17,7 @@ use crate::config::{
 };
 use crate::credential::Credential;
 use crate::gitlab::{GitlabClient, Namespace};
-use crate::qovery::{QoveryClient, RegistryKind, RegistryRequest};
+use crate::qovery::{QoveryClient, RegistryKind, RegistryWrite};
 use crate::reconcile::bindings::slug;
 use crate::reconcile::{
     Binding, BindingOutcome, Engine, EngineSettings, Force, Marker, PassOptions,
@@ -399,42 +399,33 @@ async fn register(args: RegisterArgs, timeout: std::time::Duration) -> Result<()
             )));
         }
         Some(r)
-            if r.config.username.as_deref() == Some(credential.username.as_str())
-                && r.description
-                    .as_deref()
-                    .and_then(Marker::find)
+            if r.username.as_deref() == Some(credential.username.as_str())
+                && r.marker
+                    .as_ref()
                     .is_some_and(|m| m.fingerprint == fingerprint.as_str()) =>
         {
             ("unchanged", r)
         }
         existing => {
             let _s = Section::start("regwarden_qovery", "Writing the Qovery registry");
-            let request = RegistryRequest {
-                name: t.name.clone(),
-                kind: t.kind.clone(),
-                description: marker.write_into(
-                    existing
-                        .as_ref()
-                        .and_then(|r| r.description.as_deref())
-                        .unwrap_or(""),
-                ),
-                url: t.registry_url.as_str().trim_end_matches('/').to_string(),
-                username: credential.username.clone(),
-                password: credential.password.clone(),
+            let write = RegistryWrite {
+                name: &t.name,
+                kind: &t.kind,
+                url: &t.registry_url,
+                credential: &credential,
+                marker: &marker,
             };
-            let written = match &existing {
-                Some(r) => t
-                    .qovery
-                    .edit_registry(&t.org, r, &request)
-                    .await
-                    .map(|r| ("updated", r)),
-                None => t
-                    .qovery
-                    .create_registry(&t.org, &request)
-                    .await
-                    .map(|r| ("created", r)),
+            let action = if existing.is_some() {
+                "updated"
+            } else {
+                "created"
             };
-            written.map_err(|e| failed(format!("Qovery refused the registry: {e}")))?
+            let written = t
+                .qovery
+                .write_registry(&t.org, existing.as_ref(), write)
+                .await
+                .map_err(|e| failed(format!("Qovery refused the registry: {e}")))?;
+            (action, written)
         }
     };
     write_dotenv(

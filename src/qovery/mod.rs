@@ -1,8 +1,10 @@
-//! Qovery: the REST API client. Wire types stay in this module.
+//! Qovery: the REST API client. Qovery's JSON stays in `wire`; the client speaks in
+//! [`Registry`] and [`RegistryWrite`].
 
 mod client;
+mod registry;
+mod wire;
 
-pub use client::{
-    AssociatedService, ClusterRef, ContainerRegistry, Organization, QoveryClient, RegistryConfig,
-    RegistryKind, RegistryRequest,
-};
+pub use client::QoveryClient;
+pub use registry::{Registry, RegistryKind, RegistryWrite};
+pub use wire::{AssociatedService, Organization};

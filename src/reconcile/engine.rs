@@ -18,7 +18,7 @@ use super::plan::{Binding, Force, Observed, OwnedToken, Plan, plan};
 use super::rotation::Rotation;
 use crate::gitlab::{GitlabClient, Namespace};
 use crate::outbound::ApiError;
-use crate::qovery::{ContainerRegistry, QoveryClient, RegistryKind};
+use crate::qovery::{QoveryClient, Registry, RegistryKind};
 use crate::store::{BindingLock, Store};
 
 /// What a pass may do.
@@ -138,7 +138,7 @@ fn held_of(observed: &Observed) -> Option<HeldToken> {
     let marker = observed.marker()?;
     Some(HeldToken {
         token_id: marker.token_id,
-        fingerprint: marker.fingerprint,
+        fingerprint: marker.fingerprint.clone(),
         expires: marker.expires,
     })
 }
@@ -190,7 +190,7 @@ impl Engine {
     async fn binding(
         &self,
         b: &Binding,
-        registry: Option<ContainerRegistry>,
+        registry: Option<Registry>,
         options: PassOptions,
     ) -> BindingReport {
         let report = BindingReport::new(b);
@@ -219,11 +219,7 @@ impl Engine {
     }
 
     /// The binding's active regwarden tokens, and its Qovery registry.
-    async fn observe(
-        &self,
-        b: &Binding,
-        registry: Option<ContainerRegistry>,
-    ) -> Result<Observed, ApiError> {
+    async fn observe(&self, b: &Binding, registry: Option<Registry>) -> Result<Observed, ApiError> {
         let tokens = self
             .gitlab
             .tokens(b.policy.credential, &b.namespace)
@@ -332,7 +328,7 @@ impl Engine {
         &self,
         b: &Binding,
         known_id: Option<&str>,
-    ) -> Result<Option<ContainerRegistry>, ApiError> {
+    ) -> Result<Option<Registry>, ApiError> {
         if let Some(id) = known_id
             && let Some(r) = self.qovery.registry(&self.organization, id).await?
             && r.name == b.qovery_registry

@@ -6,11 +6,10 @@ pub mod bindings;
 mod crash;
 pub mod engine;
 mod journal;
-pub mod marker;
 pub mod plan;
 mod progress;
 pub mod rotation;
 
+pub use crate::marker::Marker;
 pub use engine::{BindingOutcome, BindingReport, Engine, EngineSettings, PassOptions};
-pub use marker::Marker;
 pub use plan::{Binding, Force, Plan};

@@ -6,9 +6,9 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 
-use super::marker::Marker;
 use crate::config::Policy;
 use crate::gitlab::Namespace;
+use crate::marker::Marker;
 
 /// "Keep Qovery registry `qovery_registry` supplied with a working credential for this GitLab
 /// project or group."
@@ -125,15 +125,12 @@ pub struct Observed {
     /// The binding's active regwarden tokens.
     pub tokens: Vec<OwnedToken>,
     /// The Qovery registry named by the binding, if it exists.
-    pub registry: Option<crate::qovery::ContainerRegistry>,
+    pub registry: Option<crate::qovery::Registry>,
 }
 
 impl Observed {
-    pub fn marker(&self) -> Option<Marker> {
-        self.registry
-            .as_ref()
-            .and_then(|r| r.description.as_deref())
-            .and_then(Marker::find)
+    pub fn marker(&self) -> Option<&Marker> {
+        self.registry.as_ref().and_then(|r| r.marker.as_ref())
     }
 
     /// The token Qovery holds, when it is one of ours and still active.
@@ -307,13 +304,7 @@ pub fn plan(binding: &Binding, observed: &Observed, now: DateTime<Utc>, force: F
         Some(RotateReason::NoMarker)
     };
     Plan {
-        revoke: revocations(
-            binding,
-            &observed.tokens,
-            held,
-            observed.marker().as_ref(),
-            now,
-        ),
+        revoke: revocations(binding, &observed.tokens, held, observed.marker(), now),
         rotate,
         blocked: None,
     }
@@ -376,7 +367,7 @@ pub fn in_grace(since: DateTime<Utc>, grace: chrono::Duration, now: DateTime<Utc
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::qovery::{ContainerRegistry, RegistryConfig, RegistryKind};
+    use crate::qovery::{Registry, RegistryKind};
     use chrono::TimeZone;
 
     fn at(day: u32, hour: u32) -> DateTime<Utc> {
@@ -403,34 +394,40 @@ mod tests {
         }
     }
 
-    fn registry(marker_token: Option<u64>) -> ContainerRegistry {
+    fn registry(marker_token: Option<u64>) -> Registry {
         registry_retiring(marker_token, "")
     }
 
     /// A registry whose marker names `marker_token` and lists `retired` (`id@stamp,...`).
-    fn registry_retiring(marker_token: Option<u64>, retired: &str) -> ContainerRegistry {
+    fn registry_retiring(marker_token: Option<u64>, retired: &str) -> Registry {
         let retired = if retired.is_empty() {
             String::new()
         } else {
             format!(" retired={retired}")
         };
-        ContainerRegistry {
+        described(marker_token.map_or(String::new(), |id| {
+            format!(
+                "regwarden: binding=api token_id={id} fingerprint=sha256:0 expires=never{retired}"
+            )
+        }))
+    }
+
+    /// A registry with this description (and the marker in it, if any).
+    fn described(description: String) -> Registry {
+        Registry {
             id: "r".into(),
             name: "gitlab-acme-api".into(),
             kind: RegistryKind::GitlabCr,
-            description: marker_token.map(|id| {
-                format!("regwarden: binding=api token_id={id} fingerprint=sha256:0 expires=never{retired}")
-            }),
             url: None,
+            username: None,
+            marker: Marker::find(&description),
+            description,
             cluster: None,
-            associated_services_count: Some(1),
-            config: RegistryConfig::default(),
-            created_at: at(1, 0),
-            updated_at: None,
+            services: Some(1),
         }
     }
 
-    fn observed(tokens: Vec<OwnedToken>, registry: Option<ContainerRegistry>) -> Observed {
+    fn observed(tokens: Vec<OwnedToken>, registry: Option<Registry>) -> Observed {
         Observed { tokens, registry }
     }
 
@@ -474,8 +471,7 @@ mod tests {
     #[test]
     fn a_registry_kept_by_another_deployment_is_left_to_it() {
         let t = token(1, at(20, 0));
-        let mut r = registry(Some(1));
-        r.description = Some(
+        let r = described(
             "regwarden: binding=api token_id=1 fingerprint=sha256:0 expires=never instance=ci"
                 .into(),
         );
@@ -506,8 +502,7 @@ mod tests {
         );
         assert!(p.revoke.is_empty() && p.blocked.is_none(), "{p:?}");
         // Once the named deployment's marker is there, the default one leaves it alone.
-        let mut r = registry(Some(7));
-        r.description = Some(
+        let r = described(
             "regwarden: binding=api token_id=7 fingerprint=sha256:0 expires=never instance=ci"
                 .into(),
         );
@@ -611,7 +606,7 @@ mod tests {
         let held = token(2, at(20, 0));
         let retired = token(1, at(1, 0));
         let registry = registry_retiring(Some(2), "1@99991231T235959Z");
-        let marker = Marker::find(registry.description.as_deref().unwrap()).unwrap();
+        let marker = registry.marker.clone().unwrap();
         assert!(marker.retired_at(1).is_some(), "{marker:?}");
         let p = plan(
             &binding(),
@@ -734,10 +729,7 @@ mod tests {
     #[test]
     fn a_cluster_registry_blocks_everything() {
         let mut r = registry(None);
-        r.cluster = Some(crate::qovery::ClusterRef {
-            id: "c".into(),
-            name: "c".into(),
-        });
+        r.cluster = Some("c".into());
         let p = plan(
             &binding(),
             &observed(vec![token(1, at(1, 0))], Some(r)),

@@ -16,13 +16,13 @@ use chrono::{DateTime, Utc};
 use super::crash;
 use super::engine::{BindingReport, Engine, HeldToken};
 use super::journal::Journal;
-use super::marker::Marker;
 use super::plan::{Binding, Observed, OwnedToken, grace_end, in_grace, revocations, to_chrono};
 use crate::config::Scope;
 use crate::credential::{Credential, Fingerprint};
 use crate::gitlab::TokenSpec;
+use crate::marker::Marker;
 use crate::outbound::ApiError;
-use crate::qovery::RegistryRequest;
+use crate::qovery::RegistryWrite;
 use crate::registry::{self, Access};
 use crate::store::BindingLock;
 
@@ -259,7 +259,7 @@ impl Rotation<'_> {
         let grace = to_chrono(b.policy.grace_period.0);
         marker.retired = observed
             .marker()
-            .map(|m| m.retired)
+            .map(|m| m.retired.clone())
             .unwrap_or_default()
             .into_iter()
             .filter(|(id, at)| {
@@ -269,26 +269,8 @@ impl Rotation<'_> {
         if let Some(previous) = observed.held() {
             marker.retired.push((previous.id, switch_time));
         }
-        let request = RegistryRequest {
-            name: b.qovery_registry.clone(),
-            kind: engine.registry_kind.clone(),
-            description: marker.write_into(
-                observed
-                    .registry
-                    .as_ref()
-                    .and_then(|r| r.description.as_deref())
-                    .unwrap_or(""),
-            ),
-            url: engine
-                .registry_url
-                .as_str()
-                .trim_end_matches('/')
-                .to_string(),
-            username: new.credential.username.clone(),
-            password: new.credential.password.clone(),
-        };
         // Qovery's error text may quote the request, password included: never keep it.
-        self.write(&request, new.token.id)
+        self.write(&marker, &new.credential, new.token.id)
             .await
             .map_err(|e| e.scrubbed(&new.credential))?;
         self.journal
@@ -310,22 +292,24 @@ impl Rotation<'_> {
     /// Writes the Qovery registry. A write whose answer was lost (5xx, timeout) may have been
     /// applied: the marker, read back, tells; when it cannot be read either, the outcome is
     /// unknown.
-    async fn write(&self, request: &RegistryRequest, token_id: u64) -> Result<(), RotationError> {
+    async fn write(
+        &self,
+        marker: &Marker,
+        credential: &Credential,
+        token_id: u64,
+    ) -> Result<(), RotationError> {
         let engine = self.engine;
-        let written = match &self.observed.registry {
-            Some(existing) => {
-                engine
-                    .qovery
-                    .edit_registry(&engine.organization, existing, request)
-                    .await
-            }
-            None => {
-                engine
-                    .qovery
-                    .create_registry(&engine.organization, request)
-                    .await
-            }
+        let write = RegistryWrite {
+            name: &self.binding.qovery_registry,
+            kind: &engine.registry_kind,
+            url: &engine.registry_url,
+            credential,
+            marker,
         };
+        let written = engine
+            .qovery
+            .write_registry(&engine.organization, self.observed.registry.as_ref(), write)
+            .await;
         let Err(write) = written else {
             return Ok(());
         };
@@ -337,14 +321,7 @@ impl Rotation<'_> {
             .registry_by_name(&engine.organization, &self.binding.qovery_registry)
             .await
         {
-            Ok(Some(r))
-                if r.description
-                    .as_deref()
-                    .and_then(Marker::find)
-                    .is_some_and(|m| m.token_id == token_id) =>
-            {
-                Ok(())
-            }
+            Ok(Some(r)) if r.marker.as_ref().is_some_and(|m| m.token_id == token_id) => Ok(()),
             Ok(_) => Err(RotationError::NotTaken(write)),
             Err(read) => Err(RotationError::Unknown {
                 token_id,

@@ -377,9 +377,8 @@ impl Worker {
                 .with_context(|| format!("cannot read Qovery registry {:?}", b.qovery_registry))?;
             let Some(registry) = registry else { continue };
             let ours = registry
-                .description
-                .as_deref()
-                .and_then(crate::reconcile::Marker::find)
+                .marker
+                .as_ref()
                 .is_some_and(|m| m.binding == b.name);
             let (step, outcome, reason) = if !ours || registry.is_cluster_owned() {
                 (
@@ -387,13 +386,13 @@ impl Worker {
                     "skipped",
                     "the registry is not one regwarden manages".to_string(),
                 )
-            } else if registry.associated_services_count.unwrap_or(1) > 0 {
+            } else if registry.services.unwrap_or(1) > 0 {
                 (
                     "delete_registry",
                     "kept",
                     format!(
                         "the project is gone but {} service(s) still use Qovery registry {:?}",
-                        registry.associated_services_count.unwrap_or(0),
+                        registry.services.unwrap_or(0),
                         registry.name
                     ),
                 )

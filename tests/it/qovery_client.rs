@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use crate::support::faults::Fault;
 use crate::support::qovery::FakeQovery;
+use regwarden::credential::Credential;
+use regwarden::marker::Marker;
 use regwarden::outbound::{ApiError, RetryPolicy};
-use regwarden::qovery::{QoveryClient, RegistryKind, RegistryRequest};
+use regwarden::qovery::{QoveryClient, RegistryKind, RegistryWrite};
 use secrecy::SecretString;
 
 const ORG: &str = "3c90c3cc-0d44-4b50-8888-8dd25736052a";
@@ -44,16 +46,40 @@ impl World {
     }
 }
 
-fn request(name: &str, password: &str) -> RegistryRequest {
-    RegistryRequest {
+/// What a test writes into a registry: one deploy token and the marker naming it.
+struct Spec {
+    name: String,
+    kind: RegistryKind,
+    url: reqwest::Url,
+    credential: Credential,
+    marker: Marker,
+}
+
+impl Spec {
+    fn write(&self) -> RegistryWrite<'_> {
+        RegistryWrite {
+            name: &self.name,
+            kind: &self.kind,
+            url: &self.url,
+            credential: &self.credential,
+            marker: &self.marker,
+        }
+    }
+}
+
+fn request(name: &str, password: &str) -> Spec {
+    Spec {
         name: name.into(),
         kind: RegistryKind::GitlabCr,
-        description:
-            "regwarden: binding=api token_id=7 fingerprint=sha256:0123456789ab expires=2027-01-01"
-                .into(),
-        url: "https://registry.gitlab.com".into(),
-        username: "gitlab+deploy-token-7".into(),
-        password: SecretString::from(password.to_string()),
+        url: reqwest::Url::parse("https://registry.gitlab.com").unwrap(),
+        credential: Credential::new(
+            "gitlab+deploy-token-7",
+            SecretString::from(password.to_string()),
+        ),
+        marker: Marker::find(
+            "regwarden: binding=api token_id=7 fingerprint=sha256:0123456789ab expires=2027-01-01",
+        )
+        .unwrap(),
     }
 }
 
@@ -63,14 +89,13 @@ async fn a_registry_is_created_found_edited_and_deleted() {
     let client = w.client();
 
     let created = client
-        .create_registry(ORG, &request("gitlab-acme-api", "gldt-one"))
+        .write_registry(ORG, None, request("gitlab-acme-api", "gldt-one").write())
         .await
         .unwrap();
     assert_eq!(created.kind, RegistryKind::GitlabCr);
-    assert_eq!(
-        created.config.username.as_deref(),
-        Some("gitlab+deploy-token-7")
-    );
+    assert_eq!(created.username.as_deref(), Some("gitlab+deploy-token-7"));
+    assert_eq!(created.marker.as_ref().map(|m| m.token_id), Some(7));
+    assert_eq!(created.url.as_deref(), Some("https://registry.gitlab.com"));
     assert_eq!(
         w.qovery
             .registry_named("gitlab-acme-api")
@@ -85,17 +110,31 @@ async fn a_registry_is_created_found_edited_and_deleted() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(found.id, created.id);
+    assert_eq!(found, created);
     assert_eq!(
-        client.registry(ORG, &created.id).await.unwrap().unwrap().id,
-        created.id
+        client.registry(ORG, &created.id).await.unwrap(),
+        Some(created.clone())
     );
 
+    // Somebody explains the registry above regwarden's line: a write keeps it.
+    w.qovery.state.lock().unwrap().registries[0].description =
+        format!("Pulls for the api team.\n{}", found.description);
+    let found = client.registry(ORG, &created.id).await.unwrap().unwrap();
+    let mut second = request("gitlab-acme-api", "gldt-two");
+    second.marker.token_id = 8;
     let edited = client
-        .edit_registry(ORG, &found, &request("gitlab-acme-api", "gldt-two"))
+        .write_registry(ORG, Some(&found), second.write())
         .await
         .unwrap();
     assert_eq!(edited.id, created.id);
+    assert_eq!(edited.marker.as_ref().map(|m| m.token_id), Some(8));
+    assert!(
+        edited
+            .description
+            .starts_with("Pulls for the api team.\nregwarden: binding=api token_id=8 "),
+        "{:?}",
+        edited.description
+    );
     assert_eq!(
         w.qovery
             .registry_named("gitlab-acme-api")
@@ -166,7 +205,11 @@ async fn cluster_registries_and_their_services_are_never_touched() {
 
     let edit = w
         .client()
-        .edit_registry(ORG, &cluster_registry, &request("registry-cluster", "x"))
+        .write_registry(
+            ORG,
+            Some(&cluster_registry),
+            request("registry-cluster", "x").write(),
+        )
         .await
         .unwrap_err();
     let delete = w
@@ -197,7 +240,7 @@ async fn associated_services_are_listed() {
 
     assert_eq!(services.len(), 2);
     assert_eq!(services[0].service_type, "CONTAINER");
-    assert_eq!(registry.associated_services_count, Some(2));
+    assert_eq!(registry.services, Some(2));
 }
 
 #[tokio::test]
@@ -206,7 +249,11 @@ async fn a_refusal_carries_qoverys_detail_and_is_not_retried() {
     let mut bad = request("gitlab-acme-api", "gldt-one");
     bad.kind = RegistryKind::Other("NOT_A_KIND".into());
 
-    let err = w.client().create_registry(ORG, &bad).await.unwrap_err();
+    let err = w
+        .client()
+        .write_registry(ORG, None, bad.write())
+        .await
+        .unwrap_err();
 
     assert!(
         matches!(err, ApiError::Permanent { status: 400, .. }),
@@ -238,7 +285,7 @@ async fn a_create_whose_answer_is_lost_does_not_make_a_second_registry() {
 
     let created = w
         .client()
-        .create_registry(ORG, &request("gitlab-acme-api", "gldt-one"))
+        .write_registry(ORG, None, request("gitlab-acme-api", "gldt-one").write())
         .await
         .unwrap();
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 use crate::support::fixtures::qovery_openapi;
 use crate::support::prism::Prism;
 use crate::support::qovery::FakeQovery;
-use regwarden::qovery::{QoveryClient, RegistryKind, RegistryRequest};
+use regwarden::credential::Credential;
+use regwarden::marker::Marker;
+use regwarden::qovery::{QoveryClient, RegistryKind, RegistryWrite};
 use secrecy::SecretString;
 
 const ORG: &str = "3c90c3cc-0d44-4b50-8888-8dd25736052a";
@@ -28,23 +30,30 @@ async fn every_registry_request_follows_qoverys_openapi() {
         &reqwest::Url::parse(&prism.url).unwrap(),
         SecretString::from(token),
     );
-    let mut request = RegistryRequest {
-        name: "gitlab-acme-api".into(),
-        kind: RegistryKind::GitlabCr,
-        description:
-            "regwarden: binding=api token_id=7 fingerprint=sha256:0123456789ab expires=2027-01-01"
-                .into(),
-        url: "https://registry.gitlab.com".into(),
-        username: "gitlab+deploy-token-7".into(),
-        password: SecretString::from("gldt-contract"),
+    let credential = Credential::new("gitlab+deploy-token-7", SecretString::from("gldt-contract"));
+    let marker = Marker::find(
+        "regwarden: binding=api token_id=7 fingerprint=sha256:0123456789ab expires=2027-01-01",
+    )
+    .unwrap();
+    let gitlab_com = reqwest::Url::parse("https://registry.gitlab.com").unwrap();
+    let self_managed = reqwest::Url::parse("https://registry.example.com:5050").unwrap();
+    let mut write = RegistryWrite {
+        name: "gitlab-acme-api",
+        kind: &RegistryKind::GitlabCr,
+        url: &gitlab_com,
+        credential: &credential,
+        marker: &marker,
     };
 
-    let created = client.create_registry(ORG, &request).await.unwrap();
+    let created = client.write_registry(ORG, None, write).await.unwrap();
     let listed = client.registries(ORG).await.unwrap();
     let fetched = client.registry(ORG, &created.id).await.unwrap().unwrap();
-    request.kind = RegistryKind::GenericCr;
-    request.url = "https://registry.example.com:5050".into();
-    let edited = client.edit_registry(ORG, &fetched, &request).await.unwrap();
+    write.kind = &RegistryKind::GenericCr;
+    write.url = &self_managed;
+    let edited = client
+        .write_registry(ORG, Some(&fetched), write)
+        .await
+        .unwrap();
     let services = client
         .associated_services(ORG, &cluster_registry)
         .await

@@ -4,20 +4,14 @@
 use std::time::Duration;
 
 use crate::support::gitlab::CI_KID;
-use crate::support::world::{PROJECT, Serving, Settings, World};
+use crate::support::serving::Serving;
+use crate::support::world::{PROJECT, Settings, World};
 
 const AUDIENCE: &str = "https://regwarden.example.com";
 
 async fn served() -> (World, Serving) {
-    let w = World::with(Settings {
-        extra: format!("\n[server]\nreconcile_interval = \"1h\"\nci_audience = \"{AUDIENCE}\"\n"),
-        ..Settings::default()
-    })
-    .await;
-    assert_eq!(w.reconcile(&[]).await.code, 0);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let s = w.serve(&[]).await;
-    (w, s)
+    let server = format!("reconcile_interval = \"1h\"\nci_audience = \"{AUDIENCE}\"");
+    World::served(Settings::default(), &server, &[]).await
 }
 
 async fn call(s: &Serving, bearer: Option<&str>) -> (u16, serde_json::Value) {

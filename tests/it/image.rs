@@ -367,7 +367,7 @@ async fn regwarden_serve_runs_in_the_image_and_stops_on_sigterm() {
     let mut env = api_tokens(&w);
     env.push((
         "REGWARDEN_WEBHOOK_SIGNING_TOKEN",
-        crate::support::world::SIGNING_TOKEN.into(),
+        crate::support::serving::SIGNING_TOKEN.into(),
     ));
     let exec = Exec {
         env,

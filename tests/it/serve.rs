@@ -5,125 +5,39 @@
 use std::time::Duration;
 
 use crate::support::postgres::Postgres;
-use crate::support::world::{LEGACY_SECRET, PROJECT, SIGNING_TOKEN, Serving, Settings, World};
-use base64::Engine;
-use hmac::{Hmac, Mac};
+use crate::support::serving::{LEGACY_SECRET, Serving, signed};
+use crate::support::world::{PROJECT, Settings, World};
 use serde_json::json;
-use sha2::Sha256;
-
-/// A body signed as GitLab signs it (Standard Webhooks).
-fn signed(id: &str, body: &str, event: &str) -> reqwest::header::HeaderMap {
-    let ts = chrono::Utc::now().timestamp().to_string();
-    let key = regwarden::server::verify::signing_key(SIGNING_TOKEN).unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{id}.{ts}.{body}").as_bytes());
-    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert("webhook-id", id.parse().unwrap());
-    h.insert("webhook-timestamp", ts.parse().unwrap());
-    h.insert("webhook-signature", format!("v1,{sig}").parse().unwrap());
-    h.insert("idempotency-key", id.parse().unwrap());
-    h.insert("x-gitlab-event", event.parse().unwrap());
-    h.insert("content-type", "application/json".parse().unwrap());
-    h
-}
-
-async fn post(s: &Serving, headers: reqwest::header::HeaderMap, body: &str) -> (u16, String) {
-    let http = regwarden::outbound::client(None, Duration::from_secs(10)).unwrap();
-    post_via(&http, s, headers, body).await
-}
-
-async fn post_via(
-    http: &reqwest::Client,
-    s: &Serving,
-    headers: reqwest::header::HeaderMap,
-    body: &str,
-) -> (u16, String) {
-    let r = http
-        .post(format!("{}/webhooks/gitlab", s.url))
-        .headers(headers)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
-async fn get(s: &Serving, path: &str) -> (u16, String) {
-    let http = regwarden::outbound::client(None, Duration::from_secs(10)).unwrap();
-    let r = http.get(format!("{}{path}", s.url)).send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
-/// The expiry webhook GitLab sends for a deploy token of the project.
-fn expiry_payload(w: &World, token_id: u64, token_name: &str) -> String {
-    let project_id = w.gitlab.state.lock().unwrap().projects[0].id;
-    json!({
-        "object_kind": "deploy_token",
-        "project": {"id": project_id, "name": "api", "path_with_namespace": PROJECT},
-        "object_attributes": {
-            "id": token_id, "name": token_name,
-            "expires_at": "2026-12-01 07:57:25 UTC", "created_at": "2026-11-01 07:57:25 UTC",
-            "revoked": false, "deploy_token_type": "project_type"
-        },
-        "event_name": "expiring_deploy_token"
-    })
-    .to_string()
-}
-
-/// Polls until `cond` holds, for up to 20 s.
-async fn eventually(what: &str, w: &World, cond: impl Fn() -> bool) {
-    for _ in 0..200 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what} did not happen; server log:\n{}", w.server_log());
-}
 
 /// A world with a token in Qovery already, served with a long timer so only webhooks act.
 async fn served_world(settings: Settings) -> (World, Serving) {
-    let w = World::with(Settings {
-        extra: format!(
-            "{}\n[server]\nreconcile_interval = \"1h\"\nmax_body = \"8KiB\"\n",
-            settings.extra
-        ),
-        ..settings
-    })
-    .await;
-    assert_eq!(w.reconcile(&[]).await.code, 0);
-    // Token names have a one-second grain.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let s = w.serve(&["--job-lock", "2s"]).await;
-    (w, s)
+    World::served(
+        settings,
+        "reconcile_interval = \"1h\"\nmax_body = \"8KiB\"",
+        &["--job-lock", "2s"],
+    )
+    .await
 }
 
 #[tokio::test]
 async fn an_expiry_webhook_rotates_its_binding_once_however_often_it_is_delivered() {
     let (w, s) = served_world(Settings::default()).await;
     let old = w.held_token().unwrap();
-    let body = expiry_payload(&w, old.id, &old.name);
+    let body = w.expiry_payload(old.id, &old.name);
 
-    let (first, answer) = post(
-        &s,
-        signed("msg_1", &body, "Resource Deploy Token Hook"),
-        &body,
-    )
-    .await;
-    let (again, again_answer) = post(
-        &s,
-        signed("msg_1", &body, "Resource Deploy Token Hook"),
-        &body,
-    )
-    .await;
+    let (first, answer) = s
+        .post_webhook(signed("msg_1", &body, "Resource Deploy Token Hook"), &body)
+        .await;
+    let (again, again_answer) = s
+        .post_webhook(signed("msg_1", &body, "Resource Deploy Token Hook"), &body)
+        .await;
 
     assert_eq!((first, answer.as_str()), (202, r#"{"status":"accepted"}"#));
     assert_eq!(
         (again, again_answer.as_str()),
         (200, r#"{"status":"duplicate"}"#)
     );
-    eventually("the rotation", &w, || {
+    w.eventually("the rotation", || {
         w.held_token().is_some_and(|t| t.id != old.id)
     })
     .await;
@@ -150,16 +64,25 @@ async fn refused_requests_get_a_bare_401_and_gitlab_never_sees_a_4xx_for_what_it
     let mut wrong_legacy = legacy.clone();
     wrong_legacy.insert("x-gitlab-token", "guess".parse().unwrap());
 
-    assert_eq!(post(&s, bad_signature, push).await, (401, String::new()));
-    assert_eq!(post(&s, wrong_legacy, push).await, (401, String::new()));
     assert_eq!(
-        post(&s, reqwest::header::HeaderMap::new(), push).await,
+        s.post_webhook(bad_signature, push).await,
         (401, String::new())
     );
-    let (code, body) = post(&s, legacy.clone(), push).await;
+    assert_eq!(
+        s.post_webhook(wrong_legacy, push).await,
+        (401, String::new())
+    );
+    assert_eq!(
+        s.post_webhook(reqwest::header::HeaderMap::new(), push)
+            .await,
+        (401, String::new())
+    );
+    let (code, body) = s.post_webhook(legacy.clone(), push).await;
     assert_eq!((code, body.as_str()), (200, r#"{"status":"ignored"}"#));
 
-    let (code, body) = post(&s, signed("msg_3", "{not json", "Push Hook"), "{not json").await;
+    let (code, body) = s
+        .post_webhook(signed("msg_3", "{not json", "Push Hook"), "{not json")
+        .await;
     assert_eq!(code, 400);
     assert!(body.contains("the body is not a JSON object"), "{body}");
 
@@ -167,9 +90,9 @@ async fn refused_requests_get_a_bare_401_and_gitlab_never_sees_a_4xx_for_what_it
         "{{\"object_kind\":\"push\",\"pad\":\"{}\"}}",
         "x".repeat(10_000)
     );
-    assert_eq!(post(&s, legacy, &big).await.0, 413);
+    assert_eq!(s.post_webhook(legacy, &big).await.0, 413);
 
-    let (_, metrics) = get(&s, "/metrics").await;
+    let (_, metrics) = s.get("/metrics").await;
     assert!(
         metrics
             .contains(r#"regwarden_webhook_verification_failures_total{reason="bad_signature"} 1"#),
@@ -190,17 +113,17 @@ async fn every_fixture_replays_through_the_router_without_a_4xx() {
     let (w, s) = served_world(Settings::default()).await;
     let mut replayed = 0;
     for d in fixtures {
-        let (code, answer) = post(
-            &s,
-            signed(&format!("fixture-{}", d.file), &d.body, &d.event),
-            &d.body,
-        )
-        .await;
+        let (code, answer) = s
+            .post_webhook(
+                signed(&format!("fixture-{}", d.file), &d.body, &d.event),
+                &d.body,
+            )
+            .await;
         assert!(code == 200 || code == 202, "{}: {code} {answer}", d.file);
         replayed += 1;
     }
     assert_eq!(replayed, 14);
-    let (_, metrics) = get(&s, "/metrics").await;
+    let (_, metrics) = s.get("/metrics").await;
     assert!(!metrics.contains(&w.gitlab_token) && !metrics.contains(&w.qovery_token));
     s.kill().await;
 }
@@ -209,9 +132,9 @@ async fn every_fixture_replays_through_the_router_without_a_4xx() {
 async fn health_readiness_and_metrics_answer() {
     let (w, s) = served_world(Settings::default()).await;
 
-    assert_eq!(get(&s, "/healthz").await, (200, "ok".into()));
-    assert_eq!(get(&s, "/readyz").await, (200, "ready".into()));
-    let (code, metrics) = get(&s, "/metrics").await;
+    assert_eq!(s.get("/healthz").await, (200, "ok".into()));
+    assert_eq!(s.get("/readyz").await, (200, "ready".into()));
+    let (code, metrics) = s.get("/metrics").await;
     assert_eq!(code, 200);
     assert!(
         metrics.contains("regwarden_jobs{status=\"queued\"}"),
@@ -241,20 +164,20 @@ async fn a_delivery_answered_202_is_acted_on_after_a_kill() {
     let old = w.held_token().unwrap();
     // A slow GitLab keeps the job in flight when the server dies.
     w.gitlab.faults.lock().unwrap().latency = Duration::from_millis(400);
-    let body = expiry_payload(&w, old.id, &old.name);
+    let body = w.expiry_payload(old.id, &old.name);
 
-    let (code, _) = post(
-        &s,
-        signed("msg_kill", &body, "Resource Deploy Token Hook"),
-        &body,
-    )
-    .await;
+    let (code, _) = s
+        .post_webhook(
+            signed("msg_kill", &body, "Resource Deploy Token Hook"),
+            &body,
+        )
+        .await;
     assert_eq!(code, 202);
     s.kill().await;
     w.gitlab.faults.lock().unwrap().latency = Duration::ZERO;
     let again = w.serve(&["--job-lock", "2s"]).await;
 
-    eventually("the rotation after the restart", &w, || {
+    w.eventually("the rotation after the restart", || {
         w.held_token().is_some_and(|t| t.id != old.id)
     })
     .await;
@@ -281,7 +204,8 @@ async fn the_timer_reconciles_without_any_webhook() {
     // The first slot's pass runs at start-up.
     let s = w.serve(&[]).await;
 
-    eventually("the timer's pass", &w, || w.held_token().is_some()).await;
+    w.eventually("the timer's pass", || w.held_token().is_some())
+        .await;
     s.kill().await;
 }
 
@@ -294,16 +218,16 @@ async fn a_store_that_stops_answering_gets_503_not_a_lost_delivery() {
     })
     .await;
     let old = w.held_token().unwrap();
-    let body = expiry_payload(&w, old.id, &old.name);
+    let body = w.expiry_payload(old.id, &old.name);
     drop(pg);
 
-    let (code, answer) = post(
-        &s,
-        signed("msg_503", &body, "Resource Deploy Token Hook"),
-        &body,
-    )
-    .await;
-    let (ready, _) = get(&s, "/readyz").await;
+    let (code, answer) = s
+        .post_webhook(
+            signed("msg_503", &body, "Resource Deploy Token Hook"),
+            &body,
+        )
+        .await;
+    let (ready, _) = s.get("/readyz").await;
 
     assert_eq!(
         (code, answer.as_str()),
@@ -326,7 +250,8 @@ async fn two_servers_sharing_postgres_run_each_job_once_and_rotate_once() {
 
     // Both start in the same timer slot: one pass between them provisions the binding.
     let (a, b) = tokio::join!(w.serve(&[]), w.serve(&[]));
-    eventually("the timer's pass", &w, || w.held_token().is_some()).await;
+    w.eventually("the timer's pass", || w.held_token().is_some())
+        .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         w.gitlab.calls("POST /api/v4/projects/{id}/deploy_tokens"),
@@ -335,13 +260,16 @@ async fn two_servers_sharing_postgres_run_each_job_once_and_rotate_once() {
 
     // GitLab delivers the same expiry event to both (a retry that hit the other replica).
     let old = w.held_token().unwrap();
-    let body = expiry_payload(&w, old.id, &old.name);
+    let body = w.expiry_payload(old.id, &old.name);
     let headers = signed("msg_twice", &body, "Resource Deploy Token Hook");
-    let (first, second) = tokio::join!(post(&a, headers.clone(), &body), post(&b, headers, &body));
+    let (first, second) = tokio::join!(
+        a.post_webhook(headers.clone(), &body),
+        b.post_webhook(headers, &body)
+    );
     let mut codes = [first.0, second.0];
     codes.sort();
     assert_eq!(codes, [200, 202], "{first:?} {second:?}");
-    eventually("the rotation", &w, || {
+    w.eventually("the rotation", || {
         w.held_token().is_some_and(|t| t.id != old.id)
     })
     .await;
@@ -380,7 +308,9 @@ async fn a_destroyed_project_loses_its_unused_qovery_registry_and_keeps_a_used_o
         .registries
         .iter_mut()
         .for_each(|r| r.associated_services = 2);
-    let (code, _) = post(&s, signed("msg_destroy_1", &body, "System Hook"), &body).await;
+    let (code, _) = s
+        .post_webhook(signed("msg_destroy_1", &body, "System Hook"), &body)
+        .await;
     assert_eq!(code, 202);
     let history =
         || async { w.regwarden(&["history", "--output", "json"]).await.json()["entries"].clone() };
@@ -410,12 +340,12 @@ async fn a_destroyed_project_loses_its_unused_qovery_registry_and_keeps_a_used_o
         .registries
         .iter_mut()
         .for_each(|r| r.associated_services = 0);
-    let (code, _) = post(&s, signed("msg_destroy_2", &body, "System Hook"), &body).await;
+    let (code, _) = s
+        .post_webhook(signed("msg_destroy_2", &body, "System Hook"), &body)
+        .await;
     assert_eq!(code, 202);
-    eventually("the registry's deletion", &w, || {
-        w.qovery_registry().is_none()
-    })
-    .await;
+    w.eventually("the registry's deletion", || w.qovery_registry().is_none())
+        .await;
     s.kill().await;
 }
 
@@ -436,10 +366,12 @@ async fn a_project_created_under_an_auto_bind_group_is_provisioned() {
     })
     .to_string();
 
-    let (code, _) = post(&s, signed("msg_create", &body, "Project Hook"), &body).await;
+    let (code, _) = s
+        .post_webhook(signed("msg_create", &body, "Project Hook"), &body)
+        .await;
 
     assert_eq!(code, 202);
-    eventually("the new project's registry", &w, || {
+    w.eventually("the new project's registry", || {
         w.qovery.registry_named("gitlab-acme-web").is_some()
     })
     .await;
@@ -463,19 +395,19 @@ async fn a_job_that_keeps_failing_ends_dead_in_history_and_metrics() {
         crate::support::faults::Fault::Status(400, None),
         100,
     );
-    let body = expiry_payload(&w, old.id, &old.name);
+    let body = w.expiry_payload(old.id, &old.name);
 
-    let (code, _) = post(
-        &s,
-        signed("msg_dead", &body, "Resource Deploy Token Hook"),
-        &body,
-    )
-    .await;
+    let (code, _) = s
+        .post_webhook(
+            signed("msg_dead", &body, "Resource Deploy Token Hook"),
+            &body,
+        )
+        .await;
     assert_eq!(code, 202);
 
     let mut metrics = String::new();
     for _ in 0..100 {
-        metrics = get(&s, "/metrics").await.1;
+        metrics = s.get("/metrics").await.1;
         if metrics.contains("regwarden_jobs{status=\"dead\"} 1") {
             break;
         }
@@ -506,13 +438,13 @@ async fn sigterm_lets_a_running_job_finish_before_exiting() {
     let old = w.held_token().unwrap();
     // A slow GitLab: the rotation takes a few seconds.
     w.gitlab.faults.lock().unwrap().latency = Duration::from_millis(400);
-    let body = expiry_payload(&w, old.id, &old.name);
-    let (code, _) = post(
-        &s,
-        signed("msg_term", &body, "Resource Deploy Token Hook"),
-        &body,
-    )
-    .await;
+    let body = w.expiry_payload(old.id, &old.name);
+    let (code, _) = s
+        .post_webhook(
+            signed("msg_term", &body, "Resource Deploy Token Hook"),
+            &body,
+        )
+        .await;
     assert_eq!(code, 202);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -539,10 +471,12 @@ async fn a_renamed_project_is_checked_again_with_a_new_token() {
     body["old_path_with_namespace"] = json!("acme/api-old");
     let body = body.to_string();
 
-    let (code, _) = post(&s, signed("msg_rename", &body, "System Hook"), &body).await;
+    let (code, _) = s
+        .post_webhook(signed("msg_rename", &body, "System Hook"), &body)
+        .await;
 
     assert_eq!(code, 202);
-    eventually("the rotation", &w, || {
+    w.eventually("the rotation", || {
         w.held_token().is_some_and(|t| t.id != old.id)
     })
     .await;
@@ -636,7 +570,7 @@ async fn mutated_deliveries_get_a_clear_answer_and_the_server_keeps_working() {
     let mut seeds: Vec<(String, serde_json::Value)> = vec![
         (
             "Resource Deploy Token Hook".into(),
-            serde_json::from_str(&expiry_payload(&w, held.id + 1000, &held.name)).unwrap(),
+            serde_json::from_str(&w.expiry_payload(held.id + 1000, &held.name)).unwrap(),
         ),
         (
             "System Hook".into(),
@@ -663,7 +597,7 @@ async fn mutated_deliveries_get_a_clear_answer_and_the_server_keeps_working() {
         for (n, (event, payload)) in seeds.iter().enumerate() {
             let body = mutate(&mut rng, payload);
             let headers = signed(&format!("mut-{round}-{n}"), &body, event);
-            let (code, answer) = post_via(&http, &s, headers, &body).await;
+            let (code, answer) = s.post_webhook_via(&http, headers, &body).await;
             assert!(
                 matches!(code, 200 | 202 | 400 | 413),
                 "{event} answered {code} {answer} for:\n{body}"
@@ -682,48 +616,23 @@ async fn mutated_deliveries_get_a_clear_answer_and_the_server_keeps_working() {
     assert!(answers.contains_key(&400) && answers.keys().any(|c| *c == 200 || *c == 202));
 
     // Still up, nothing panicked, and a genuine expiry still gets its binding rotated.
-    assert_eq!(get(&s, "/healthz").await, (200, "ok".into()));
+    assert_eq!(s.get("/healthz").await, (200, "ok".into()));
     let held = w.held_token().unwrap();
-    let body = expiry_payload(&w, held.id, &held.name);
-    let (code, _) = post(
-        &s,
-        signed("genuine", &body, "Resource Deploy Token Hook"),
-        &body,
-    )
-    .await;
+    let body = w.expiry_payload(held.id, &held.name);
+    let (code, _) = s
+        .post_webhook(
+            signed("genuine", &body, "Resource Deploy Token Hook"),
+            &body,
+        )
+        .await;
     assert_eq!(code, 202);
-    eventually("the rotation after the storm", &w, || {
+    w.eventually("the rotation after the storm", || {
         w.held_token().is_some_and(|t| t.id != held.id)
     })
     .await;
     assert!(!w.server_log().contains("panicked"), "{}", w.server_log());
     assert!(w.qovery_can_pull().await);
     s.terminate().await;
-}
-
-/// The job counts `/metrics` reports: (queued, running).
-async fn job_counts(s: &Serving) -> (i64, i64) {
-    let (_, metrics) = get(s, "/metrics").await;
-    let count = |status: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(&format!("regwarden_jobs{{status=\"{status}\"}}")))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
-    (count("queued"), count("running"))
-}
-
-/// Polls until the server has no job queued or running, for up to 30 s.
-async fn until_idle(w: &World, s: &Serving) {
-    for _ in 0..300 {
-        if job_counts(s).await == (0, 0) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("jobs still pending; server log:\n{}", w.server_log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -748,20 +657,20 @@ async fn four_deliveries_four_workers_a_timer_pass_and_a_cli_pass_rotate_once() 
         .for_each(|t| t.expires_at = Some(chrono::Utc::now() + chrono::Duration::days(6)));
     tokio::time::sleep(Duration::from_millis(1100)).await;
     w.gitlab.faults.lock().unwrap().latency = Duration::from_millis(30);
-    let body = expiry_payload(&w, old.id, &old.name);
+    let body = w.expiry_payload(old.id, &old.name);
 
     // The server's first timer slot queues a pass at start-up; four deliveries of one expiry
     // (project, group and system hooks, and a redelivery with a new id) arrive at once, and
     // a `reconcile` from cron runs beside them.
     let s = w.serve(&["--workers", "4"]).await;
     let deliveries = ["msg_project", "msg_group", "msg_system", "msg_redelivered"]
-        .map(|id| post(&s, signed(id, &body, "Resource Deploy Token Hook"), &body));
+        .map(|id| s.post_webhook(signed(id, &body, "Resource Deploy Token Hook"), &body));
     let (answers, cli) = tokio::join!(futures_util::future::join_all(deliveries), w.reconcile(&[]));
     for (code, answer) in &answers {
         assert_eq!(*code, 202, "{answer}");
     }
     assert_eq!(cli.code, 0, "{cli:?}");
-    until_idle(&w, &s).await;
+    s.until_idle(&w).await;
 
     assert_eq!(
         w.gitlab.calls("POST /api/v4/projects/{id}/deploy_tokens"),
@@ -791,16 +700,16 @@ async fn an_auto_bind_rule_whose_group_is_gone_does_not_stop_the_timer_for_other
 
     let s = w.serve(&[]).await;
 
-    eventually("the timer's pass of the explicit binding", &w, || {
+    w.eventually("the timer's pass of the explicit binding", || {
         w.held_token().is_some()
     })
     .await;
     assert!(w.qovery_can_pull().await);
-    eventually("the failed rule in the log", &w, || {
+    w.eventually("the failed rule in the log", || {
         w.server_log().contains("acme/gone")
     })
     .await;
-    let (_, metrics) = get(&s, "/metrics").await;
+    let (_, metrics) = s.get("/metrics").await;
     assert!(
         metrics
             .lines()
@@ -859,7 +768,7 @@ async fn a_flood_of_signature_candidates_is_refused_and_the_server_keeps_answeri
         // Asked while the hostile requests are in flight.
         tokio::time::sleep(Duration::from_millis(20)).await;
         let asked = std::time::Instant::now();
-        let (code, _) = get(&s, "/healthz").await;
+        let (code, _) = s.get("/healthz").await;
         (code, asked.elapsed())
     };
     let (answers, (health_code, health_time)) =
@@ -876,7 +785,7 @@ async fn a_flood_of_signature_candidates_is_refused_and_the_server_keeps_answeri
         "refused in {:?}",
         started.elapsed()
     );
-    let (_, metrics) = get(&s, "/metrics").await;
+    let (_, metrics) = s.get("/metrics").await;
     assert!(
         metrics.contains("regwarden_webhook_verification_failures_total{reason=\"malformed\"} 2"),
         "{metrics}"
@@ -963,9 +872,9 @@ async fn half_open_connections_are_capped_and_closed_after_the_header_timeout() 
     assert!(matches!(eof, Ok(0) | Err(_)), "{eof:?}");
     assert!(idle_since.elapsed() >= Duration::from_secs(9));
 
-    let (code, _) = get(&s, "/healthz").await;
+    let (code, _) = s.get("/healthz").await;
     assert_eq!(code, 200);
-    let (_, metrics) = get(&s, "/metrics").await;
+    let (_, metrics) = s.get("/metrics").await;
     let refused_total: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("regwarden_connections_refused_total "))

@@ -7,6 +7,8 @@
 #[cfg(test)]
 pub mod cli;
 #[cfg(test)]
+pub mod serving;
+#[cfg(test)]
 pub mod snapshot;
 #[cfg(test)]
 pub mod tools;

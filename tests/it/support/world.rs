@@ -185,6 +185,28 @@ qovery_registry = "{QOVERY_REGISTRY}"
         self.regwarden(&args).await
     }
 
+    /// A pass with `--output json`: its exit code and each binding's outcome, by binding.
+    pub async fn outcomes(
+        &self,
+        extra: &[&str],
+    ) -> (i32, std::collections::BTreeMap<String, String>) {
+        let mut args = vec!["reconcile", "--output", "json"];
+        args.extend_from_slice(extra);
+        let run = self.regwarden(&args).await;
+        let json: serde_json::Value = serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("reconcile --output json printed no JSON ({e}): {run:?}"));
+        let outcomes = json["bindings"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no bindings in {json}"))
+            .iter()
+            .map(|b| {
+                let field = |k: &str| b[k].as_str().unwrap_or_default().to_string();
+                (field("binding"), field("outcome"))
+            })
+            .collect();
+        (run.code, outcomes)
+    }
+
     /// Every deploy-token secret GitLab ever issued in this world.
     pub fn token_secrets(&self) -> Vec<String> {
         self.gitlab
@@ -262,87 +284,56 @@ qovery_registry = "{QOVERY_REGISTRY}"
     }
 }
 
-/// The signing token and the legacy secret a served world accepts.
-pub const SIGNING_TOKEN: &str = "whsec_cmVnd2FyZGVuLXRlc3Qtc2lnbmluZy1rZXktMzJiISE=";
-pub const LEGACY_SECRET: &str = "legacy-webhook-secret";
-
-/// A running `regwarden serve`.
-pub struct Serving {
-    pub url: String,
-    pub child: tokio::process::Child,
-}
-
-impl Serving {
-    /// Sends SIGTERM and waits for the exit status.
-    pub async fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().expect("running") as i32;
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-        tokio::time::timeout(std::time::Duration::from_secs(30), self.child.wait())
-            .await
-            .expect("stopped within 30 s")
-            .unwrap()
-    }
-
-    pub async fn kill(mut self) {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
-    }
-}
-
-impl World {
-    /// Starts `regwarden serve` on a port the system picks (`--listen 127.0.0.1:0`), learns it
-    /// from the line the server prints, and waits until it answers /healthz.
-    pub async fn serve(&self, extra_args: &[&str]) -> Serving {
-        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let log = self.dir.path().join(format!("serve-{n}.log"));
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
-        args.extend_from_slice(extra_args);
-        args.extend(["--config", self.config.to_str().unwrap()]);
-        let child = regwarden(args)
-            .env("GITLAB_TOKEN", &self.gitlab_token)
-            .env("QOVERY_API_TOKEN", &self.qovery_token)
-            .env("REGWARDEN_WEBHOOK_SIGNING_TOKEN", SIGNING_TOKEN)
-            .env("REGWARDEN_WEBHOOK_SECRET", LEGACY_SECRET)
-            .spawn_logging(&log);
-        let http = regwarden::outbound::client(None, std::time::Duration::from_secs(2)).unwrap();
-        for _ in 0..400 {
-            let printed = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(url) = printed
-                .lines()
-                .find_map(|l| l.strip_prefix("regwarden: listening on "))
-                .map(str::to_string)
-                && let Ok(r) = http.get(format!("{url}/healthz")).send().await
-                && r.status() == 200
-            {
-                return Serving { url, child };
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!(
-            "regwarden serve did not answer /healthz:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-    }
-
-    /// What the server logged (its stderr), for assertions and failure messages.
-    pub fn server_log(&self) -> String {
-        let mut all = String::new();
-        for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
-            let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with("serve-") && name.ends_with(".log") {
-                all.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
-            }
-        }
-        all
-    }
-}
-
 impl World {
     /// The fake Qovery's base URL.
     pub fn qovery_url_str(&self) -> &str {
         &self.qovery_url
+    }
+}
+
+impl World {
+    /// Polls until `cond` holds, for up to 20 s; the panic carries the server's log.
+    pub async fn eventually(&self, what: &str, cond: impl Fn() -> bool) {
+        for _ in 0..200 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{what} did not happen; server log:\n{}", self.server_log());
+    }
+
+    /// Asserts the healthy end state: Qovery holds one of regwarden's active tokens, it pulls
+    /// from the registry, and the marker and username name it. Returns that token.
+    pub async fn assert_converged(&self) -> super::gitlab::DeployToken {
+        let held = self
+            .held_token()
+            .expect("Qovery holds one of the GitLab tokens");
+        assert!(held.active(), "the token Qovery holds is active: {held:?}");
+        assert!(
+            self.qovery_can_pull().await,
+            "the credential Qovery holds pulls from the registry"
+        );
+        let registry = self.qovery_registry().unwrap();
+        let marker = regwarden::marker::Marker::find(&registry.description).expect("a marker");
+        assert_eq!(marker.token_id, held.id);
+        assert_eq!(registry.username.as_deref(), Some(held.username.as_str()));
+        held
+    }
+
+    /// Asserts that every active regwarden token other than the one Qovery holds was held by
+    /// Qovery before (a previous token within its grace period): none is an orphan.
+    pub fn assert_no_orphans(&self) {
+        let held = self.held_token().map(|t| t.id);
+        let ever_held: std::collections::HashSet<String> =
+            self.qovery.received_passwords().into_iter().collect();
+        for t in self.active_tokens() {
+            assert!(
+                Some(t.id) == held || ever_held.contains(&t.token),
+                "token {} ({}) is active but Qovery never held it: an orphan",
+                t.id,
+                t.name
+            );
+        }
     }
 }

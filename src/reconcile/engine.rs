@@ -14,7 +14,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use super::journal::Journal;
-use super::plan::{Binding, Force, Observed, OwnedToken, Plan, plan};
+use super::plan::{Binding, Force, Observed, OwnedToken, Plan, RotateReason, plan};
 use super::rotation::Rotation;
 use crate::gitlab::{GitlabClient, Namespace};
 use crate::outbound::ApiError;
@@ -311,6 +311,16 @@ impl Engine {
                 };
                 rotation.run(lock, report).await?;
                 report.outcome = BindingOutcome::Rotated;
+                if let RotateReason::TakeOver { username } = reason {
+                    let took = format!(
+                        "took Qovery registry {:?} over from a credential regwarden did not create (username {}); that credential was not revoked: revoke it in GitLab once nothing else uses it",
+                        b.qovery_registry,
+                        username.as_deref().unwrap_or("unknown")
+                    );
+                    let token = report.rotated_token.map(|id| (id, ""));
+                    rotation.journal.step("take_over", "ok", &took, token).await;
+                    report.actions.push(took);
+                }
             }
             None => {
                 for r in &the_plan.revoke {
@@ -385,7 +395,16 @@ fn dry_run_report(
         report.outcome = BindingOutcome::Healthy;
     } else {
         report.outcome = BindingOutcome::Planned;
-        if let Some(reason) = &the_plan.rotate {
+        if let Some(RotateReason::TakeOver { username }) = &the_plan.rotate {
+            report.actions.push(format!(
+                "would take Qovery registry {:?} over from a credential regwarden did not create (username {}), and never revoke it: create a {} for {}, check it against {}, switch the registry to it",
+                b.qovery_registry,
+                username.as_deref().unwrap_or("unknown"),
+                b.policy.credential,
+                namespace_label(&b.namespace),
+                b.repository,
+            ));
+        } else if let Some(reason) = &the_plan.rotate {
             report.actions.push(format!(
                 "would rotate ({reason}): create a {} for {}, check it against {}, switch Qovery registry {:?}",
                 b.policy.credential,

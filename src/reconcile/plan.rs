@@ -145,7 +145,13 @@ impl Observed {
 #[serde(rename_all = "snake_case", tag = "why")]
 pub enum RotateReason {
     RegistryMissing,
-    NoMarker,
+    /// The registry holds a credential regwarden did not make (set up by hand per Qovery's
+    /// guide: a person's token, a deploy token): regwarden takes it over with a verified token
+    /// of its own, and never revokes the one it replaces.
+    TakeOver {
+        /// The username Qovery held.
+        username: Option<String>,
+    },
     HeldTokenGone {
         token_id: u64,
     },
@@ -170,7 +176,11 @@ impl fmt::Display for RotateReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RotateReason::RegistryMissing => write!(f, "the Qovery registry does not exist yet"),
-            RotateReason::NoMarker => write!(f, "the Qovery registry names no regwarden token"),
+            RotateReason::TakeOver { username } => write!(
+                f,
+                "the Qovery registry holds a credential regwarden did not create (username {}): regwarden takes it over, and never revokes that credential",
+                username.as_deref().unwrap_or("unknown")
+            ),
             RotateReason::HeldTokenGone { token_id } => write!(
                 f,
                 "the token Qovery holds ({token_id}) is revoked, expired or gone"
@@ -301,7 +311,9 @@ pub fn plan(binding: &Binding, observed: &Observed, now: DateTime<Utc>, force: F
             },
         }
     } else {
-        Some(RotateReason::NoMarker)
+        Some(RotateReason::TakeOver {
+            username: observed.registry.as_ref().and_then(|r| r.username.clone()),
+        })
     };
     Plan {
         revoke: revocations(binding, &observed.tokens, held, observed.marker(), now),
@@ -632,7 +644,7 @@ mod tests {
         );
         assert_eq!(
             plan(&b, &observed(vec![], Some(registry(None))), now, Force::No).rotate,
-            Some(RotateReason::NoMarker)
+            Some(RotateReason::TakeOver { username: None })
         );
         assert_eq!(
             plan(

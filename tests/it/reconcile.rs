@@ -807,3 +807,83 @@ async fn what_a_person_reads_of_the_rotate_job() {
         insta::assert_snapshot!("rotate_job", job.stdout);
     });
 }
+
+#[tokio::test]
+async fn a_registry_set_up_by_hand_is_taken_over_and_its_credential_left_alone() {
+    let w = World::start().await;
+    // What Qovery's guide has a person do: a personal access token with read_registry, typed
+    // into a registry in Qovery's console.
+    let pat = w.gitlab.add_access_token(
+        crate::support::gitlab::Owner::User,
+        "alice-laptop",
+        &["read_registry"],
+    );
+    w.qovery.add_hand_made_registry(
+        crate::support::world::ORG,
+        crate::support::world::QOVERY_REGISTRY,
+        "alice",
+        &pat.token,
+    );
+
+    let dry = w.reconcile(&["--dry-run", "--output", "json"]).await;
+    assert_eq!(dry.code, 0, "{dry:?}");
+    let planned = &dry.json()["bindings"][0];
+    assert_eq!(planned["outcome"], "planned");
+    assert_eq!(planned["plan"]["rotate"]["why"], "take_over");
+    assert_eq!(planned["plan"]["rotate"]["username"], "alice");
+    let would = planned["actions"][0].as_str().unwrap();
+    assert!(
+        would.starts_with(
+            "would take Qovery registry \"gitlab-acme-api\" over from a credential regwarden did not create (username alice)"
+        ),
+        "{would}"
+    );
+    let untouched = w.qovery_registry().unwrap();
+    assert_eq!(untouched.password.as_deref(), Some(pat.token.as_str()));
+    assert!(w.active_tokens().is_empty(), "a dry run makes no token");
+
+    let run = w.reconcile(&["--output", "json"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let report = &run.json()["bindings"][0];
+    assert_eq!(report["outcome"], "rotated");
+    let said = report["actions"].to_string();
+    assert!(
+        said.contains("took Qovery registry \\\"gitlab-acme-api\\\" over from a credential regwarden did not create (username alice)"),
+        "{said}"
+    );
+    w.assert_converged().await;
+    let registry = w.qovery_registry().unwrap();
+    assert!(
+        registry
+            .description
+            .starts_with("Set up by hand for the api team.\n"),
+        "what the person wrote stays: {:?}",
+        registry.description
+    );
+    let pat_now = w
+        .gitlab
+        .access_tokens()
+        .into_iter()
+        .find(|t| t.id == pat.id)
+        .unwrap();
+    assert!(pat_now.active(), "the person's token is never revoked");
+
+    let history = w.regwarden(&["history", "--output", "json"]).await;
+    let took = history.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["step"] == "take_over")
+        .cloned()
+        .expect("the journal says the registry was taken over");
+    assert!(
+        took["reason"]
+            .as_str()
+            .unwrap()
+            .contains("(username alice)"),
+        "{took}"
+    );
+    // The next pass finds its own marker: nothing more to take over.
+    let (code, outcomes) = w.outcomes(&[]).await;
+    assert_eq!((code, outcomes["api"].as_str()), (0, "healthy"));
+}

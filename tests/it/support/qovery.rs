@@ -200,6 +200,24 @@ impl FakeQovery {
         id
     }
 
+    /// A registry a person set up by hand, as Qovery's guide for GitLab says: a credential
+    /// regwarden did not make, and no marker.
+    pub fn add_hand_made_registry(
+        &self,
+        org: &str,
+        name: &str,
+        username: &str,
+        password: &str,
+    ) -> String {
+        let id = self.add_registry(org, name, false, 1);
+        let mut s = lock(&self.state);
+        let r = s.registries.iter_mut().find(|r| r.id == id).unwrap();
+        r.description = "Set up by hand for the api team.".into();
+        r.username = Some(username.into());
+        r.password = Some(password.into());
+        id
+    }
+
     pub fn received_passwords(&self) -> Vec<String> {
         lock(&self.state).received_passwords.clone()
     }

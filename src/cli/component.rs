@@ -13,7 +13,7 @@ use secrecy::SecretString;
 
 use super::Failure;
 use crate::config::{
-    CredentialKind, HumanDuration, Policy, ReconcileConfig, RegistryKindSetting, Scope,
+    AccountHome, CredentialKind, HumanDuration, Policy, ReconcileConfig, RegistryKindSetting, Scope,
 };
 use crate::credential::Credential;
 use crate::gitlab::{GitlabClient, Namespace};
@@ -131,6 +131,19 @@ pub struct RotateArgs {
     /// Kind of token to keep alive.
     #[arg(long, env = "REGWARDEN_CREDENTIAL", value_enum, default_value_t = CredentialKind::DeployToken)]
     pub credential: CredentialKind,
+
+    /// With `--credential service_account`: the username of the service account whose
+    /// personal access tokens regwarden mints.
+    #[arg(long, env = "REGWARDEN_SERVICE_ACCOUNT", value_name = "USERNAME")]
+    pub service_account: Option<String>,
+
+    /// Where that account lives: the project's top-level group, the project, or the instance.
+    #[arg(long, env = "REGWARDEN_SERVICE_ACCOUNT_HOME", value_enum, default_value_t = AccountHome::Group)]
+    pub service_account_home: AccountHome,
+
+    /// Create the service account when it does not exist.
+    #[arg(long, env = "REGWARDEN_CREATE_SERVICE_ACCOUNT")]
+    pub create_service_account: bool,
 
     /// Also let the token push (write_registry).
     #[arg(long, env = "REGWARDEN_WRITE_REGISTRY")]
@@ -472,7 +485,15 @@ async fn rotate(args: RotateArgs, timeout: std::time::Duration) -> Result<(), Fa
         lifetime: args.lifetime,
         rotate_before: args.rotate_before,
         grace_period: args.grace_period,
+        service_account: args.service_account.clone(),
+        service_account_home: args.service_account_home,
+        create_service_account: args.create_service_account,
     };
+    if policy.credential == CredentialKind::ServiceAccount && policy.service_account.is_none() {
+        return Err(Failure::Usage(
+            "--credential service_account needs --service-account USERNAME (or REGWARDEN_SERVICE_ACCOUNT): the GitLab service account whose tokens regwarden mints".into(),
+        ));
+    }
     let binding = Binding {
         name: name.clone(),
         instance: args.instance.clone(),

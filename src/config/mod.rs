@@ -209,6 +209,9 @@ impl Default for ReconcileConfig {
 pub enum CredentialKind {
     DeployToken,
     AccessToken,
+    /// Personal access tokens of a GitLab service account (`service_account`), minted and
+    /// deleted by regwarden.
+    ServiceAccount,
 }
 
 impl fmt::Display for CredentialKind {
@@ -217,6 +220,7 @@ impl fmt::Display for CredentialKind {
         f.write_str(match self {
             CredentialKind::DeployToken => "deploy token",
             CredentialKind::AccessToken => "access token",
+            CredentialKind::ServiceAccount => "service account token",
         })
     }
 }
@@ -229,6 +233,33 @@ pub enum Scope {
     WriteRegistry,
 }
 
+/// Where a binding's service account lives.
+#[derive(
+    Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, Hash, serde::Serialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum AccountHome {
+    /// A group service account of the binding's top-level group (GitLab.com and
+    /// self-managed; the API token needs the group's Owner role).
+    #[default]
+    Group,
+    /// A project service account of the bound project (GitLab 18.11; Maintainer).
+    Project,
+    /// An instance service account (self-managed only; an administrator's API token).
+    Instance,
+}
+
+impl fmt::Display for AccountHome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AccountHome::Group => "group",
+            AccountHome::Project => "project",
+            AccountHome::Instance => "instance",
+        })
+    }
+}
+
 /// The rotation policy: `[defaults]`, overridable per binding.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -238,6 +269,12 @@ pub struct Policy {
     pub lifetime: HumanDuration,
     pub rotate_before: HumanDuration,
     pub grace_period: HumanDuration,
+    /// `credential = "service_account"`: the account's username.
+    pub service_account: Option<String>,
+    /// Where that account lives (`group`, `project` or `instance`).
+    pub service_account_home: AccountHome,
+    /// Create the account when it does not exist.
+    pub create_service_account: bool,
 }
 
 impl Default for Policy {
@@ -248,6 +285,9 @@ impl Default for Policy {
             lifetime: HumanDuration::from_secs(30 * 86_400),
             rotate_before: HumanDuration::from_secs(7 * 86_400),
             grace_period: HumanDuration::from_secs(3_600),
+            service_account: None,
+            service_account_home: AccountHome::Group,
+            create_service_account: false,
         }
     }
 }
@@ -261,6 +301,9 @@ pub struct PolicyOverrides {
     pub lifetime: Option<HumanDuration>,
     pub rotate_before: Option<HumanDuration>,
     pub grace_period: Option<HumanDuration>,
+    pub service_account: Option<String>,
+    pub service_account_home: Option<AccountHome>,
+    pub create_service_account: Option<bool>,
 }
 
 impl PolicyOverrides {
@@ -271,6 +314,9 @@ impl PolicyOverrides {
             || self.lifetime.is_some()
             || self.rotate_before.is_some()
             || self.grace_period.is_some()
+            || self.service_account.is_some()
+            || self.service_account_home.is_some()
+            || self.create_service_account.is_some()
     }
 
     pub fn apply_to(&self, defaults: &Policy) -> Policy {
@@ -283,6 +329,16 @@ impl PolicyOverrides {
             lifetime: self.lifetime.unwrap_or(defaults.lifetime),
             rotate_before: self.rotate_before.unwrap_or(defaults.rotate_before),
             grace_period: self.grace_period.unwrap_or(defaults.grace_period),
+            service_account: self
+                .service_account
+                .clone()
+                .or_else(|| defaults.service_account.clone()),
+            service_account_home: self
+                .service_account_home
+                .unwrap_or(defaults.service_account_home),
+            create_service_account: self
+                .create_service_account
+                .unwrap_or(defaults.create_service_account),
         }
     }
 }

@@ -296,3 +296,39 @@ fn an_instance_name_is_short_and_plain() {
         assert_eq!(p[0].key, "reconcile.instance", "{bad}");
     }
 }
+
+#[test]
+fn a_service_account_binding_names_its_account_and_where_it_lives() {
+    let ok = format!(
+        "{MINIMAL}\n[[binding]]\nname = \"api\"\nproject = \"acme/api\"\nqovery_registry = \"gitlab-acme-api\"\ncredential = \"service_account\"\nservice_account = \"regwarden-pull\"\nservice_account_home = \"project\"\ncreate_service_account = true\n"
+    );
+    let config = parse(&ok).unwrap_or_else(|e| panic!("{e}"));
+    let policy = config.bindings[0].policy.apply_to(&config.defaults);
+    assert_eq!(policy.credential, CredentialKind::ServiceAccount);
+    assert_eq!(policy.service_account.as_deref(), Some("regwarden-pull"));
+    assert_eq!(policy.service_account_home, AccountHome::Project);
+    assert!(policy.create_service_account);
+
+    // Without the account's name.
+    let nameless = format!("{MINIMAL}\n[defaults]\ncredential = \"service_account\"\n");
+    let p = problems(&nameless);
+    assert_eq!(p[0].key, "defaults.service_account", "{p:?}");
+    assert!(p[0].message.contains("is required"), "{p:?}");
+
+    // A project account for a group binding, and a name that is no GitLab username.
+    let wrong = format!(
+        "{MINIMAL}\n[[binding]]\nname = \"platform\"\ngroup = \"acme/platform\"\nrepository = \"acme/platform/api\"\nqovery_registry = \"gitlab-platform\"\ncredential = \"service_account\"\nservice_account = \"-bad name\"\nservice_account_home = \"project\"\n"
+    );
+    let keys: Vec<String> = problems(&wrong).into_iter().map(|p| p.key).collect();
+    assert_eq!(
+        keys,
+        [
+            "binding[0].service_account_home",
+            "binding[0].service_account"
+        ]
+    );
+
+    // An account named for a deploy-token policy is a mistake worth naming.
+    let stray = format!("{MINIMAL}\n[defaults]\nservice_account = \"regwarden-pull\"\n");
+    assert_eq!(problems(&stray)[0].key, "defaults.service_account");
+}

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use super::spans::{KeyPath, SpanIndex};
 use super::{
-    Config, CredentialKind, HttpUrl, Invalid, Policy, Problem, Scope, TEMPLATE_PLACEHOLDERS,
+    AccountHome, Config, CredentialKind, HttpUrl, Invalid, Policy, Problem, Scope,
+    TEMPLATE_PLACEHOLDERS,
 };
 
 impl Config {
@@ -207,8 +208,18 @@ impl Config {
                     "must name a Qovery container registry".into(),
                 );
             }
+            let policy = b.policy.apply_to(&self.defaults);
+            if policy.credential == CredentialKind::ServiceAccount
+                && policy.service_account_home == AccountHome::Project
+                && b.project.is_none()
+            {
+                problem(
+                    at.field("service_account_home"),
+                    "\"project\" needs a project binding: a group binding's account lives in its group (service_account_home = \"group\")".into(),
+                );
+            }
             if b.policy.overrides_any() {
-                check_policy(&b.policy.apply_to(&self.defaults), at, &mut problem);
+                check_policy(&policy, at, &mut problem);
             }
         }
 
@@ -257,13 +268,34 @@ fn check_policy(policy: &Policy, at: KeyPath, problem: &mut impl FnMut(KeyPath, 
             ),
         );
     }
-    if policy.credential == CredentialKind::AccessToken
+    if policy.credential == CredentialKind::ServiceAccount {
+        match &policy.service_account {
+            None => problem(
+                at.field("service_account"),
+                "is required with credential = \"service_account\": the username of the GitLab service account whose tokens regwarden mints, e.g. service_account = \"regwarden-pull\"".into(),
+            ),
+            Some(name) => {
+                if let Err(why) = check_gitlab_username(name) {
+                    problem(at.field("service_account"), why.to_string());
+                }
+            }
+        }
+    } else if policy.service_account.is_some() || policy.create_service_account {
+        problem(
+            at.field("service_account"),
+            format!(
+                "is only used with credential = \"service_account\" (this policy's credential is {})",
+                policy.credential
+            ),
+        );
+    }
+    if policy.credential != CredentialKind::DeployToken
         && policy.lifetime.0.as_secs() > 365 * 86_400
     {
         problem(
             at.field("lifetime"),
             format!(
-                "{} is too long: GitLab access tokens expire within 365 days",
+                "{} is too long: GitLab access tokens and personal access tokens expire within 365 days",
                 policy.lifetime
             ),
         );
@@ -285,6 +317,24 @@ fn check_policy(policy: &Policy, at: KeyPath, problem: &mut impl FnMut(KeyPath, 
                 policy.grace_period, policy.rotate_before
             ),
         );
+    }
+}
+
+/// A GitLab username: letters, digits, `_`, `-` and `.`, starting with a letter, digit or
+/// `_`, up to 255 characters.
+fn check_gitlab_username(name: &str) -> Result<(), Invalid> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        && (name.as_bytes()[0].is_ascii_alphanumeric() || name.as_bytes()[0] == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid(format!(
+            "{name:?} is not a GitLab username (letters, digits, '_', '-', '.'; up to 255)"
+        )))
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::outbound::{Api, ApiError, Reply, RetryPolicy, directory_url};
 
-const SERVICE: &str = "GitLab";
+pub(super) const SERVICE: &str = "GitLab";
 /// GitLab's largest page (`docs/reference/gitlab.md` §8).
 const PER_PAGE: u32 = 100;
 /// A bound on pages followed, against a server that never says "last page".
@@ -28,7 +28,7 @@ pub enum Namespace {
 
 impl Namespace {
     /// `projects/acme%2Fapi`: a path travels URL-encoded as one segment.
-    fn api_path(&self) -> String {
+    pub(super) fn api_path(&self) -> String {
         let (kind, id) = match self {
             Namespace::Project(id) => ("projects", id),
             Namespace::Group(id) => ("groups", id),
@@ -37,7 +37,7 @@ impl Namespace {
     }
 }
 
-fn encode_segment(s: &str) -> String {
+pub(super) fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -119,7 +119,7 @@ struct WithSecret<T> {
 
 /// GitLab names the secret `token`; it is renamed on the way in so that no struct of ours
 /// holds a secret in a plain `String`.
-fn split_secret<T: DeserializeOwned>(reply: &Reply) -> Result<Created<T>, ApiError> {
+pub(super) fn split_secret<T: DeserializeOwned>(reply: &Reply) -> Result<Created<T>, ApiError> {
     let mut value: serde_json::Value = reply.json(SERVICE)?;
     if let Some(obj) = value.as_object_mut()
         && let Some(secret) = obj.remove("token")
@@ -158,7 +158,8 @@ pub struct NewAccessToken<'a> {
 /// A client of one GitLab instance's REST API.
 #[derive(Clone)]
 pub struct GitlabClient {
-    api: Api,
+    pub(super) api: Api,
+    pub(super) accounts: super::service_accounts::AccountCache,
 }
 
 /// What GitLab says about the API token regwarden uses.
@@ -182,7 +183,10 @@ impl GitlabClient {
             token,
             &["message", "error"],
         );
-        Self { api }
+        Self {
+            api,
+            accounts: Default::default(),
+        }
     }
 
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
@@ -190,7 +194,7 @@ impl GitlabClient {
         self
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+    pub(super) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
         self.api
             .idempotent(Method::GET, path, &[], None)
             .await?
@@ -198,7 +202,7 @@ impl GitlabClient {
     }
 
     /// Every item of a list, following GitLab's offset pagination (`x-next-page`).
-    async fn get_all<T: DeserializeOwned>(
+    pub(super) async fn get_all<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
@@ -386,7 +390,7 @@ impl GitlabClient {
     /// POSTs a create. A refusal is final; a 429 is retried (GitLab refused before acting);
     /// a failure that may have been applied runs `cleanup` before the next try, and once
     /// more after the last one.
-    async fn create_once_only<C, Fut>(
+    pub(super) async fn create_once_only<C, Fut>(
         &self,
         path: &str,
         body: &serde_json::Value,

@@ -3,8 +3,10 @@
 
 mod client;
 pub mod events;
+mod service_accounts;
 mod tokens;
 
+pub use service_accounts::{Account, Home, PersonalAccessToken};
 pub use tokens::{Token, TokenSpec};
 
 pub use client::{

@@ -6,8 +6,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{GitlabClient, Namespace, NewAccessToken, NewDeployToken};
-use crate::config::{CredentialKind, Scope};
+use super::{GitlabClient, Home, Namespace, NewAccessToken, NewDeployToken};
+use crate::config::{CredentialKind, Policy, Scope};
 use crate::credential::Credential;
 use crate::outbound::ApiError;
 
@@ -46,14 +46,15 @@ fn access_level(scopes: &[Scope]) -> u8 {
     }
 }
 
+/// Midnight UTC of `day`: when personal and access tokens expire.
+fn start_of(day: chrono::NaiveDate) -> DateTime<Utc> {
+    day.and_time(Default::default()).and_utc()
+}
+
 impl GitlabClient {
-    /// The active tokens of `kind` on `ns`.
-    pub async fn tokens(
-        &self,
-        kind: CredentialKind,
-        ns: &Namespace,
-    ) -> Result<Vec<Token>, ApiError> {
-        Ok(match kind {
+    /// The active tokens `policy`'s kind of credential keeps on `ns`.
+    pub async fn tokens(&self, policy: &Policy, ns: &Namespace) -> Result<Vec<Token>, ApiError> {
+        Ok(match policy.credential {
             CredentialKind::DeployToken => self
                 .deploy_tokens(ns, true)
                 .await?
@@ -71,25 +72,44 @@ impl GitlabClient {
                 .map(|t| Token {
                     id: t.id,
                     name: t.name,
-                    // Access tokens expire at the start of their day, UTC.
-                    expires_at: t
-                        .expires_at
-                        .map(|d| d.and_time(Default::default()).and_utc()),
+                    expires_at: t.expires_at.map(start_of),
                 })
                 .collect(),
+            CredentialKind::ServiceAccount => {
+                let (home, username) = account_of(policy, ns);
+                // No account yet: no tokens yet (a rotation creates it, or says it is missing).
+                let Some(account) = self.service_account(&home, username).await? else {
+                    return Ok(Vec::new());
+                };
+                let listed = match self.account_tokens(&home, account.id).await {
+                    Err(e) if e.is_not_found() => {
+                        self.forget_account(&home, username);
+                        return Ok(Vec::new());
+                    }
+                    other => other?,
+                };
+                listed
+                    .into_iter()
+                    .map(|t| Token {
+                        id: t.id,
+                        name: t.name,
+                        expires_at: t.expires_at.map(start_of),
+                    })
+                    .collect()
+            }
         })
     }
 
-    /// Makes a token of `kind` on `ns`, and returns it with the credential the registry takes
-    /// for it (GitLab shows the secret only now).
+    /// Makes a token of `policy`'s kind on `ns`, and returns it with the credential the
+    /// registry takes for it (GitLab shows the secret only now).
     pub async fn create_token(
         &self,
-        kind: CredentialKind,
+        policy: &Policy,
         ns: &Namespace,
         spec: TokenSpec<'_>,
     ) -> Result<(Token, Credential), ApiError> {
         let scopes = scope_names(spec.scopes);
-        match kind {
+        match policy.credential {
             CredentialKind::DeployToken => {
                 let created = self
                     .create_deploy_token(
@@ -126,28 +146,80 @@ impl GitlabClient {
                 let token = Token {
                     id: created.token.id,
                     name: created.token.name,
-                    expires_at: created
-                        .token
-                        .expires_at
-                        .map(|d| d.and_time(Default::default()).and_utc()),
+                    expires_at: created.token.expires_at.map(start_of),
+                };
+                Ok((token, credential))
+            }
+            CredentialKind::ServiceAccount => {
+                let (home, username) = account_of(policy, ns);
+                let account = match self.service_account(&home, username).await? {
+                    Some(a) => a,
+                    None if policy.create_service_account => {
+                        self.create_service_account(&home, username).await?
+                    }
+                    None => {
+                        return Err(ApiError::NotFound {
+                            service: super::client::SERVICE,
+                            message: format!(
+                                "no service account {username:?} in {home}: create it in GitLab, or set create_service_account = true"
+                            ),
+                        });
+                    }
+                };
+                // A service account reaches a registry through its membership: the least
+                // role that pulls (or pushes, with write_registry).
+                self.ensure_member(ns, account.id, access_level(spec.scopes))
+                    .await?;
+                let created = self
+                    .create_account_token(
+                        &home,
+                        account.id,
+                        spec.name,
+                        &scopes,
+                        spec.expires_at.date_naive(),
+                    )
+                    .await?;
+                // The registry takes the account's username with its token.
+                let credential = Credential::new(account.username, created.secret);
+                let token = Token {
+                    id: created.token.id,
+                    name: created.token.name,
+                    expires_at: created.token.expires_at.map(start_of),
                 };
                 Ok((token, credential))
             }
         }
     }
 
-    /// Revokes token `id` of `kind` on `ns`; one already gone counts as revoked.
+    /// Revokes token `id` of `policy`'s kind on `ns`; one already gone counts as revoked.
     pub async fn revoke_token(
         &self,
-        kind: CredentialKind,
+        policy: &Policy,
         ns: &Namespace,
         id: u64,
     ) -> Result<(), ApiError> {
-        match kind {
+        match policy.credential {
             CredentialKind::DeployToken => self.revoke_deploy_token(ns, id).await,
             CredentialKind::AccessToken => self.revoke_access_token(ns, id).await,
+            CredentialKind::ServiceAccount => {
+                let (home, username) = account_of(policy, ns);
+                match self.service_account(&home, username).await? {
+                    Some(account) => self.revoke_account_token(&home, account.id, id).await,
+                    // The account is gone, and its tokens with it.
+                    None => Ok(()),
+                }
+            }
         }
     }
+}
+
+/// Where a `service_account` policy's account lives for `ns`, and its username (the
+/// configuration requires one with this credential).
+fn account_of<'p>(policy: &'p Policy, ns: &Namespace) -> (Home, &'p str) {
+    (
+        Home::of(policy.service_account_home, ns),
+        policy.service_account.as_deref().unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]

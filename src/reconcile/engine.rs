@@ -222,7 +222,7 @@ impl Engine {
     async fn observe(&self, b: &Binding, registry: Option<Registry>) -> Result<Observed, ApiError> {
         let tokens = self
             .gitlab
-            .tokens(b.policy.credential, &b.namespace)
+            .tokens(&b.policy, &b.namespace)
             .await?
             .into_iter()
             .filter_map(|t| {
@@ -363,7 +363,7 @@ impl Engine {
         let token_ref = Some((token.id, ""));
         match self
             .gitlab
-            .revoke_token(b.policy.credential, &b.namespace, token.id)
+            .revoke_token(&b.policy, &b.namespace, token.id)
             .await
         {
             Ok(()) => {

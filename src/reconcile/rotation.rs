@@ -153,7 +153,7 @@ impl Rotation<'_> {
         let (token, credential) = match self
             .engine
             .gitlab
-            .create_token(b.policy.credential, &b.namespace, spec)
+            .create_token(&b.policy, &b.namespace, spec)
             .await
         {
             Ok(created) => created,

@@ -1,0 +1,339 @@
+//! GitLab service accounts, their personal access tokens, and the memberships that let an
+//! account reach a project's registry (`docs/reference/gitlab.md`, "Personal access tokens,
+//! service accounts and rotation", §1 and §3).
+//!
+//! regwarden never rotates these tokens with GitLab's rotate endpoints: those revoke the old
+//! token at once (no grace period), and rotating one already revoked revokes the whole token
+//! family. It mints a new token, and deletes the previous one after the grace period.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::NaiveDate;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Namespace;
+use super::client::{Created, GitlabClient, SERVICE, encode_segment, split_secret};
+use crate::config::AccountHome;
+use crate::outbound::ApiError;
+
+/// Where one binding's service account lives.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Home {
+    /// A group service account of this top-level group.
+    Group(String),
+    /// A project service account of this project.
+    Project(String),
+    /// An instance service account (self-managed).
+    Instance,
+}
+
+impl Home {
+    /// The home `home` names for a binding on `ns`: a group account lives in the top-level
+    /// group (GitLab creates group service accounts there), a project account in the bound
+    /// project (a group binding's in its top-level group: the configuration refuses
+    /// `project` there).
+    pub fn of(home: AccountHome, ns: &Namespace) -> Home {
+        let top_level = |path: &str| path.split('/').next().unwrap_or(path).to_string();
+        match (home, ns) {
+            (AccountHome::Instance, _) => Home::Instance,
+            (AccountHome::Project, Namespace::Project(p)) => Home::Project(p.clone()),
+            (_, Namespace::Project(p) | Namespace::Group(p)) => Home::Group(top_level(p)),
+        }
+    }
+
+    fn accounts_path(&self) -> String {
+        match self {
+            Home::Group(g) => format!("groups/{}/service_accounts", encode_segment(g)),
+            Home::Project(p) => format!("projects/{}/service_accounts", encode_segment(p)),
+            Home::Instance => "service_accounts".into(),
+        }
+    }
+
+    /// Where the account's tokens are listed, and (with `Instance`, filtered by `user_id`)
+    /// where one is revoked.
+    fn tokens_path(&self, user: u64) -> String {
+        match self {
+            Home::Group(_) | Home::Project(_) => {
+                format!("{}/{user}/personal_access_tokens", self.accounts_path())
+            }
+            Home::Instance => "personal_access_tokens".into(),
+        }
+    }
+
+    fn create_token_path(&self, user: u64) -> String {
+        match self {
+            Home::Group(_) | Home::Project(_) => self.tokens_path(user),
+            // An administrator mints a user's token (self-managed only).
+            Home::Instance => format!("users/{user}/personal_access_tokens"),
+        }
+    }
+}
+
+impl std::fmt::Display for Home {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Home::Group(g) => write!(f, "group {g}"),
+            Home::Project(p) => write!(f, "project {p}"),
+            Home::Instance => f.write_str("the instance"),
+        }
+    }
+}
+
+/// A service account.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Account {
+    pub id: u64,
+    pub username: String,
+}
+
+/// A personal access token, as GitLab lists it (never its secret).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct PersonalAccessToken {
+    pub id: u64,
+    pub name: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub user_id: Option<u64>,
+    /// Midnight UTC starts this day.
+    pub expires_at: Option<NaiveDate>,
+    #[serde(default)]
+    pub revoked: bool,
+    #[serde(default)]
+    pub active: bool,
+}
+
+/// Accounts found by username, per home: an account's id never changes, so one look-up per
+/// process serves every later pass (a steady pass then costs one call per binding).
+#[derive(Clone, Default)]
+pub(super) struct AccountCache(Arc<Mutex<HashMap<(Home, String), Account>>>);
+
+impl AccountCache {
+    fn get(&self, home: &Home, username: &str) -> Option<Account> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&(home.clone(), username.to_string())).cloned()
+    }
+
+    fn put(&self, home: &Home, account: &Account) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert((home.clone(), account.username.clone()), account.clone());
+    }
+
+    fn forget(&self, home: &Home, username: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&(home.clone(), username.to_string()));
+    }
+}
+
+#[derive(Deserialize)]
+struct Member {
+    access_level: u8,
+}
+
+impl GitlabClient {
+    /// The service account `username` of `home`, if it exists.
+    pub async fn service_account(
+        &self,
+        home: &Home,
+        username: &str,
+    ) -> Result<Option<Account>, ApiError> {
+        if let Some(account) = self.accounts.get(home, username) {
+            return Ok(Some(account));
+        }
+        let found = self
+            .get_all::<Account>(&home.accounts_path(), &[])
+            .await?
+            .into_iter()
+            .find(|a| a.username == username);
+        if let Some(a) = &found {
+            self.accounts.put(home, a);
+        }
+        Ok(found)
+    }
+
+    /// Creates service account `username` in `home`. After an answer that was lost, the
+    /// account is looked up before anything else happens.
+    pub async fn create_service_account(
+        &self,
+        home: &Home,
+        username: &str,
+    ) -> Result<Account, ApiError> {
+        let body = json!({ "name": username, "username": username });
+        match self
+            .api
+            .once(Method::POST, &home.accounts_path(), &[], Some(&body))
+            .await
+        {
+            Ok(reply) => {
+                let account: Account = reply.json(SERVICE)?;
+                self.accounts.put(home, &account);
+                Ok(account)
+            }
+            Err(e) if !e.certainly_not_applied() => {
+                match self.service_account(home, username).await? {
+                    Some(account) => Ok(account),
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The active personal access tokens of account `user` of `home`.
+    pub async fn account_tokens(
+        &self,
+        home: &Home,
+        user: u64,
+    ) -> Result<Vec<PersonalAccessToken>, ApiError> {
+        let mut query = vec![("state", "active".to_string())];
+        if *home == Home::Instance {
+            query.push(("user_id", user.to_string()));
+        }
+        let listed = self
+            .get_all::<PersonalAccessToken>(&home.tokens_path(user), &query)
+            .await;
+        match listed {
+            // The account went away (deleted by hand): look it up again next time.
+            Err(e) if e.is_not_found() => {
+                self.accounts
+                    .0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|(h, _), a| !(h == home && a.id == user));
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    /// Mints a personal access token of account `user`. A lost answer is cleaned up like a
+    /// deploy token's: every active token of that name is deleted before the next try.
+    pub async fn create_account_token(
+        &self,
+        home: &Home,
+        user: u64,
+        name: &str,
+        scopes: &[&str],
+        expires_at: NaiveDate,
+    ) -> Result<Created<PersonalAccessToken>, ApiError> {
+        let body = json!({
+            "name": name,
+            "scopes": scopes,
+            "expires_at": expires_at.format("%Y-%m-%d").to_string(),
+        });
+        let cleanup = || async {
+            for t in self.account_tokens(home, user).await? {
+                if t.name == name {
+                    tracing::warn!(
+                        token_id = t.id,
+                        name,
+                        "deleting a personal access token whose creation answer was lost"
+                    );
+                    self.revoke_account_token(home, user, t.id).await?;
+                }
+            }
+            Ok(())
+        };
+        let reply = self
+            .create_once_only(&home.create_token_path(user), &body, cleanup)
+            .await?;
+        split_secret(&reply)
+    }
+
+    /// Deletes personal access token `id` of account `user`; one already gone counts as
+    /// deleted.
+    pub async fn revoke_account_token(
+        &self,
+        home: &Home,
+        user: u64,
+        id: u64,
+    ) -> Result<(), ApiError> {
+        let path = format!("{}/{id}", home.tokens_path(user));
+        match self.api.idempotent(Method::DELETE, &path, &[], None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes account `user` a member of `ns` with at least `level` (20 Reporter pulls, 30
+    /// Developer pushes), directly or through a parent group; a higher role is left as it is.
+    pub async fn ensure_member(
+        &self,
+        ns: &Namespace,
+        user: u64,
+        level: u8,
+    ) -> Result<(), ApiError> {
+        let all = format!("{}/members/all/{user}", ns.api_path());
+        match self.get::<Member>(&all).await {
+            Ok(m) if m.access_level >= level => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let members = format!("{}/members", ns.api_path());
+        let body = json!({ "user_id": user, "access_level": level });
+        match self
+            .api
+            .idempotent(Method::POST, &members, &[], Some(&body))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Already a direct member, with a lower role.
+            Err(ApiError::Permanent { status: 409, .. }) => {
+                let one = format!("{members}/{user}");
+                let body = json!({ "access_level": level });
+                self.api
+                    .idempotent(Method::PUT, &one, &[], Some(&body))
+                    .await
+                    .map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Drops a cached account, after GitLab said it is gone.
+    pub(super) fn forget_account(&self, home: &Home, username: &str) {
+        self.accounts.forget(home, username);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_account_lives_where_the_binding_says() {
+        let project = Namespace::Project("acme/platform/api".into());
+        let group = Namespace::Group("acme/platform".into());
+        assert_eq!(
+            Home::of(AccountHome::Group, &project),
+            Home::Group("acme".into())
+        );
+        assert_eq!(
+            Home::of(AccountHome::Group, &group),
+            Home::Group("acme".into())
+        );
+        assert_eq!(
+            Home::of(AccountHome::Project, &project),
+            Home::Project("acme/platform/api".into())
+        );
+        assert_eq!(Home::of(AccountHome::Instance, &group), Home::Instance);
+        assert_eq!(
+            Home::Group("acme".into()).create_token_path(7),
+            "groups/acme/service_accounts/7/personal_access_tokens"
+        );
+        assert_eq!(
+            Home::Project("acme/api".into()).tokens_path(7),
+            "projects/acme%2Fapi/service_accounts/7/personal_access_tokens"
+        );
+        assert_eq!(
+            Home::Instance.create_token_path(7),
+            "users/7/personal_access_tokens"
+        );
+        assert_eq!(Home::Instance.tokens_path(7), "personal_access_tokens");
+    }
+}

@@ -2,7 +2,8 @@
 # regwarden's test command: installs what the tests need when it is missing, then runs the
 # whole suite (format, lints, unit and integration tests). Safe to run again on the same
 # machine. The real servers the tests use (the container registry, PostgreSQL clusters, Prism)
-# are started by the tests themselves, on free loopback ports, and stopped when each test ends.
+# are started by the tests themselves, on loopback ports the system picks (PostgreSQL on a Unix
+# socket of its own), and stopped when each test ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

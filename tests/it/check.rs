@@ -290,7 +290,8 @@ async fn a_registry_nobody_listens_at_is_unreachable() {
     let dir = tempfile::tempdir().unwrap();
     let gitlab = FakeGitlab::start(dir.path()).await;
     let token = gitlab.add_deploy_token(project("acme/api"), &["read_registry"]);
-    let url = format!("http://127.0.0.1:{}", crate::support::server::closed_port());
+    let closed = crate::support::server::closed_port();
+    let url = format!("http://127.0.0.1:{}", closed.port());
 
     let run = check_at(&url, "acme/api", &token, &[]).await;
 
@@ -307,10 +308,8 @@ async fn a_registry_nobody_listens_at_is_unreachable() {
 async fn a_realm_nobody_listens_at_is_unreachable() {
     let dir = tempfile::tempdir().unwrap();
     let gitlab = FakeGitlab::start(dir.path()).await;
-    let dead_realm = format!(
-        "http://127.0.0.1:{}/jwt/auth",
-        crate::support::server::closed_port()
-    );
+    let closed = crate::support::server::closed_port();
+    let dead_realm = format!("http://127.0.0.1:{}/jwt/auth", closed.port());
     let registry = Registry::start(
         dir.path(),
         Auth::Token {

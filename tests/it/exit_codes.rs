@@ -4,9 +4,9 @@
 
 use crate::support::cli::regwarden;
 
-/// A configuration whose store is a PostgreSQL nobody listens on.
-fn config_with_unreachable_store(dir: &std::path::Path) -> std::path::PathBuf {
-    let port = crate::support::server::closed_port();
+/// A configuration whose store is a PostgreSQL nobody listens on: at `port`, which the caller
+/// keeps closed (see `closed_port`).
+fn config_with_unreachable_store(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
     let path = dir.join("regwarden.toml");
     std::fs::write(
         &path,
@@ -79,7 +79,8 @@ async fn without_a_configuration_every_command_that_needs_one_exits_2() {
 #[tokio::test]
 async fn a_store_that_does_not_answer_exits_1_from_every_command_that_uses_it() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config_with_unreachable_store(dir.path());
+    let closed = crate::support::server::closed_port();
+    let config = config_with_unreachable_store(dir.path(), closed.port());
     let config = config.to_str().unwrap();
     for args in [
         vec!["reconcile", "--config", config],
@@ -101,7 +102,8 @@ async fn a_store_that_does_not_answer_exits_1_from_every_command_that_uses_it() 
 #[tokio::test]
 async fn an_unreadable_secret_is_a_configuration_problem_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config_with_unreachable_store(dir.path());
+    let closed = crate::support::server::closed_port();
+    let config = config_with_unreachable_store(dir.path(), closed.port());
     let run = regwarden(["reconcile", "--config", config.to_str().unwrap()])
         .run()
         .await;

@@ -8,7 +8,10 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::io::AsyncBufReadExt;
 
 use crate::support::cli::Run;
 use crate::support::gitlab::Owner;
@@ -357,12 +360,28 @@ async fn the_image_reconciles_a_binding_and_keeps_its_store_as_its_own_user() {
     assert_eq!(store.uid(), 10001, "the store belongs to the image's user");
 }
 
+/// Reads `pipe` to its end in the background; what came so far is in the string.
+fn read_to_end(
+    pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> (Arc<Mutex<String>>, tokio::task::JoinHandle<()>) {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    let task = tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut text = sink.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+    (text, task)
+}
+
 #[tokio::test]
 async fn regwarden_serve_runs_in_the_image_and_stops_on_sigterm() {
     let Some(image) = image() else { return };
     let w = shared_world().await;
     let c = image.container().await;
-    let port = crate::support::server::closed_port();
     let stop = w.path().join("stop");
     let mut env = api_tokens(&w);
     env.push((
@@ -375,9 +394,10 @@ async fn regwarden_serve_runs_in_the_image_and_stops_on_sigterm() {
         ..Exec::default()
     };
     // The shell stands in for the container runtime: it sends SIGTERM when the test says so
-    // and reports how regwarden ended.
+    // and reports how regwarden ended. regwarden binds a port the system picks, on the host's
+    // network, and prints which on its standard output.
     let script = format!(
-        "regwarden serve --config {config} --listen 127.0.0.1:{port} & pid=$!; \
+        "regwarden serve --config {config} --listen 127.0.0.1:0 & pid=$!; \
          while [ ! -e {stop} ]; do sleep 0.1; done; kill -TERM $pid; wait $pid; echo exit=$?",
         config = w.config.display(),
         stop = stop.display(),
@@ -389,27 +409,37 @@ async fn regwarden_serve_runs_in_the_image_and_stops_on_sigterm() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let (stdout, stdout_read) = read_to_end(child.stdout.take().unwrap());
+    let (stderr, stderr_read) = read_to_end(child.stderr.take().unwrap());
 
     let http = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}");
     let mut ready = None;
     for _ in 0..300 {
         if child.try_wait().unwrap().is_some() {
             break;
         }
-        if let Ok(r) = http.get(format!("{url}/readyz")).send().await {
+        let url = stdout
+            .lock()
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("regwarden: listening on "))
+            .map(str::to_string);
+        if let Some(url) = url
+            && let Ok(r) = http.get(format!("{url}/readyz")).send().await
+        {
             ready = Some(r.status());
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     std::fs::write(&stop, "").unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+    tokio::time::timeout(Duration::from_secs(60), child.wait())
         .await
         .expect("serve stopped")
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let _ = tokio::join!(stdout_read, stderr_read);
+    let stdout = stdout.lock().unwrap().clone();
+    let stderr = stderr.lock().unwrap().clone();
 
     assert_eq!(
         ready,

@@ -279,7 +279,8 @@ async fn a_postgres_lock_dies_with_its_session_and_its_holder_notices() {
 
 #[tokio::test]
 async fn an_unreachable_postgres_is_reported_without_its_password() {
-    let port = crate::support::server::closed_port();
+    let closed = crate::support::server::closed_port();
+    let port = closed.port();
     let url = format!("postgres://regwarden:hunter2@127.0.0.1:{port}/regwarden");
 
     let err = Store::open(&url).await.unwrap_err().to_string();

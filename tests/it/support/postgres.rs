@@ -1,10 +1,15 @@
 //! A real, throwaway PostgreSQL cluster (Debian's PostgreSQL: `initdb` + `pg_ctl`) in a temp
-//! directory, on a free loopback port, stopped when the test drops it.
+//! directory, stopped when the test drops it. PostgreSQL cannot listen on a port the system
+//! picks, so it listens on no TCP port at all: only on its Unix socket, in that directory
+//! (`listen_addresses=''`, `-k`), which no other cluster can take. Clients reach it with
+//! `?host=<directory>` in the URL.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use super::server::closed_port;
+/// The port only names the socket file (`.s.PGSQL.5432`), in a directory of the cluster's own;
+/// given everywhere, so that a `PGPORT` in the environment changes nothing.
+const SOCKET_PORT: u16 = 5432;
 
 pub struct Postgres {
     pub url: String,
@@ -101,9 +106,9 @@ impl Postgres {
             ],
             as_postgres,
         );
-        let port = closed_port();
-        let options =
-            format!("-p {port} -k {socket} -h 127.0.0.1 -c fsync=off -c full_page_writes=off");
+        let options = format!(
+            "-c listen_addresses='' -k {socket} -p {SOCKET_PORT} -c fsync=off -c full_page_writes=off"
+        );
         let log = dir.path().join("postgres.log");
         run(
             &bin,
@@ -122,15 +127,14 @@ impl Postgres {
             ],
             as_postgres,
         );
-        let port_s = port.to_string();
         run(
             &bin,
             "createdb",
             &[
                 "-h",
-                "127.0.0.1",
+                &socket,
                 "-p",
-                &port_s,
+                &SOCKET_PORT.to_string(),
                 "-U",
                 "regwarden",
                 "regwarden",
@@ -138,7 +142,8 @@ impl Postgres {
             as_postgres,
         );
         Postgres {
-            url: format!("postgres://regwarden@127.0.0.1:{port}/regwarden"),
+            // sqlx reads a `host` starting with `/` as the socket's directory.
+            url: format!("postgres://regwarden@localhost:{SOCKET_PORT}/regwarden?host={socket}"),
             bin,
             data,
             as_postgres,

@@ -1,14 +1,13 @@
 //! Prism (`@stoplight/prism-cli`, pinned in ci/package.json) serving an API's own OpenAPI
 //! description (`tests/fixtures/`) as a validating proxy: every request is checked against the
 //! description before it reaches the fake, and every answer of the fake on its way back. A
-//! request that breaks the description gets 422.
+//! request that breaks the description gets 422. Prism listens on a port the system picks
+//! (`-p 0`) and tells which in its start-up line.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use super::server::closed_port;
 
 pub struct Prism {
     pub url: String,
@@ -37,7 +36,6 @@ impl Prism {
     }
 
     fn start(bin: &Path, spec: &Path, upstream: &str, errors: bool) -> Prism {
-        let port = closed_port();
         let child = Command::new(bin)
             .arg("proxy")
             .arg(spec)
@@ -47,15 +45,15 @@ impl Prism {
                 "-h",
                 "127.0.0.1",
                 "-p",
+                "0",
             ])
-            .arg(port.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start prism");
         // Owned from here on, so that every way out (a panic included) stops the process.
         let mut prism = Prism {
-            url: format!("http://127.0.0.1:{port}"),
+            url: String::new(),
             child,
         };
         let stdout = prism.child.stdout.take().unwrap();
@@ -70,7 +68,13 @@ impl Prism {
         let mut seen = Vec::new();
         while Instant::now() < deadline {
             match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) if line.contains("Prism is listening") => return prism,
+                // "Prism is listening on http://127.0.0.1:41234": the address it bound.
+                Ok(line) if line.contains("Prism is listening on ") => {
+                    let (_, url) = line.split_once("Prism is listening on ").unwrap();
+                    let url = url.split_whitespace().next().unwrap_or_default();
+                    prism.url = url.trim_end_matches('/').to_string();
+                    return prism;
+                }
                 Ok(line) => seen.push(line),
                 Err(_) => {
                     if let Ok(Some(status)) = prism.child.try_wait() {

@@ -1,5 +1,6 @@
 //! The real container registry: Debian's `docker-registry` (CNCF distribution 2.8), started
-//! per test on a free loopback port, with token auth pointing at the fake GitLab realm.
+//! per test on a loopback port the system picks (`http.addr: 127.0.0.1:0`, read back from the
+//! registry's log), with token auth pointing at the fake GitLab realm.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,7 +9,6 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::gitlab::{ISSUER, SERVICE};
-use super::server::closed_port;
 
 /// How the registry authenticates.
 pub enum Auth<'a> {
@@ -61,72 +61,84 @@ fn registry_binary() -> String {
 
 impl Registry {
     pub async fn start(dir: &Path, auth: Auth<'_>, tls: Option<Tls<'_>>) -> Self {
-        let mut last_log = String::new();
-        // A port found free can be taken before the registry binds it: try a few.
-        for attempt in 0..3 {
-            let port = closed_port();
-            let root = dir.join(format!("registry-{port}"));
-            std::fs::create_dir_all(root.join("data")).unwrap();
-            let auth_yaml = match &auth {
-                Auth::Token { realm, signer_cert } => format!(
-                    "  token:\n    realm: {realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
-                    signer_cert.display()
-                ),
-                Auth::Htpasswd { file } => {
-                    format!(
-                        "  htpasswd:\n    realm: regwarden-test\n    path: {}\n",
-                        file.display()
-                    )
-                }
-            };
-            let tls_yaml = match &tls {
-                Some(t) => format!(
-                    "  tls:\n    certificate: {}\n    key: {}\n",
-                    t.cert.display(),
-                    t.key.display()
-                ),
-                None => String::new(),
-            };
-            let config = format!(
-                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: regwarden-test-upload-secret\n{tls_yaml}auth:\n{auth_yaml}",
-                root.join("data").display()
-            );
-            let config_path = root.join("config.yml");
-            std::fs::write(&config_path, config).unwrap();
-            let log = root.join("registry.log");
-            let child = Command::new(registry_binary())
-                .arg("serve")
-                .arg(&config_path)
-                .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-                .stderr(Stdio::from(
-                    std::fs::File::create(root.join("registry.err")).unwrap(),
-                ))
-                .spawn()
-                .expect("start docker-registry");
-            let scheme = if tls.is_some() { "https" } else { "http" };
-            let mut registry = Registry {
-                url: format!("{scheme}://127.0.0.1:{port}"),
-                child,
-                log: root.join("registry.err"),
-            };
-            let ca = tls.as_ref().map(|t| t.ca);
-            if registry.wait_ready(ca).await {
-                return registry;
+        let root = tempfile::Builder::new()
+            .prefix("registry-")
+            .tempdir_in(dir)
+            .unwrap()
+            .keep();
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        let auth_yaml = match &auth {
+            Auth::Token { realm, signer_cert } => format!(
+                "  token:\n    realm: {realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+                signer_cert.display()
+            ),
+            Auth::Htpasswd { file } => {
+                format!(
+                    "  htpasswd:\n    realm: regwarden-test\n    path: {}\n",
+                    file.display()
+                )
             }
-            last_log = std::fs::read_to_string(&registry.log).unwrap_or_default();
-            eprintln!("registry attempt {attempt} on port {port} did not come up: {last_log}");
+        };
+        let tls_yaml = match &tls {
+            Some(t) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                t.cert.display(),
+                t.key.display()
+            ),
+            None => String::new(),
+        };
+        // Port 0: the registry binds a port the system picks and logs it, at level info.
+        let config = format!(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n  secret: regwarden-test-upload-secret\n{tls_yaml}auth:\n{auth_yaml}",
+            root.join("data").display()
+        );
+        let config_path = root.join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = root.join("registry.err");
+        let child = Command::new(registry_binary())
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(Stdio::from(
+                std::fs::File::create(root.join("registry.log")).unwrap(),
+            ))
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .expect("start docker-registry");
+        // Owned from here on, so that every way out (a panic included) stops the process.
+        let mut registry = Registry {
+            url: String::new(),
+            child,
+            log,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        if !registry
+            .wait_ready(scheme, tls.as_ref().map(|t| t.ca))
+            .await
+        {
+            panic!(
+                "the registry did not start: {}",
+                std::fs::read_to_string(&registry.log).unwrap_or_default()
+            );
         }
-        panic!("the registry did not start: {last_log}");
+        registry
     }
 
-    async fn wait_ready(&mut self, ca: Option<&Path>) -> bool {
+    /// Learns the address from the log, then waits until the registry answers there.
+    async fn wait_ready(&mut self, scheme: &str, ca: Option<&Path>) -> bool {
         let client = test_client(ca);
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            if let Ok(r) = client.get(format!("{}/v2/", self.url)).send().await
+            if self.url.is_empty()
+                && let Some(addr) =
+                    bound_address(&std::fs::read_to_string(&self.log).unwrap_or_default())
+            {
+                self.url = format!("{scheme}://{addr}");
+            }
+            if !self.url.is_empty()
+                && let Ok(r) = client.get(format!("{}/v2/", self.url)).send().await
                 && (r.status() == 401 || r.status() == 200)
             {
                 return true;
@@ -135,6 +147,13 @@ impl Registry {
         }
         false
     }
+}
+
+/// The address in the registry's start-up line, `msg="listening on 127.0.0.1:41234"` (followed
+/// by `, tls` with TLS): the port the system picked for `http.addr: 127.0.0.1:0`.
+fn bound_address(log: &str) -> Option<String> {
+    let (_, rest) = log.split_once("msg=\"listening on ")?;
+    rest.split(['"', ',']).next().map(str::to_string)
 }
 
 /// An HTTP client for test set-up that trusts the test CA when given.

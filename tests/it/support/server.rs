@@ -1,4 +1,5 @@
-//! Serves an axum router on a free loopback port for as long as a test holds it.
+//! Serves an axum router on a free loopback port for as long as a test holds it, and reserves
+//! loopback ports where nobody listens.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,8 +58,32 @@ impl Served {
     }
 }
 
-/// A loopback port nobody listens on (bound, then released).
-pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+/// A loopback port where nobody listens, reserved for as long as this is held: the port is
+/// bound but not listening, so a connection to it is refused at once, and no server can take
+/// it in the meantime (as one could a port found free and released). Keep it alive for as
+/// long as the port must stay closed.
+#[must_use = "the port is closed only while this is held"]
+pub struct ClosedPort {
+    port: u16,
+    _socket: tokio::net::TcpSocket,
+}
+
+impl ClosedPort {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+/// Reserves a loopback port nobody listens on; see [`ClosedPort`].
+pub fn closed_port() -> ClosedPort {
+    // Without SO_REUSEADDR, no other socket may bind the port while this one holds it.
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind a loopback port");
+    let port = socket.local_addr().unwrap().port();
+    ClosedPort {
+        port,
+        _socket: socket,
+    }
 }

@@ -1,0 +1,353 @@
+//! Deploy tokens (`docs/reference/gitlab.md` §3) and access tokens (§4) of projects and
+//! groups alike: list, create, get, delete or revoke, and rotate.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Duration as Days, NaiveDate, Utc};
+use serde_json::{Value, json};
+
+use super::api::{Kind, paginate};
+use super::{AccessToken, App, DeployToken, bad_request, not_found};
+
+/// The same routes under `/projects/:id` and `/groups/:id`.
+pub(super) fn routes() -> Router<App> {
+    let mut router = Router::new();
+    for (prefix, kind) in [("projects", Kind::Project), ("groups", Kind::Group)] {
+        let tokens = format!("/api/v4/{prefix}/{{id}}/deploy_tokens");
+        let access = format!("/api/v4/{prefix}/{{id}}/access_tokens");
+        router = router
+            .route(
+                &tokens,
+                get(move |a, p, q, h| list_deploy_tokens(kind, a, p, q, h))
+                    .post(move |a, p, h, b| create_deploy_token(kind, a, p, h, b)),
+            )
+            .route(
+                &format!("{tokens}/{{token_id}}"),
+                get(move |a, p, h| get_deploy_token(kind, a, p, h))
+                    .delete(move |a, p, h| delete_deploy_token(kind, a, p, h)),
+            )
+            .route(
+                &access,
+                get(move |a, p, q, h| list_access_tokens(kind, a, p, q, h))
+                    .post(move |a, p, h, b| create_access_token(kind, a, p, h, b)),
+            )
+            .route(
+                &format!("{access}/{{token_id}}"),
+                delete(move |a, p, h| revoke_access_token(kind, a, p, h)),
+            )
+            .route(
+                &format!("{access}/{{token_id}}/rotate"),
+                post(move |a, p, h, b| rotate_access_token(kind, a, p, h, b)),
+            );
+    }
+    router
+}
+
+async fn list_deploy_tokens(
+    kind: Kind,
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let s = app.lock();
+    let owner = match s.authorized_owner(kind, &id, &headers) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let active_only = query.get("active").is_some_and(|v| v == "true");
+    let items = s
+        .deploy_tokens
+        .iter()
+        .filter(|t| t.owner == owner && (!active_only || t.active()))
+        .map(DeployToken::json)
+        .collect();
+    paginate(items, &query, "/deploy_tokens")
+}
+
+fn scopes_of(body: &Value) -> Option<Vec<String>> {
+    match body.get("scopes")? {
+        Value::Array(a) => a.iter().map(|v| v.as_str().map(str::to_string)).collect(),
+        // "A comma-separated string is also accepted" (reference §3).
+        Value::String(s) => Some(s.split(',').map(|x| x.trim().to_string()).collect()),
+        _ => None,
+    }
+}
+
+const DEPLOY_SCOPES: &[&str] = &[
+    "read_repository",
+    "read_registry",
+    "write_registry",
+    "read_package_registry",
+    "write_package_registry",
+    "read_virtual_registry",
+    "write_virtual_registry",
+];
+
+async fn create_deploy_token(
+    kind: Kind,
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut s = app.lock();
+    let owner = match s.authorized_owner(kind, &id, &headers) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let Some(name) = body.get("name").and_then(Value::as_str).map(str::to_string) else {
+        return bad_request("name is missing");
+    };
+    let Some(scopes) = scopes_of(&body).filter(|s| !s.is_empty()) else {
+        return bad_request("scopes is missing");
+    };
+    if scopes.iter().any(|s| !DEPLOY_SCOPES.contains(&s.as_str())) {
+        return bad_request("scopes does not have a valid value");
+    }
+    let expires_at = match body.get("expires_at").and_then(Value::as_str) {
+        None => None,
+        Some(text) => match DateTime::parse_from_rfc3339(text) {
+            Ok(t) => Some(t.with_timezone(&Utc)),
+            Err(_) => return bad_request("expires_at is invalid"),
+        },
+    };
+    let (token_id, secret) = s.new_secret("gldt-");
+    let token = DeployToken {
+        id: token_id,
+        name,
+        username: body
+            .get("username")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("gitlab+deploy-token-{token_id}")),
+        token: secret.clone(),
+        scopes,
+        owner,
+        expires_at,
+        revoked: false,
+    };
+    let mut json = token.json();
+    json["token"] = Value::String(secret);
+    s.deploy_tokens.push(token);
+    (StatusCode::CREATED, Json(json)).into_response()
+}
+
+async fn get_deploy_token(
+    kind: Kind,
+    State(app): State<App>,
+    Path((id, token_id)): Path<(String, u64)>,
+    headers: HeaderMap,
+) -> Response {
+    let s = app.lock();
+    let owner = match s.authorized_owner(kind, &id, &headers) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    match s
+        .deploy_tokens
+        .iter()
+        .find(|t| t.id == token_id && t.owner == owner)
+    {
+        Some(t) => Json(t.json()).into_response(),
+        None => not_found("404 Not found"),
+    }
+}
+
+async fn delete_deploy_token(
+    kind: Kind,
+    State(app): State<App>,
+    Path((id, token_id)): Path<(String, u64)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = app.lock();
+    let owner = match s.authorized_owner(kind, &id, &headers) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    // GitLab deletes the record; the token is refused everywhere afterwards.
+    let before = s.deploy_tokens.len();
+    s.deploy_tokens
+        .retain(|t| !(t.id == token_id && t.owner == owner));
+    if s.deploy_tokens.len() == before {
+        return not_found("404 Not found");
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn list_access_tokens(
+    kind: Kind,
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let s = app.lock();
+    let owner = match s.authorized_owner(kind, &id, &headers) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let state = query.get("state").map(String::as_str);
+    let items = s
+        .access_tokens
+        .iter()
+        .filter(|t| t.owner == owner)
+        .filter(|t| match state {
+            Some("active") => t.active(),
+            Some("inactive") => !t.active(),
+            _ => true,
+        })
+        .map(AccessToken::json)
+        .collect();
+    paginate(items, &query, "/access_tokens")
+}
+
+fn parse_date(body: &Value) -> Result<Option<NaiveDate>, Response> {
+    match body.get("expires_at").and_then(Value::as_str) {
+        None => Ok(None),
+        Some(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map(Some)
+            .map_err(|_| bad_request("expires_at is invalid")),
+    }
+}
+
+async fn create_access_token(
+    kind: Kind,
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut s = app.lock();
+    let owner = match s.authorized_owner(kind, &id, &headers) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let Some(name) = body.get("name").and_then(Value::as_str).map(str::to_string) else {
+        return bad_request("name is missing");
+    };
+    let Some(scopes) = scopes_of(&body).filter(|s| !s.is_empty()) else {
+        return bad_request("scopes is missing");
+    };
+    // Since 16.0 project and group tokens need an expiry (reference §4).
+    let expires_at = match parse_date(&body) {
+        Ok(Some(d)) => d,
+        Ok(None) => return bad_request("expires_at is missing"),
+        Err(r) => return r,
+    };
+    let access_level = body
+        .get("access_level")
+        .and_then(Value::as_u64)
+        .unwrap_or(40) as u8;
+    let (token_id, secret) = s.new_secret("glpat-");
+    let token = AccessToken {
+        id: token_id,
+        name,
+        token: secret.clone(),
+        scopes,
+        owner,
+        expires_at: Some(expires_at),
+        revoked: false,
+        access_level,
+        rotated_to: None,
+    };
+    let mut json = token.json();
+    json["token"] = Value::String(secret);
+    s.access_tokens.push(token);
+    (StatusCode::CREATED, Json(json)).into_response()
+}
+
+async fn revoke_access_token(
+    kind: Kind,
+    State(app): State<App>,
+    Path((id, token_id)): Path<(String, u64)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = app.lock();
+    let owner = match s.authorized_owner(kind, &id, &headers) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    match s
+        .access_tokens
+        .iter_mut()
+        .find(|t| t.id == token_id && t.owner == owner && !t.revoked)
+    {
+        Some(t) => {
+            t.revoked = true;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => not_found("404 Not found"),
+    }
+}
+
+/// Rotate revokes the old token at once and returns its successor. Rotating a token that
+/// was already rotated is reuse: GitLab revokes the active token of the family too.
+async fn rotate_access_token(
+    kind: Kind,
+    State(app): State<App>,
+    Path((id, token_id)): Path<(String, u64)>,
+    headers: HeaderMap,
+    body: Option<Json<Value>>,
+) -> Response {
+    let mut s = app.lock();
+    let owner = match s.authorized_owner(kind, &id, &headers) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let body = body.map(|Json(b)| b).unwrap_or(Value::Null);
+    let expires_at = match parse_date(&body) {
+        Ok(d) => d.unwrap_or_else(|| Utc::now().date_naive() + Days::days(7)),
+        Err(r) => return r,
+    };
+    let Some(old) = s
+        .access_tokens
+        .iter()
+        .find(|t| t.id == token_id && t.owner == owner)
+        .cloned()
+    else {
+        return not_found("404 Not found");
+    };
+    if old.revoked {
+        let mut next = old.rotated_to;
+        while let Some(successor) = next {
+            let t = s
+                .access_tokens
+                .iter_mut()
+                .find(|t| t.id == successor)
+                .unwrap();
+            t.revoked = true;
+            next = t.rotated_to;
+        }
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"message": "401 Unauthorized"})),
+        )
+            .into_response();
+    }
+    let (new_id, secret) = s.new_secret("glpat-");
+    let successor = AccessToken {
+        id: new_id,
+        token: secret.clone(),
+        expires_at: Some(expires_at),
+        revoked: false,
+        rotated_to: None,
+        ..old.clone()
+    };
+    let t = s
+        .access_tokens
+        .iter_mut()
+        .find(|t| t.id == token_id)
+        .unwrap();
+    t.revoked = true;
+    t.rotated_to = Some(new_id);
+    let mut json = successor.json();
+    json["token"] = Value::String(secret);
+    s.access_tokens.push(successor);
+    Json(json).into_response()
+}

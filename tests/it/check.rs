@@ -501,3 +501,34 @@ async fn credentials_in_the_registry_url_are_refused() {
     assert_eq!(run.code, 2, "{run:?}");
     run.assert_never_shows("gldt-in-url");
 }
+
+#[tokio::test]
+async fn a_service_account_token_reaches_a_registry_through_its_role_only() {
+    use crate::support::gitlab::accounts::AccountHome;
+    let w = world().await;
+    w.gitlab.add_project("acme/api");
+    let user = w
+        .gitlab
+        .add_service_account(AccountHome::Group("acme".into()), "regwarden-pull");
+    let pat = w
+        .gitlab
+        .add_account_token(user, &["read_registry", "write_registry"]);
+
+    let stranger = w.check("acme/api", &pat, &[]).await;
+    w.gitlab.add_member(user, project("acme/api"), 20);
+    let reporter_pull = w.check("acme/api", &pat, &[]).await;
+    let reporter_push = w.check("acme/api", &pat, &["--access", "push"]).await;
+    w.gitlab.add_member(user, Owner::Group("acme".into()), 30);
+    let developer_push = w.check("acme/api", &pat, &["--access", "push"]).await;
+
+    assert_eq!(stranger.code, 4, "no role, no access: {stranger:?}");
+    assert_eq!(reporter_pull.code, 0, "{reporter_pull:?}");
+    assert_eq!(
+        reporter_push.code, 4,
+        "a Reporter cannot push: {reporter_push:?}"
+    );
+    assert_eq!(
+        developer_push.code, 0,
+        "Developer through the group pushes: {developer_push:?}"
+    );
+}

@@ -17,5 +17,6 @@ mod qovery_client;
 mod qovery_contract;
 mod reconcile;
 mod serve;
+mod service_account;
 mod store;
 mod webhook_events;

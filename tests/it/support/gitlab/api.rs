@@ -56,6 +56,31 @@ impl GitlabState {
     }
 }
 
+impl GitlabState {
+    /// Instance-wide endpoints (instance service accounts, any user's tokens) take an
+    /// administrator's token: in the fake, a personal one with `api`.
+    pub(super) fn authorize_admin(&self, headers: &HeaderMap) -> Result<(), Response> {
+        authorize(self, headers, None)?;
+        let presented = headers
+            .get("private-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let admin = self
+            .access_tokens
+            .iter()
+            .any(|t| t.token == presented && t.owner == Owner::User);
+        if admin {
+            Ok(())
+        } else {
+            Err((
+                StatusCode::FORBIDDEN,
+                Json(json!({"message": "403 Forbidden"})),
+            )
+                .into_response())
+        }
+    }
+}
+
 /// The API token must be an active access token with `api`; a project or group token only
 /// reaches its own namespace.
 fn authorize(s: &GitlabState, headers: &HeaderMap, target: Option<&Owner>) -> Result<(), Response> {

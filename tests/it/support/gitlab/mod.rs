@@ -11,7 +11,8 @@
 //! - `api`: the API token's authorization, pagination, project and group look-ups;
 //! - `tokens`: deploy tokens and project and group access tokens;
 //! - `realm`: the registry's token realm and the JWTs it signs;
-//! - `ci`: the JWKS and CI ID tokens.
+//! - `ci`: the JWKS and CI ID tokens;
+//! - `accounts`: service accounts, their personal access tokens, and memberships.
 //!
 //! A new concern (service accounts, say) gets a module of its own with its `routes()`,
 //! merged there, and keeps its records in [`GitlabState`].
@@ -31,6 +32,7 @@ use super::faults::{Fault, Faults, SharedFaults, inject};
 use super::pki::SigningKey;
 use super::server::Served;
 
+pub mod accounts;
 mod api;
 mod ci;
 mod realm;
@@ -45,6 +47,9 @@ pub enum Owner {
     Group(String),
     /// A personal access token: reaches every project of the fake.
     User,
+    /// A personal access token of service account `user_id`: reaches what the account is a
+    /// member of (`accounts.rs`).
+    Account(u64),
 }
 
 impl Owner {
@@ -54,6 +59,8 @@ impl Owner {
             Owner::Project(p) => path == p || path.starts_with(&format!("{p}/")),
             Owner::Group(g) => path.starts_with(&format!("{g}/")),
             Owner::User => true,
+            // Through memberships, which the state knows: see `GitlabState::member_level`.
+            Owner::Account(_) => false,
         }
     }
 }
@@ -153,6 +160,8 @@ pub struct GitlabState {
     pub groups: Vec<Group>,
     pub deploy_tokens: Vec<DeployToken>,
     pub access_tokens: Vec<AccessToken>,
+    pub service_accounts: Vec<accounts::ServiceAccount>,
+    pub members: Vec<accounts::Member>,
     /// Sign registry JWTs with a key the registry does not trust (a misconfigured GitLab).
     pub sign_with_untrusted_key: bool,
 }
@@ -242,6 +251,7 @@ impl FakeGitlab {
         // Each concern brings its routes; faults and call counts cover them all.
         let router = Router::new()
             .merge(api::routes())
+            .merge(accounts::routes())
             .merge(tokens::routes())
             .merge(realm::routes())
             .merge(ci::routes())

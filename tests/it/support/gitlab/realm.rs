@@ -164,14 +164,20 @@ async fn jwt_auth(
         }
         // Anonymous callers only reach public projects; the fake has none.
         let Some(id) = &identity else { continue };
-        if !id.owner.reaches(name) {
-            continue;
-        }
+        // A service account reaches a registry through its role: Reporter pulls, Developer
+        // pushes; any other token through what owns it.
+        let (may_pull, may_push) = match &id.owner {
+            Owner::Account(user) => {
+                let level = s.member_level(*user, name);
+                (level >= 20, level >= 30)
+            }
+            owner => (owner.reaches(name), owner.reaches(name)),
+        };
         let granted: Vec<&str> = actions
             .split(',')
             .filter(|a| match *a {
-                "pull" => id.read,
-                "push" => id.write,
+                "pull" => id.read && may_pull,
+                "push" => id.write && may_push,
                 _ => false,
             })
             .collect();

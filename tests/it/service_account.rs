@@ -1,0 +1,295 @@
+//! `credential = "service_account"`: regwarden mints personal access tokens of a GitLab
+//! service account (creating the account and its membership when told to), checks them
+//! against the real registry (whose realm grants a service account's token what its role
+//! allows), switches Qovery, and deletes the previous token after the grace period, never
+//! with GitLab's rotate. And the same invariants as for deploy tokens: crash-safe at every
+//! step.
+
+use std::time::Duration;
+
+use crate::support::gitlab::accounts::{AccountHome, Member};
+use crate::support::gitlab::{AccessToken, Owner};
+use crate::support::world::{PROJECT, Settings, World};
+
+const ACCOUNT: &str = "regwarden-pull";
+
+fn settings(extra: &str, grace: &'static str) -> Settings {
+    Settings {
+        grace_period: grace,
+        extra: format!(
+            "credential = \"service_account\"\nservice_account = \"{ACCOUNT}\"\n{extra}"
+        ),
+        ..Settings::default()
+    }
+}
+
+/// The service account's id.
+fn account(w: &World) -> u64 {
+    w.gitlab
+        .service_accounts()
+        .into_iter()
+        .find(|a| a.username == ACCOUNT)
+        .expect("the service account exists")
+        .id
+}
+
+/// The account's active personal access tokens that regwarden made for binding `api`.
+fn active_pats(w: &World) -> Vec<AccessToken> {
+    w.gitlab
+        .account_tokens()
+        .into_iter()
+        .filter(|t| t.active() && t.name.starts_with("regwarden-api-"))
+        .collect()
+}
+
+/// The token Qovery holds, found by the password it was given.
+fn held_pat(w: &World) -> Option<AccessToken> {
+    let password = w.qovery_registry()?.password?;
+    w.gitlab
+        .account_tokens()
+        .into_iter()
+        .find(|t| t.token == password)
+}
+
+/// Qovery holds an active token of the account under the account's username, the marker
+/// names it, and it pulls from the real registry.
+async fn assert_converged(w: &World) -> AccessToken {
+    let held = held_pat(w).expect("Qovery holds one of the account's tokens");
+    assert!(held.active(), "{held:?}");
+    let registry = w.qovery_registry().unwrap();
+    assert_eq!(registry.username.as_deref(), Some(ACCOUNT));
+    let marker = regwarden::marker::Marker::find(&registry.description).expect("a marker");
+    assert_eq!(marker.token_id, held.id);
+    assert!(
+        w.qovery_can_pull().await,
+        "the credential Qovery holds pulls"
+    );
+    held
+}
+
+#[tokio::test]
+async fn a_service_account_is_created_made_a_reporter_and_its_tokens_rotated_with_a_grace_period() {
+    let w = World::with(settings("create_service_account = true\n", "2s")).await;
+
+    let first = w.reconcile(&[]).await;
+    assert_eq!(first.code, 0, "{first:?}");
+    let user = account(&w);
+    let created = w.gitlab.service_accounts();
+    assert_eq!(
+        created[0].home,
+        AccountHome::Group("acme".into()),
+        "a group service account of the project's top-level group"
+    );
+    assert_eq!(
+        w.gitlab.members(),
+        [Member {
+            user_id: user,
+            source: Owner::Project(PROJECT.into()),
+            access_level: 20,
+        }],
+        "the least role that pulls"
+    );
+    let one = assert_converged(&w).await;
+    assert_eq!(one.scopes, ["read_registry"]);
+    first.assert_never_shows(&one.token);
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(w.reconcile(&["--force"]).await.code, 0);
+    let two = assert_converged(&w).await;
+    assert_ne!(two.id, one.id);
+    assert_eq!(
+        active_pats(&w).len(),
+        2,
+        "the previous token lives out its grace"
+    );
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let active = active_pats(&w);
+    assert_eq!(
+        active.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [two.id],
+        "the previous token deleted once its grace was over"
+    );
+    assert!(
+        w.gitlab
+            .account_tokens()
+            .iter()
+            .all(|t| t.rotated_to.is_none()),
+        "create-new + delete-old, never GitLab's rotate"
+    );
+    assert!(w.gitlab.deploy_tokens().is_empty());
+    assert_eq!(
+        w.gitlab.service_accounts().len(),
+        1,
+        "one account, made once"
+    );
+}
+
+#[tokio::test]
+async fn an_existing_account_gets_the_role_it_lacks_and_keeps_a_higher_one() {
+    let w = World::with(settings(
+        "scopes = [\"read_registry\", \"write_registry\"]\n",
+        "1h",
+    ))
+    .await;
+    let user = w
+        .gitlab
+        .add_service_account(AccountHome::Group("acme".into()), ACCOUNT);
+    // A Reporter can pull but not push: write_registry needs Developer.
+    w.gitlab
+        .add_member(user, Owner::Project(PROJECT.into()), 20);
+
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    assert_converged(&w).await;
+    assert_eq!(
+        w.gitlab.members()[0].access_level,
+        30,
+        "raised to Developer, the least role that pushes"
+    );
+
+    // An account that is Maintainer through the group is left as it is.
+    let w = World::with(settings("", "1h")).await;
+    let user = w
+        .gitlab
+        .add_service_account(AccountHome::Group("acme".into()), ACCOUNT);
+    w.gitlab.add_member(user, Owner::Group("acme".into()), 40);
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    assert_converged(&w).await;
+    assert_eq!(w.gitlab.members().len(), 1, "no membership added");
+}
+
+#[tokio::test]
+async fn a_role_that_cannot_be_granted_stops_the_rotation_before_any_token_is_minted() {
+    // The realm grants a service account's token what its role allows, nothing more
+    // (`check::a_service_account_token_reaches_a_registry_through_its_role_only`): without
+    // the role, no token is worth minting.
+    let w = World::with(settings("", "1h")).await;
+    w.gitlab
+        .add_service_account(AccountHome::Group("acme".into()), ACCOUNT);
+    w.gitlab.fail(
+        "POST /api/v4/projects/{id}/members",
+        crate::support::faults::Fault::Status(403, None),
+        10,
+    );
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("(403)"), "{}", run.stdout);
+    assert!(w.qovery_registry().is_none(), "Qovery never saw a token");
+    assert!(
+        active_pats(&w).is_empty(),
+        "no token was minted without a role"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_service_account_is_named_with_what_to_do() {
+    let w = World::with(settings("", "1h")).await;
+
+    let run = w.reconcile(&["--output", "json"]).await;
+
+    assert_eq!(run.code, 1, "{run:?}");
+    let error = run.json()["bindings"][0]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains(
+            "no service account \"regwarden-pull\" in group acme: create it in GitLab, or set create_service_account = true"
+        ),
+        "{error}"
+    );
+    assert!(w.qovery_registry().is_none());
+    assert!(
+        w.gitlab.service_accounts().is_empty(),
+        "not created unasked"
+    );
+}
+
+#[tokio::test]
+async fn a_project_service_account_lives_in_the_project() {
+    let w = World::with(settings(
+        "service_account_home = \"project\"\ncreate_service_account = true\n",
+        "1h",
+    ))
+    .await;
+
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+
+    assert_eq!(
+        w.gitlab.service_accounts()[0].home,
+        AccountHome::Project(PROJECT.into())
+    );
+    assert_converged(&w).await;
+}
+
+#[tokio::test]
+async fn an_instance_service_account_gets_admin_minted_tokens() {
+    let w = World::with(settings(
+        "service_account_home = \"instance\"\ncreate_service_account = true\n",
+        "0s",
+    ))
+    .await;
+
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(w.reconcile(&["--force"]).await.code, 0);
+
+    assert_eq!(w.gitlab.service_accounts()[0].home, AccountHome::Instance);
+    let held = assert_converged(&w).await;
+    assert_eq!(
+        active_pats(&w).iter().map(|t| t.id).collect::<Vec<_>>(),
+        [held.id],
+        "grace 0s: the previous token deleted in the same pass"
+    );
+    assert!(
+        w.gitlab
+            .calls("POST /api/v4/users/{user_id}/personal_access_tokens")
+            >= 2
+    );
+}
+
+/// A pass that dies at `point` of a forced rotation, then at once an ordinary pass: Qovery
+/// holds a working token of the account, and every other live one was held before (within
+/// its grace period).
+#[cfg(feature = "fault-injection")]
+async fn crash_then_converge(point: &str) -> World {
+    let w = World::with(settings("create_service_account = true\n", "1h")).await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let crashed = w
+        .regwarden_env(&["reconcile", "--force"], &[("REGWARDEN_CRASH_AT", point)])
+        .await;
+    assert_ne!(crashed.code, 0, "the pass died at {point}: {crashed:?}");
+
+    let (code, outcomes) = w.outcomes(&[]).await;
+    assert_eq!(code, 0, "{outcomes:?}");
+    assert_converged(&w).await;
+    let ever_held: std::collections::HashSet<String> =
+        w.qovery.received_passwords().into_iter().collect();
+    for t in active_pats(&w) {
+        assert!(
+            ever_held.contains(&t.token),
+            "token {} is live but Qovery never held it: an orphan",
+            t.id
+        );
+    }
+    w
+}
+
+#[cfg(feature = "fault-injection")]
+#[tokio::test]
+async fn a_crash_at_any_step_of_a_service_account_rotation_converges_on_the_next_pass() {
+    for (point, live) in [
+        ("after_create", 1),
+        ("after_test", 1),
+        ("after_switch", 2),
+        ("after_finish", 2),
+    ] {
+        let w = crash_then_converge(point).await;
+        assert_eq!(active_pats(&w).len(), live, "after a crash {point}");
+    }
+}

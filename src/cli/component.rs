@@ -485,7 +485,11 @@ async fn rotate(args: RotateArgs, timeout: std::time::Duration) -> Result<(), Fa
         lifetime: args.lifetime,
         rotate_before: args.rotate_before,
         grace_period: args.grace_period,
-        service_account: args.service_account.clone(),
+        // The component passes an empty input as an empty variable.
+        service_account: args
+            .service_account
+            .clone()
+            .filter(|s| !s.trim().is_empty()),
         service_account_home: args.service_account_home,
         create_service_account: args.create_service_account,
     };

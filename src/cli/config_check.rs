@@ -10,8 +10,9 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use super::{Failure, OutputFormat, load_config, print_json};
-use crate::config::{Config, HumanDuration};
-use crate::gitlab::GitlabClient;
+use crate::config::{AccountHome, Config, CredentialKind, HumanDuration};
+use crate::gitlab::{GitlabClient, Home, Namespace};
+use crate::outbound::ApiError;
 use crate::qovery::QoveryClient;
 use crate::registry;
 
@@ -195,10 +196,113 @@ async fn probe_online(
     };
     let registry_url = config.registry_url();
     let registry = registry::probe(&http, &registry_url);
-    let (gitlab, qovery, registry) = tokio::join!(gitlab, qovery, registry);
-    vec![
+    let accounts = async {
+        match config.gitlab_token_source().read() {
+            Ok(token) => {
+                let client = GitlabClient::new(http.clone(), &config.gitlab.url.0, token);
+                probe_service_accounts(config, &client).await
+            }
+            // The gitlab finding already names the missing token.
+            Err(_) => Vec::new(),
+        }
+    };
+    let (gitlab, qovery, registry, accounts) = tokio::join!(gitlab, qovery, registry, accounts);
+    let mut findings = vec![
         Finding::new("gitlab", gitlab),
         Finding::new("qovery", qovery),
         Finding::new("registry", registry),
-    ]
+    ];
+    findings.extend(accounts);
+    findings
+}
+
+/// For each service account the bindings use: whether the API token can mint and delete its
+/// tokens, and, when it cannot, what is missing.
+async fn probe_service_accounts(config: &Config, client: &GitlabClient) -> Vec<Finding> {
+    let mut seen = Vec::new();
+    let explicit = config.bindings.iter().enumerate().map(|(i, b)| {
+        let ns = match (&b.project, &b.group) {
+            (Some(p), _) => Namespace::Project(p.clone()),
+            (None, Some(g)) => Namespace::Group(g.clone()),
+            (None, None) => Namespace::Group(String::new()),
+        };
+        (
+            format!("binding[{i}]"),
+            b.policy.apply_to(&config.defaults),
+            ns,
+        )
+    });
+    let rules = config.auto_binds.iter().enumerate().map(|(i, a)| {
+        (
+            format!("auto_bind[{i}]"),
+            a.policy.apply_to(&config.defaults),
+            Namespace::Group(a.group.clone()),
+        )
+    });
+    let mut findings = Vec::new();
+    for (at, policy, ns) in explicit.chain(rules) {
+        if policy.credential != CredentialKind::ServiceAccount {
+            continue;
+        }
+        let username = policy.service_account.clone().unwrap_or_default();
+        // An auto_bind rule's projects each get a project account of their own when they
+        // first rotate: nothing to probe yet.
+        if policy.service_account_home == AccountHome::Project && matches!(ns, Namespace::Group(_))
+        {
+            continue;
+        }
+        let home = Home::of(policy.service_account_home, &ns);
+        if seen.contains(&(home.clone(), username.clone())) {
+            continue;
+        }
+        seen.push((home.clone(), username.clone()));
+        let subject = format!("{at}.service_account");
+        let result = async {
+            let account = client
+                .service_account(&home, &username)
+                .await
+                .map_err(|e| missing_for_accounts(e, &home))?;
+            match account {
+                Some(a) => {
+                    let tokens = client
+                        .account_tokens(&home, a.id)
+                        .await
+                        .map_err(|e| missing_for_accounts(e, &home))?;
+                    Ok(format!(
+                        "{username:?} (id {}) in {home}: the API token can mint and delete its tokens ({} active)",
+                        a.id,
+                        tokens.len()
+                    ))
+                }
+                None if policy.create_service_account => Ok(format!(
+                    "{username:?} does not exist in {home} yet: regwarden creates it at the first rotation"
+                )),
+                None => Err(anyhow::anyhow!(
+                    "no service account {username:?} in {home}: create it in GitLab, or set create_service_account = true"
+                )),
+            }
+        }
+        .await;
+        findings.push(Finding::new(&subject, result));
+    }
+    findings
+}
+
+/// What a refusal of the service-account API means for the person who runs regwarden.
+fn missing_for_accounts(e: ApiError, home: &Home) -> anyhow::Error {
+    let what = match (&e, home) {
+        (ApiError::Forbidden { .. } | ApiError::Unauthorized { .. }, Home::Instance) => {
+            "instance service accounts need an administrator's API token (self-managed GitLab)"
+                .to_string()
+        }
+        (ApiError::Forbidden { .. } | ApiError::Unauthorized { .. }, _) => format!(
+            "the API token cannot manage the service accounts of {home}: it needs the Owner role there (Maintainer for a project's), with the api scope"
+        ),
+        (ApiError::NotFound { .. }, _) => format!(
+            "GitLab has no service-account API for {home}: service accounts need GitLab 16.1 (Premium) or 18.11 (Free), project service accounts 18.11, and listing an account's tokens 17.11; instance accounts exist on self-managed GitLab only"
+        ),
+        _ => String::new(),
+    };
+    let e = anyhow::Error::new(e);
+    if what.is_empty() { e } else { e.context(what) }
 }

@@ -23,7 +23,7 @@ fn problems(text: &str) -> Vec<Problem> {
 fn the_shipped_example_parses() {
     let text = include_str!("../../regwarden.example.toml");
     let config = parse(text).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(config.bindings.len(), 2);
+    assert_eq!(config.bindings.len(), 3);
     assert_eq!(config.bindings[0].name, "api");
     assert_eq!(
         config.auto_binds[0].qovery_registry,
@@ -36,6 +36,9 @@ fn the_shipped_example_parses() {
     );
     assert_eq!(platform.lifetime, "90d".parse().unwrap());
     assert_eq!(platform.grace_period, config.defaults.grace_period);
+    let billing = config.bindings[2].policy.apply_to(&config.defaults);
+    assert_eq!(billing.credential, CredentialKind::ServiceAccount);
+    assert_eq!(billing.service_account.as_deref(), Some("regwarden-pull"));
 }
 
 #[test]

@@ -27,7 +27,7 @@ async fn the_example_file_passes_the_offline_check() {
 
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
-        run.stdout.contains("2 binding(s), 1 auto-bind rule(s)"),
+        run.stdout.contains("3 binding(s), 1 auto-bind rule(s)"),
         "{}",
         run.stdout
     );

@@ -615,35 +615,6 @@ async fn a_switch_whose_outcome_is_unknown_revokes_neither_token_and_the_next_pa
     }
 }
 
-/// `regwarden ci rotate` as the CI/CD component runs it, for the world's project.
-async fn ci_rotate(w: &World, registry_name: &str, extra: &[&str]) -> crate::support::cli::Run {
-    let mut args = vec!["ci", "rotate"];
-    args.extend_from_slice(extra);
-    let gitlab = w.gitlab.url();
-    let ca = w.ca.display().to_string();
-    w.regwarden_env(
-        &args,
-        &[
-            ("CI_PROJECT_PATH", crate::support::world::PROJECT),
-            ("CI_SERVER_URL", &gitlab),
-            ("CI_REGISTRY", &w.registry_url),
-            (
-                "REGWARDEN_QOVERY_ORGANIZATION_ID",
-                crate::support::world::ORG,
-            ),
-            ("REGWARDEN_QOVERY_URL", w.qovery_url_str()),
-            ("REGWARDEN_REGISTRY_NAME", registry_name),
-            ("REGWARDEN_CA_FILE", &ca),
-            ("REGWARDEN_GRACE_PERIOD", "0s"),
-            (
-                "REGWARDEN_DOTENV",
-                w.path().join("ci.env").to_str().unwrap(),
-            ),
-        ],
-    )
-    .await
-}
-
 #[tokio::test]
 async fn two_deployments_binding_one_project_never_revoke_each_others_tokens() {
     // A server-side deployment (the configuration's binding "api", default instance) and the
@@ -668,7 +639,7 @@ async fn two_deployments_binding_one_project_never_revoke_each_others_tokens() {
         );
         tokio::time::sleep(Duration::from_millis(1100)).await;
 
-        let ci = ci_rotate(&w, ci_registry, &["--force"]).await;
+        let ci = w.ci_rotate(ci_registry, &["--force"]).await;
         assert_eq!(ci.code, 0, "round {round}: {ci:?}");
         assert!(
             w.can_pull(ci_registry).await,
@@ -699,7 +670,9 @@ async fn two_deployments_binding_one_project_never_revoke_each_others_tokens() {
     // earlier, unnamed `ci rotate` kept), the CI job takes it over with a token of its own and
     // leaves the server's token alone; the server then leaves the registry to it, and says so.
     let servers_token = w.held_token().unwrap();
-    let takeover = ci_rotate(&w, crate::support::world::QOVERY_REGISTRY, &[]).await;
+    let takeover = w
+        .ci_rotate(crate::support::world::QOVERY_REGISTRY, &[])
+        .await;
     assert_eq!(takeover.code, 0, "{takeover:?}");
     assert!(
         takeover.stdout.contains("this instance takes it over"),
@@ -800,7 +773,7 @@ async fn what_a_person_reads_of_a_pass_a_dry_run_and_the_history() {
 async fn what_a_person_reads_of_the_rotate_job() {
     let w = World::start().await;
 
-    let job = ci_rotate(&w, "gitlab-acme-api-ci", &[]).await;
+    let job = w.ci_rotate("gitlab-acme-api-ci", &[]).await;
 
     assert_eq!(job.code, 0, "{job:?}");
     crate::support::snapshot::stable().bind(|| {

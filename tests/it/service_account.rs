@@ -293,3 +293,112 @@ async fn a_crash_at_any_step_of_a_service_account_rotation_converges_on_the_next
         assert_eq!(active_pats(&w).len(), live, "after a crash {point}");
     }
 }
+
+/// `config check --online`'s finding about the binding's service account.
+async fn account_finding(w: &World, env: &[(&str, &str)]) -> (i32, serde_json::Value) {
+    let run = w
+        .regwarden_env(&["config", "check", "--online", "--output", "json"], env)
+        .await;
+    let finding = run.json()["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["subject"] == "binding[0].service_account")
+        .cloned()
+        .unwrap_or_else(|| panic!("no service-account finding: {run:?}"));
+    (run.code, finding)
+}
+
+#[tokio::test]
+async fn config_check_online_says_whether_the_api_token_can_mint_for_the_account() {
+    let missing = World::with(settings("", "1h")).await;
+    let (code, f) = account_finding(&missing, &[]).await;
+    assert_eq!((code, f["status"].as_str()), (1, Some("fail")), "{f}");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("create it in GitLab, or set create_service_account = true"),
+        "{f}"
+    );
+
+    let to_create = World::with(settings("create_service_account = true\n", "1h")).await;
+    let (code, f) = account_finding(&to_create, &[]).await;
+    assert_eq!((code, f["status"].as_str()), (0, Some("ok")), "{f}");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("regwarden creates it at the first rotation"),
+        "{f}"
+    );
+
+    let existing = World::with(settings("", "1h")).await;
+    let user = existing
+        .gitlab
+        .add_service_account(AccountHome::Group("acme".into()), ACCOUNT);
+    let (code, f) = account_finding(&existing, &[]).await;
+    assert_eq!((code, f["status"].as_str()), (0, Some("ok")), "{f}");
+    assert!(
+        f["message"].as_str().unwrap().contains(&format!(
+            "\"regwarden-pull\" (id {user}) in group acme: the API token can mint and delete its tokens"
+        )),
+        "{f}"
+    );
+
+    // A project's own access token cannot manage its group's service accounts.
+    let project_token = existing
+        .gitlab
+        .add_access_token(Owner::Project(PROJECT.into()), "project-bot", &["api"])
+        .token;
+    let (code, f) = account_finding(&existing, &[("GITLAB_TOKEN", project_token.as_str())]).await;
+    assert_eq!((code, f["status"].as_str()), (1, Some("fail")), "{f}");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("the API token cannot manage the service accounts of group acme: it needs the Owner role there"),
+        "{f}"
+    );
+}
+
+#[tokio::test]
+async fn the_ci_rotate_job_keeps_a_service_account_token_alive() {
+    let w = World::start().await;
+    let registry = "gitlab-acme-api-ci";
+
+    let nameless = w
+        .ci_rotate(registry, &["--credential", "service_account"])
+        .await;
+    let job = w
+        .ci_rotate(
+            registry,
+            &[
+                "--credential",
+                "service_account",
+                "--service-account",
+                ACCOUNT,
+                "--create-service-account",
+            ],
+        )
+        .await;
+
+    assert_eq!(nameless.code, 2, "{nameless:?}");
+    assert!(
+        nameless.stderr.contains("needs --service-account USERNAME"),
+        "{}",
+        nameless.stderr
+    );
+    assert_eq!(job.code, 0, "{job:?}");
+    let r = w.qovery.registry_named(registry).unwrap();
+    assert_eq!(r.username.as_deref(), Some(ACCOUNT));
+    let held = w
+        .gitlab
+        .account_tokens()
+        .into_iter()
+        .find(|t| Some(&t.token) == r.password.as_ref())
+        .expect("Qovery holds a token of the account");
+    assert!(held.active() && held.name.ends_with("-ci"), "{held:?}");
+    assert!(w.can_pull(registry).await);
+    job.assert_never_shows(&held.token);
+}

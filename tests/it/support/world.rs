@@ -337,3 +337,30 @@ impl World {
         }
     }
 }
+
+impl World {
+    /// `regwarden ci rotate` as the component's job runs it in this project's pipeline, for
+    /// Qovery registry `registry_name`, grace 0s.
+    pub async fn ci_rotate(&self, registry_name: &str, extra: &[&str]) -> Run {
+        let mut args = vec!["ci", "rotate"];
+        args.extend_from_slice(extra);
+        let gitlab = self.gitlab.url();
+        let ca = self.ca.display().to_string();
+        let dotenv = self.path().join("ci.env");
+        self.regwarden_env(
+            &args,
+            &[
+                ("CI_PROJECT_PATH", PROJECT),
+                ("CI_SERVER_URL", &gitlab),
+                ("CI_REGISTRY", &self.registry_url),
+                ("REGWARDEN_QOVERY_ORGANIZATION_ID", ORG),
+                ("REGWARDEN_QOVERY_URL", self.qovery_url_str()),
+                ("REGWARDEN_REGISTRY_NAME", registry_name),
+                ("REGWARDEN_CA_FILE", &ca),
+                ("REGWARDEN_GRACE_PERIOD", "0s"),
+                ("REGWARDEN_DOTENV", dotenv.to_str().unwrap()),
+            ],
+        )
+        .await
+    }
+}

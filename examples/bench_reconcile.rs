@@ -1,9 +1,11 @@
 //! The benchmark of `ci/bench/reconcile.sh`: N bindings against the fakes with a latency
 //! added to every API call, the real registry (TLS, private CA) behind the fake GitLab's
 //! realm. Runs the given regwarden binary twice (a pass that rotates every binding, then a
-//! steady-state pass) and prints wall times and API calls per binding.
+//! steady-state pass) and prints wall times and API calls per binding. With CREDENTIAL
+//! `service_account`, every binding mints tokens of one group service account (made by the
+//! first pass), as a team moving off personal tokens would set it up.
 //!
-//! Usage: bench_reconcile REGWARDEN_BINARY BINDINGS LATENCY_MS CONCURRENCY
+//! Usage: bench_reconcile REGWARDEN_BINARY BINDINGS LATENCY_MS CONCURRENCY [CREDENTIAL]
 
 #[path = "../tests/it/support/mod.rs"]
 mod support;
@@ -35,8 +37,17 @@ fn counts(gitlab: &FakeGitlab, qovery: &FakeQovery) -> Counts {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, binary, n, latency, concurrency] = args.as_slice() else {
-        panic!("usage: bench_reconcile REGWARDEN_BINARY BINDINGS LATENCY_MS CONCURRENCY");
+    let (binary, n, latency, concurrency, credential) = match args.as_slice() {
+        [_, b, n, l, c] => (b, n, l, c, "deploy_token"),
+        [_, b, n, l, c, credential] => (b, n, l, c, credential.as_str()),
+        _ => panic!(
+            "usage: bench_reconcile REGWARDEN_BINARY BINDINGS LATENCY_MS CONCURRENCY [CREDENTIAL]"
+        ),
+    };
+    let policy = match credential {
+        "deploy_token" => String::new(),
+        "service_account" => "credential = \"service_account\"\nservice_account = \"regwarden-pull\"\ncreate_service_account = true\n".to_string(),
+        other => panic!("CREDENTIAL is deploy_token or service_account, not {other:?}"),
     };
     let n: usize = n.parse().unwrap();
     let latency = Duration::from_millis(latency.parse().unwrap());
@@ -75,7 +86,7 @@ async fn main() {
     );
     for i in 0..n {
         config.push_str(&format!(
-            "\n[[binding]]\nname = \"p{i:04}\"\nproject = \"bench/p{i:04}\"\nqovery_registry = \"gitlab-bench-p{i:04}\"\n"
+            "\n[[binding]]\nname = \"p{i:04}\"\nproject = \"bench/p{i:04}\"\nqovery_registry = \"gitlab-bench-p{i:04}\"\n{policy}"
         ));
     }
     let config_path = dir.path().join("regwarden.toml");
@@ -85,7 +96,7 @@ async fn main() {
     qovery.faults.lock().unwrap().latency = latency;
 
     println!(
-        "bindings: {n}; latency added to every API and realm call: {} ms; concurrency: {concurrency}",
+        "{credential}: bindings: {n}; latency added to every API and realm call: {} ms; concurrency: {concurrency}",
         latency.as_millis()
     );
     let mut failed = false;

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Times reconcile passes over many bindings against the fakes, with a latency added to every
 # API call: a pass that rotates every binding, then a steady-state pass (nothing to do).
-# Prints wall times and API calls per binding. BINDINGS (default 1000), LATENCY_MS (20) and
-# CONCURRENCY (8, the default of reconcile.concurrency) change the run.
+# Prints wall times and API calls per binding, for deploy-token bindings and for bindings that
+# share one service account. BINDINGS (default 1000), LATENCY_MS (20), CONCURRENCY (8, the
+# default of reconcile.concurrency) and CREDENTIALS ("deploy_token service_account") change
+# the run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -21,5 +23,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 cargo build --release --quiet --bin regwarden --example bench_reconcile
-./target/release/examples/bench_reconcile ./target/release/regwarden \
-  "${BINDINGS:-1000}" "${LATENCY_MS:-20}" "${CONCURRENCY:-8}"
+for credential in ${CREDENTIALS:-deploy_token service_account}; do
+  ./target/release/examples/bench_reconcile ./target/release/regwarden \
+    "${BINDINGS:-1000}" "${LATENCY_MS:-20}" "${CONCURRENCY:-8}" "$credential"
+done

@@ -265,7 +265,7 @@ async fn probe_service_accounts(config: &Config, client: &GitlabClient) -> Vec<F
             match account {
                 Some(a) => {
                     let tokens = client
-                        .account_tokens(&home, a.id)
+                        .account_tokens(&home, a.id, "")
                         .await
                         .map_err(|e| missing_for_accounts(e, &home))?;
                     Ok(format!(

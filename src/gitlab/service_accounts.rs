@@ -182,13 +182,19 @@ impl GitlabClient {
         }
     }
 
-    /// The active personal access tokens of account `user` of `home`.
+    /// The active personal access tokens of account `user` of `home` whose name contains
+    /// `named` (all of them when empty). One account serves many bindings: the filter keeps a
+    /// binding's look-up to one page.
     pub async fn account_tokens(
         &self,
         home: &Home,
         user: u64,
+        named: &str,
     ) -> Result<Vec<PersonalAccessToken>, ApiError> {
         let mut query = vec![("state", "active".to_string())];
+        if !named.is_empty() {
+            query.push(("search", named.to_string()));
+        }
         if *home == Home::Instance {
             query.push(("user_id", user.to_string()));
         }
@@ -225,7 +231,7 @@ impl GitlabClient {
             "expires_at": expires_at.format("%Y-%m-%d").to_string(),
         });
         let cleanup = || async {
-            for t in self.account_tokens(home, user).await? {
+            for t in self.account_tokens(home, user, name).await? {
                 if t.name == name {
                     tracing::warn!(
                         token_id = t.id,

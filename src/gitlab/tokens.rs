@@ -52,8 +52,15 @@ fn start_of(day: chrono::NaiveDate) -> DateTime<Utc> {
 }
 
 impl GitlabClient {
-    /// The active tokens `policy`'s kind of credential keeps on `ns`.
-    pub async fn tokens(&self, policy: &Policy, ns: &Namespace) -> Result<Vec<Token>, ApiError> {
+    /// The active tokens `policy`'s kind of credential keeps on `ns`. Where GitLab can filter
+    /// by name (a service account's tokens, which many bindings share), only those whose name
+    /// contains `named`; elsewhere all of them, and the caller picks its own.
+    pub async fn tokens(
+        &self,
+        policy: &Policy,
+        ns: &Namespace,
+        named: &str,
+    ) -> Result<Vec<Token>, ApiError> {
         Ok(match policy.credential {
             CredentialKind::DeployToken => self
                 .deploy_tokens(ns, true)
@@ -81,7 +88,7 @@ impl GitlabClient {
                 let Some(account) = self.service_account(&home, username).await? else {
                     return Ok(Vec::new());
                 };
-                let listed = match self.account_tokens(&home, account.id).await {
+                let listed = match self.account_tokens(&home, account.id, named).await {
                     Err(e) if e.is_not_found() => {
                         self.forget_account(&home, username);
                         return Ok(Vec::new());

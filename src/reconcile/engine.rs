@@ -222,7 +222,7 @@ impl Engine {
     async fn observe(&self, b: &Binding, registry: Option<Registry>) -> Result<Observed, ApiError> {
         let tokens = self
             .gitlab
-            .tokens(&b.policy, &b.namespace)
+            .tokens(&b.policy, &b.namespace, &b.token_prefix())
             .await?
             .into_iter()
             .filter_map(|t| {

@@ -32,6 +32,11 @@ impl Binding {
         token_name(&self.name, &self.instance, at)
     }
 
+    /// What every token name of this binding starts with: `regwarden-<binding>-`.
+    pub fn token_prefix(&self) -> String {
+        format!("regwarden-{}-", self.name)
+    }
+
     /// When the token named `name` was made, if it is one of this binding's.
     pub fn made_at(&self, name: &str) -> Option<DateTime<Utc>> {
         created_at(&self.name, &self.instance, name)

@@ -259,8 +259,8 @@ fn new_account(s: &mut GitlabState, home: AccountHome, body: &Value) -> Response
     (StatusCode::CREATED, Json(json)).into_response()
 }
 
-/// `state` (`active`/`inactive`) and `expires_before` (a date) filter the list, as the
-/// personal access tokens API does.
+/// `state` (`active`/`inactive`), `expires_before` (a date) and `search` (in the name)
+/// filter the list, as the personal access tokens API does.
 fn tokens_page(
     s: &GitlabState,
     user: u64,
@@ -280,6 +280,8 @@ fn tokens_page(
             _ => true,
         })
         .filter(|t| before.is_none_or(|b| t.expires_at.is_some_and(|e| e < b)))
+        // `search`: the token's name contains it.
+        .filter(|t| query.get("search").is_none_or(|q| t.name.contains(q.as_str())))
         .map(pat_json)
         .collect();
     paginate(items, query, url_path)

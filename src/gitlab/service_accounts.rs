@@ -154,8 +154,9 @@ impl GitlabClient {
         Ok(found)
     }
 
-    /// Creates service account `username` in `home`. After an answer that was lost, the
-    /// account is looked up before anything else happens.
+    /// Creates service account `username` in `home`. After a refusal or an answer that was
+    /// lost, the account is looked up again: another binding or process may just have created
+    /// it (GitLab then answers that the username is taken), or this request did.
     pub async fn create_service_account(
         &self,
         home: &Home,
@@ -172,13 +173,13 @@ impl GitlabClient {
                 self.accounts.put(home, &account);
                 Ok(account)
             }
-            Err(e) if !e.certainly_not_applied() => {
+            Err(e) => {
+                self.accounts.forget(home, username);
                 match self.service_account(home, username).await? {
                     Some(account) => Ok(account),
                     None => Err(e),
                 }
             }
-            Err(e) => Err(e),
         }
     }
 

@@ -402,3 +402,37 @@ async fn the_ci_rotate_job_keeps_a_service_account_token_alive() {
     assert!(w.can_pull(registry).await);
     job.assert_never_shows(&held.token);
 }
+
+#[tokio::test]
+async fn bindings_that_share_an_account_create_it_once_whoever_comes_first() {
+    // Three bindings of one top-level group work at once (reconcile.concurrency), each finds
+    // no account and sets out to create it: GitLab takes the first, refuses the others
+    // (the username is taken), and those use the account the first made.
+    let mut extra = String::from("create_service_account = true\n");
+    for p in ["web", "worker"] {
+        extra.push_str(&format!(
+            "\n[[binding]]\nname = \"{p}\"\nproject = \"acme/{p}\"\nqovery_registry = \"gitlab-acme-{p}\"\ncredential = \"service_account\"\nservice_account = \"{ACCOUNT}\"\ncreate_service_account = true\n"
+        ));
+    }
+    let w = World::with(settings(&extra, "1h")).await;
+    w.gitlab.add_project("acme/web");
+    w.gitlab.add_project("acme/worker");
+    // The first creation is answered late: the others find no account meanwhile, and
+    // create it themselves.
+    w.gitlab.fail(
+        "POST /api/v4/groups/{id}/service_accounts",
+        crate::support::faults::Fault::Delay(Duration::from_millis(1500)),
+        1,
+    );
+
+    let (code, outcomes) = w.outcomes(&[]).await;
+
+    assert_eq!(code, 0, "{outcomes:?}");
+    assert!(outcomes.values().all(|o| o == "rotated"), "{outcomes:?}");
+    assert_eq!(w.gitlab.service_accounts().len(), 1);
+    assert_eq!(w.gitlab.members().len(), 3, "a Reporter of each project");
+    assert!(
+        w.gitlab.calls("POST /api/v4/groups/{id}/service_accounts") >= 2,
+        "more than one binding tried; the late ones were told the username is taken"
+    );
+}

@@ -281,7 +281,11 @@ fn tokens_page(
         })
         .filter(|t| before.is_none_or(|b| t.expires_at.is_some_and(|e| e < b)))
         // `search`: the token's name contains it.
-        .filter(|t| query.get("search").is_none_or(|q| t.name.contains(q.as_str())))
+        .filter(|t| {
+            query
+                .get("search")
+                .is_none_or(|q| t.name.contains(q.as_str()))
+        })
         .map(pat_json)
         .collect();
     paginate(items, query, url_path)

@@ -8,6 +8,7 @@ pub mod credential;
 pub mod gitlab;
 pub mod marker;
 pub mod outbound;
+pub mod own_token;
 pub mod qovery;
 pub mod reconcile;
 pub mod registry;

@@ -35,6 +35,32 @@ pub struct ReconcileArgs {
 pub async fn run(path: Option<&Path>, args: ReconcileArgs) -> Result<(), Failure> {
     let config = load_config(path)?;
     let engine = engine(&config, args.dry_run).await?;
+    // The API token first: a rotated one is in its file before anything else uses GitLab.
+    let own =
+        crate::own_token::keep_alive(&config.gitlab, &engine.gitlab, engine.store.as_ref()).await;
+    let api_token = crate::own_token::Report::of(&own);
+    api_token.record(engine.store.as_ref()).await;
+    match &own {
+        Err(e) if e.is_fatal() => {
+            tracing::error!(status = api_token.status, "{e}");
+            return Err(Failure::failed(anyhow::Error::new(own.unwrap_err())));
+        }
+        Err(e) => {
+            tracing::error!(status = api_token.status, "{e}");
+            eprintln!("error: {}", crate::outbound::error_chain(e));
+        }
+        Ok(crate::own_token::OwnToken::Expiring { .. }) => {
+            let message = api_token.message.as_deref().unwrap_or_default();
+            tracing::warn!("{message}");
+            eprintln!("warning: {message}");
+        }
+        Ok(crate::own_token::OwnToken::Rotated { .. }) => {
+            let message = api_token.message.as_deref().unwrap_or_default();
+            tracing::info!("{message}");
+            eprintln!("regwarden: {message}");
+        }
+        Ok(_) => {}
+    }
     let resolved = if args.bindings.is_empty() {
         bindings::resolve(&config, &engine.gitlab).await
     } else {
@@ -77,8 +103,9 @@ pub async fn run(path: Option<&Path>, args: ReconcileArgs) -> Result<(), Failure
         force: if args.force { Force::Always } else { Force::No },
     };
     let reports = engine.run(&resolved.bindings, options).await;
-    let failed =
-        reports.iter().filter(|r| r.outcome.is_failure()).count() + resolved.failed_rules.len();
+    let failed = reports.iter().filter(|r| r.outcome.is_failure()).count()
+        + resolved.failed_rules.len()
+        + usize::from(api_token.failed());
     match args.output {
         OutputFormat::Json => {
             #[derive(Serialize)]
@@ -88,8 +115,11 @@ pub async fn run(path: Option<&Path>, args: ReconcileArgs) -> Result<(), Failure
                 bindings: &'a [crate::reconcile::BindingReport],
                 /// `[[auto_bind]]` rules that could not be expanded.
                 failed_rules: &'a [bindings::RuleFailure],
+                /// regwarden's own GitLab API token.
+                api_token: &'a crate::own_token::Report,
             }
             print_json(&Pass {
+                api_token: &api_token,
                 dry_run: args.dry_run,
                 ok: failed == 0,
                 bindings: &reports,

@@ -61,6 +61,42 @@ pub struct GitlabConfig {
     /// token and every new credential would cross the network in clear.
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// Rotate the API token itself when it nears expiry, writing the new one to `token_file`.
+    #[serde(default)]
+    pub rotate_own_token: bool,
+    /// Which self-rotate endpoint fits the API token.
+    #[serde(default)]
+    pub own_token_kind: OwnTokenKind,
+    /// With `own_token_kind` `project` or `group`: the token's project or group (full path).
+    pub own_token_namespace: Option<String>,
+    /// Lifetime of each new API token.
+    #[serde(default = "default_own_token_lifetime")]
+    pub own_token_lifetime: HumanDuration,
+    /// Rotate the API token when it expires within this (also: warn about one that cannot be
+    /// rotated).
+    #[serde(default = "default_own_token_rotate_before")]
+    pub own_token_rotate_before: HumanDuration,
+}
+
+/// The kind of regwarden's own API token, which decides its self-rotate endpoint.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OwnTokenKind {
+    /// A personal access token, a service account's included.
+    #[default]
+    Personal,
+    /// A project access token.
+    Project,
+    /// A group access token.
+    Group,
+}
+
+fn default_own_token_lifetime() -> HumanDuration {
+    HumanDuration::from_secs(30 * 86_400)
+}
+
+fn default_own_token_rotate_before() -> HumanDuration {
+    HumanDuration::from_secs(7 * 86_400)
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::spans::{KeyPath, SpanIndex};
 use super::{
-    AccountHome, Config, CredentialKind, HttpUrl, Invalid, Policy, Problem, Scope,
+    AccountHome, Config, CredentialKind, HttpUrl, Invalid, OwnTokenKind, Policy, Problem, Scope,
     TEMPLATE_PLACEHOLDERS,
 };
 
@@ -27,6 +27,53 @@ impl Config {
                     "required for a self-managed GitLab ({}): give the registry's URL, e.g. \"https://registry.example.com\" \
                      (it is the host part of a project's container_registry_image_prefix)",
                     self.gitlab.url
+                ),
+            );
+        }
+        let gitlab = KeyPath::new("gitlab");
+        if self.gitlab.rotate_own_token && self.gitlab.token_file.is_none() {
+            problem(
+                gitlab.field("rotate_own_token"),
+                "needs gitlab.token_file: regwarden writes the rotated token there (a token from an environment variable is never rotated; its expiry is only watched)".into(),
+            );
+        }
+        match (self.gitlab.own_token_kind, &self.gitlab.own_token_namespace) {
+            (OwnTokenKind::Project | OwnTokenKind::Group, None) if self.gitlab.rotate_own_token => {
+                problem(
+                    gitlab.field("own_token_namespace"),
+                    format!(
+                        "is required with own_token_kind = \"{}\": the full path of the token's {}",
+                        serde_plain_kind(self.gitlab.own_token_kind),
+                        serde_plain_kind(self.gitlab.own_token_kind)
+                    ),
+                );
+            }
+            (_, Some(ns)) => {
+                if let Err(why) = check_gitlab_path(ns) {
+                    problem(gitlab.field("own_token_namespace"), why.to_string());
+                }
+            }
+            _ => {}
+        }
+        let own = (
+            &self.gitlab.own_token_lifetime,
+            &self.gitlab.own_token_rotate_before,
+        );
+        if own.0.0.as_secs() < 86_400 || own.0.0.as_secs() > 365 * 86_400 {
+            problem(
+                gitlab.field("own_token_lifetime"),
+                format!(
+                    "{} is out of range: GitLab tokens live from a day to 365 days",
+                    own.0
+                ),
+            );
+        }
+        if own.1 >= own.0 {
+            problem(
+                gitlab.field("own_token_rotate_before"),
+                format!(
+                    "{} is not shorter than own_token_lifetime ({})",
+                    own.1, own.0
                 ),
             );
         }
@@ -245,6 +292,14 @@ impl Config {
             }
         }
         problems
+    }
+}
+
+fn serde_plain_kind(kind: OwnTokenKind) -> &'static str {
+    match kind {
+        OwnTokenKind::Personal => "personal",
+        OwnTokenKind::Project => "project",
+        OwnTokenKind::Group => "group",
     }
 }
 

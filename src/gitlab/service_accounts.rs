@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::Namespace;
 use super::client::{Created, GitlabClient, SERVICE, encode_segment, split_secret};
-use crate::config::AccountHome;
+use crate::config::{AccountHome, OwnTokenKind};
 use crate::outbound::ApiError;
 
 /// Where one binding's service account lives.
@@ -300,6 +300,38 @@ impl GitlabClient {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Rotates the API token regwarden itself uses, with the self-rotate endpoint of its kind
+    /// (`personal_access_tokens/self/rotate`, or `<project or group>/access_tokens/self/rotate`):
+    /// GitLab revokes it at once and answers its successor. Sent exactly once, whatever
+    /// happens: rotating a token already revoked revokes its whole family, so a retry after a
+    /// lost answer would destroy the successor.
+    pub async fn rotate_own_token(
+        &self,
+        kind: OwnTokenKind,
+        namespace: Option<&str>,
+        expires_at: NaiveDate,
+    ) -> Result<Created<PersonalAccessToken>, ApiError> {
+        let path = match (kind, namespace) {
+            (OwnTokenKind::Project, Some(p)) => format!(
+                "{}/access_tokens/self/rotate",
+                Namespace::Project(p.into()).api_path()
+            ),
+            (OwnTokenKind::Group, Some(g)) => format!(
+                "{}/access_tokens/self/rotate",
+                Namespace::Group(g.into()).api_path()
+            ),
+            _ => "personal_access_tokens/self/rotate".into(),
+        };
+        let body = json!({ "expires_at": expires_at.format("%Y-%m-%d").to_string() });
+        let reply = self.api.once(Method::POST, &path, &[], Some(&body)).await?;
+        split_secret(&reply)
+    }
+
+    /// From now on, every clone of this client sends `token` (after a rotation of its own).
+    pub fn set_token(&self, token: secrecy::SecretString) {
+        self.api.set_auth_value(token);
     }
 
     /// Drops a cached account, after GitLab said it is gone.

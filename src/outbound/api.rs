@@ -244,7 +244,8 @@ pub struct Api {
     http: reqwest::Client,
     base: Url,
     auth_header: HeaderName,
-    auth_value: SecretString,
+    /// Shared by the clones of this API: a rotated token replaces it for all of them.
+    auth_value: std::sync::Arc<std::sync::RwLock<SecretString>>,
     message_fields: &'static [&'static str],
     pub retry: RetryPolicy,
 }
@@ -263,7 +264,7 @@ impl Api {
             http,
             base: directory_url(base, ""),
             auth_header,
-            auth_value,
+            auth_value: std::sync::Arc::new(std::sync::RwLock::new(auth_value)),
             message_fields,
             retry: RetryPolicy::default(),
         }
@@ -271,6 +272,11 @@ impl Api {
 
     pub fn base(&self) -> &Url {
         &self.base
+    }
+
+    /// Replaces the credential every clone of this API sends from now on.
+    pub fn set_auth_value(&self, value: SecretString) {
+        *self.auth_value.write().unwrap_or_else(|e| e.into_inner()) = value;
     }
 
     fn url(&self, path: &str) -> Result<Url, ApiError> {
@@ -289,13 +295,17 @@ impl Api {
         query: &[(&str, String)],
         body: Option<&serde_json::Value>,
     ) -> Result<Reply, ApiError> {
-        let mut auth = HeaderValue::from_str(self.auth_value.expose_secret()).map_err(|_| {
-            ApiError::Permanent {
+        let value = self
+            .auth_value
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut auth =
+            HeaderValue::from_str(value.expose_secret()).map_err(|_| ApiError::Permanent {
                 service: self.service,
                 status: 0,
                 message: "the API token holds characters an HTTP header cannot carry".into(),
-            }
-        })?;
+            })?;
         auth.set_sensitive(true);
         let mut request = self
             .http

@@ -3,7 +3,7 @@
 //! binding's lock, `rotation` is the protocol's four steps, `journal` writes what they did.
 
 pub mod bindings;
-mod crash;
+pub(crate) mod crash;
 pub mod engine;
 mod journal;
 pub mod plan;

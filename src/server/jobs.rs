@@ -249,11 +249,49 @@ impl Worker {
         }
     }
 
+    /// The API token, before the timer's pass uses it: rotated when due (and allowed), its
+    /// expiry in `/metrics`, and what went wrong loudly (log, journal, metric). A token whose
+    /// rotation may have happened stops the pass: it may be dead.
+    async fn keep_api_token_alive(&self) -> anyhow::Result<()> {
+        let own = crate::own_token::keep_alive(
+            &self.config.gitlab,
+            &self.engine.gitlab,
+            Some(&self.store),
+        )
+        .await;
+        let report = crate::own_token::Report::of(&own);
+        report.record(Some(&self.store)).await;
+        if let Some(expires_on) = report.expires_on {
+            let days = (expires_on - chrono::Utc::now().date_naive()).num_days();
+            self.metrics.api_token_days_until_expiry.set(days);
+        }
+        if !matches!(report.status, "fine" | "busy") {
+            self.metrics
+                .api_token_events
+                .get_or_create(&crate::server::metrics::OutcomeLabels {
+                    outcome: report.status.into(),
+                })
+                .inc();
+        }
+        let message = report.message.as_deref().unwrap_or_default();
+        match own {
+            Err(e) if e.is_fatal() => return Err(e.into()),
+            Err(_) => tracing::error!(status = report.status, "{message}"),
+            Ok(crate::own_token::OwnToken::Expiring { .. }) => tracing::warn!("{message}"),
+            Ok(crate::own_token::OwnToken::Rotated { .. }) => tracing::info!("{message}"),
+            Ok(_) => {}
+        }
+        Ok(())
+    }
+
     async fn process(&self, payload: &str) -> anyhow::Result<()> {
         let payload: JobPayload = serde_json::from_str(payload).context("unreadable job")?;
         let (selected, force, failed_rules) = match payload {
             JobPayload::Reconcile { bindings, reason } => {
                 tracing::info!(%reason, "reconcile pass");
+                if reason == "timer" {
+                    self.keep_api_token_alive().await?;
+                }
                 let resolved = match &bindings {
                     None => bindings::resolve(&self.config, &self.engine.gitlab).await,
                     Some(names) => {

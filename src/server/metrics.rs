@@ -46,6 +46,10 @@ pub struct Metrics {
     pub days_until_expiry: Family<BindingLabels, Gauge>,
     pub rule_failures: Counter,
     pub connections_refused: Counter,
+    /// Days until regwarden's own GitLab API token expires (absent: no expiry, or not read yet).
+    pub api_token_days_until_expiry: Gauge,
+    /// Looks at the API token that did something or failed, by outcome.
+    pub api_token_events: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -95,8 +99,22 @@ impl Default for Metrics {
             "Connections answered 503 because server.max_connections were open",
             connections_refused.clone(),
         );
+        let api_token_days_until_expiry = Gauge::default();
+        registry.register(
+            "api_token_days_until_expiry",
+            "Days until regwarden's own GitLab API token expires",
+            api_token_days_until_expiry.clone(),
+        );
+        let api_token_events = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "api_token_events",
+            "Rotations of regwarden's own GitLab API token, and failures to keep it alive (lost, unknown, refused, ...)",
+            api_token_events.clone(),
+        );
         Self {
             registry,
+            api_token_days_until_expiry,
+            api_token_events,
             rule_failures,
             connections_refused,
             deliveries,

@@ -13,6 +13,7 @@ mod gitlab_client;
 mod gitlab_contract;
 mod image;
 mod invariants;
+mod own_token;
 mod qovery_client;
 mod qovery_contract;
 mod reconcile;

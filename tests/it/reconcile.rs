@@ -47,7 +47,7 @@ async fn a_first_pass_creates_checks_and_registers_a_token() {
 }
 
 #[tokio::test]
-async fn a_healthy_binding_is_left_alone_with_a_single_gitlab_call() {
+async fn a_healthy_binding_is_left_alone_with_one_token_list() {
     let w = World::start().await;
     assert_eq!(w.reconcile(&[]).await.code, 0);
     let held = w.held_token().unwrap();
@@ -65,9 +65,10 @@ async fn a_healthy_binding_is_left_alone_with_a_single_gitlab_call() {
     assert_eq!(w.gitlab.calls(CREATE_TOKEN), 1);
     assert_eq!(
         w.gitlab.total_calls() - calls_before,
-        1,
-        "one token list, nothing else"
+        2,
+        "one token list for the binding, and one look at the API token per pass"
     );
+    assert_eq!(w.gitlab.calls("GET /api/v4/personal_access_tokens/self"), 2);
 }
 
 #[tokio::test]

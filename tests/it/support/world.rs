@@ -40,6 +40,8 @@ pub struct Settings {
     pub gitlab_url: Option<String>,
     /// Lines added to `[reconcile]`.
     pub reconcile: &'static str,
+    /// Lines added to `[gitlab]`.
+    pub gitlab: String,
 }
 
 impl Default for Settings {
@@ -50,6 +52,7 @@ impl Default for Settings {
             extra: String::new(),
             gitlab_url: None,
             reconcile: "",
+            gitlab: String::new(),
         }
     }
 }
@@ -95,6 +98,7 @@ impl World {
 url = "{gitlab}"
 registry_url = "{registry}"
 ca_file = "{ca}"
+{gitlab_extra}
 
 [qovery]
 url = "{qovery}"
@@ -123,6 +127,7 @@ qovery_registry = "{QOVERY_REGISTRY}"
                 qovery = qovery.url(),
                 grace = settings.grace_period,
                 reconcile = settings.reconcile,
+                gitlab_extra = settings.gitlab,
                 extra = settings.extra,
             ),
         )

@@ -147,6 +147,18 @@ pub(super) fn routes() -> Router<App> {
             "/api/v4/users/{user_id}/personal_access_tokens",
             post(create_instance_token),
         )
+        .route(
+            "/api/v4/personal_access_tokens/self/rotate",
+            post(rotate_self),
+        )
+        .route(
+            "/api/v4/projects/{id}/access_tokens/self/rotate",
+            post(move |a, p, h, b| rotate_self_resource(Kind::Project, a, p, h, b)),
+        )
+        .route(
+            "/api/v4/groups/{id}/access_tokens/self/rotate",
+            post(move |a, p, h, b| rotate_self_resource(Kind::Group, a, p, h, b)),
+        )
         .route("/api/v4/personal_access_tokens", get(list_instance_tokens))
         .route(
             "/api/v4/personal_access_tokens/{token_id}",
@@ -539,6 +551,89 @@ impl GitlabState {
     }
 }
 
+/// The token a request presents, if it names one, whatever its state.
+fn presented(s: &GitlabState, headers: &HeaderMap) -> Option<AccessToken> {
+    let value = headers.get("private-token")?.to_str().ok()?;
+    s.access_tokens.iter().find(|t| t.token == value).cloned()
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"message": "401 Unauthorized"})),
+    )
+        .into_response()
+}
+
+/// Self-rotation: the token rotates itself (`api` or `self_rotate`). A revoked token that
+/// tries is reuse: its family is revoked.
+fn rotate_presented(s: &mut GitlabState, token: AccessToken, body: &Value) -> Response {
+    if token.revoked {
+        return s.rotate_family(token.id, token.owner, body);
+    }
+    if !token.active() {
+        return unauthorized();
+    }
+    if !token
+        .scopes
+        .iter()
+        .any(|x| x == "api" || x == "self_rotate")
+    {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"message": "403 Forbidden - Insufficient scope"})),
+        )
+            .into_response();
+    }
+    s.rotate_family(token.id, token.owner, body)
+}
+
+/// `POST /personal_access_tokens/self/rotate`: a personal access token (a service
+/// account's included) rotates itself.
+async fn rotate_self(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Option<Json<Value>>,
+) -> Response {
+    let mut s = app.lock();
+    let Some(token) = presented(&s, &headers) else {
+        return unauthorized();
+    };
+    if !matches!(token.owner, Owner::User | Owner::Account(_)) {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            Json(json!({"message": "405 Method Not Allowed"})),
+        )
+            .into_response();
+    }
+    let body = body.map(|Json(b)| b).unwrap_or(Value::Null);
+    rotate_presented(&mut s, token, &body)
+}
+
+/// `POST /<projects|groups>/:id/access_tokens/self/rotate`: a project or group access token
+/// rotates itself.
+async fn rotate_self_resource(
+    kind: Kind,
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<Value>>,
+) -> Response {
+    let mut s = app.lock();
+    let Some(token) = presented(&s, &headers) else {
+        return unauthorized();
+    };
+    let owner = match kind {
+        Kind::Project => s.project(&id).map(|p| Owner::Project(p.path.clone())),
+        Kind::Group => s.group(&id).map(|g| Owner::Group(g.path.clone())),
+    };
+    if owner.as_ref() != Some(&token.owner) {
+        return unauthorized();
+    }
+    let body = body.map(|Json(b)| b).unwrap_or(Value::Null);
+    rotate_presented(&mut s, token, &body)
+}
+
 fn member_json(user: u64, level: u8) -> Value {
     json!({"id": user, "username": format!("user_{user}"), "access_level": level, "state": "active"})
 }
@@ -696,6 +791,20 @@ impl FakeGitlab {
             username,
             token,
         }
+    }
+
+    /// Makes the access or personal token whose secret is `token` expire on `day`.
+    pub fn set_token_expiry(&self, token: &str, day: NaiveDate) {
+        let mut s = self.state.lock().unwrap();
+        for t in s.access_tokens.iter_mut().filter(|t| t.token == token) {
+            t.expires_at = Some(day);
+        }
+    }
+
+    /// The access or personal token whose secret is `token`, whatever its state.
+    pub fn token_by_secret(&self, token: &str) -> Option<AccessToken> {
+        let s = self.state.lock().unwrap();
+        s.access_tokens.iter().find(|t| t.token == token).cloned()
     }
 
     /// The personal access tokens of service accounts, revoked ones included.

@@ -1,0 +1,402 @@
+//! regwarden's own GitLab API token: its expiry watched every pass and, with
+//! `gitlab.rotate_own_token`, rotated `own_token_rotate_before` its expiry.
+//!
+//! The rotation is the one step of regwarden that cannot be undone or retried: GitLab's
+//! self-rotate revokes the token at once, and rotating a revoked token revokes the whole token
+//! family (`docs/reference/gitlab.md`, "Personal access tokens, service accounts and
+//! rotation" §1). So:
+//!
+//! 1. one rotation at a time, under the store's lock named [`LOCK`];
+//! 2. before the request, a note `<token_file>.rotation-pending` records the fingerprint of
+//!    the token being rotated; it goes once the new token is safely in the file;
+//! 3. the new token is written to `token_file` (temporary file, fsync, rename, same
+//!    permissions) before it is used or anything else happens;
+//! 4. a note left behind (an answer lost, a process killed mid-rotation) while the file still
+//!    holds that token means the rotation's outcome is unknown: regwarden never rotates that
+//!    token again, and says so at every pass until a person puts a new token in the file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{NaiveDate, Utc};
+use secrecy::ExposeSecret;
+
+use crate::config::GitlabConfig;
+use crate::credential::Fingerprint;
+use crate::gitlab::GitlabClient;
+use crate::outbound::ApiError;
+use crate::store::Store;
+
+/// The store lock that keeps two workers, processes or replicas from rotating the token at
+/// once. No binding can have this name.
+pub const LOCK: &str = "@api-token";
+
+/// How the API token stands after a look.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnToken {
+    /// Not due; or without an expiry.
+    Fine { expires_on: Option<NaiveDate> },
+    /// Due, but regwarden may not rotate it (a token from an environment variable, or
+    /// `rotate_own_token` off): a warning at every pass.
+    Expiring { expires_on: NaiveDate },
+    /// Rotated now; the new token is in the file and in use.
+    Rotated { expires_on: NaiveDate },
+    /// Another worker or process is rotating it.
+    Busy,
+}
+
+/// Why the API token could not be kept alive.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnTokenError {
+    #[error("cannot read the API token's own record: {0}")]
+    Read(#[source] ApiError),
+    #[error(
+        "GitLab refused to rotate the API token: {source}. The token in {file} was not changed and works until it expires on {expires_on}; give it the api or self_rotate scope, or rotate it by hand"
+    )]
+    Refused {
+        file: PathBuf,
+        expires_on: NaiveDate,
+        #[source]
+        source: ApiError,
+    },
+    #[error(
+        "the answer to the API token's rotation was lost ({source}): GitLab may have revoked the token in {file} and made one regwarden never received. regwarden does not try again (rotating a revoked token revokes its whole family): put a new API token in {file}"
+    )]
+    Lost {
+        file: PathBuf,
+        #[source]
+        source: ApiError,
+    },
+    #[error(
+        "the API token in {file} ({fingerprint}) was being rotated when an earlier run stopped or lost the answer: its rotation may have happened. regwarden does not rotate it again: check the token in GitLab, and put a working one in {file}"
+    )]
+    Unknown { file: PathBuf, fingerprint: String },
+    #[error(
+        "the API token was rotated, but the new one could not be written to {file}: {source}. This process uses it until it stops; the previous token is revoked. Put a new API token in {file}"
+    )]
+    Write {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the API token file: {0}")]
+    Secret(#[from] crate::config::SecretError),
+    #[error("cannot take the API token's lock: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl OwnTokenError {
+    /// The errors after which the API token may be dead: the pass should not run on it.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            OwnTokenError::Lost { .. } | OwnTokenError::Unknown { .. }
+        )
+    }
+
+    /// A short word for metrics and the journal.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            OwnTokenError::Read(_) | OwnTokenError::Secret(_) | OwnTokenError::Store(_) => {
+                "unreadable"
+            }
+            OwnTokenError::Refused { .. } => "refused",
+            OwnTokenError::Lost { .. } => "lost",
+            OwnTokenError::Unknown { .. } => "unknown",
+            OwnTokenError::Write { .. } => "unwritten",
+        }
+    }
+}
+
+/// How a look at the API token went, for the JSON report and the journal.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Report {
+    /// `fine`, `expiring`, `rotated`, `busy`, or what went wrong (`refused`, `lost`,
+    /// `unknown`, `unwritten`, `unreadable`).
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_on: Option<NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl Report {
+    pub fn of(result: &Result<OwnToken, OwnTokenError>) -> Self {
+        let (status, expires_on, message) = match result {
+            Ok(OwnToken::Fine { expires_on }) => ("fine", *expires_on, None),
+            Ok(OwnToken::Expiring { expires_on }) => (
+                "expiring",
+                Some(*expires_on),
+                Some(format!(
+                    "the GitLab API token expires on {expires_on}: replace it, or give it with gitlab.token_file and set gitlab.rotate_own_token = true"
+                )),
+            ),
+            Ok(OwnToken::Rotated { expires_on }) => (
+                "rotated",
+                Some(*expires_on),
+                Some(format!(
+                    "rotated the GitLab API token; the new one expires on {expires_on}"
+                )),
+            ),
+            Ok(OwnToken::Busy) => ("busy", None, None),
+            Err(e) => (e.outcome(), None, Some(crate::outbound::error_chain(e))),
+        };
+        Self {
+            status,
+            expires_on,
+            message,
+        }
+    }
+
+    /// Whether the pass should count it as a failure (exit 1).
+    pub fn failed(&self) -> bool {
+        !matches!(self.status, "fine" | "expiring" | "rotated" | "busy")
+    }
+
+    /// Writes a rotation, or a failure to keep the token alive, to the journal (under
+    /// [`LOCK`]'s name); a look that changed nothing is not written.
+    pub async fn record(&self, store: Option<&Store>) {
+        let (Some(store), Some(message)) = (store, &self.message) else {
+            return;
+        };
+        if self.status == "expiring" {
+            return;
+        }
+        let entry = crate::store::JournalEntry {
+            at_ms: crate::store::now_ms(),
+            binding: LOCK.into(),
+            rotation: None,
+            step: "rotate_api_token".into(),
+            outcome: if self.status == "rotated" {
+                "ok"
+            } else {
+                self.status
+            }
+            .into(),
+            reason: message.clone(),
+            token_id: None,
+            fingerprint: None,
+        };
+        if let Err(e) = store.record(&entry).await {
+            tracing::warn!(error = %e, "cannot write the journal");
+        }
+    }
+}
+
+fn pending_note(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".rotation-pending");
+    PathBuf::from(name)
+}
+
+/// Looks at the API token and, when it is due and regwarden may, rotates it.
+pub async fn keep_alive(
+    config: &GitlabConfig,
+    client: &GitlabClient,
+    store: Option<&Store>,
+) -> Result<OwnToken, OwnTokenError> {
+    let rotatable = config.rotate_own_token && config.token_file.is_some();
+    // Another process may have rotated the token since this one read it: the file wins.
+    if let Some(file) = &config.token_file {
+        client.set_token(config_source(config).read()?);
+        if rotatable && let Some(fingerprint) = pending_fingerprint(file) {
+            let current = Fingerprint::of(config_source(config).read()?.expose_secret());
+            if current.as_str() == fingerprint {
+                return Err(OwnTokenError::Unknown {
+                    file: file.clone(),
+                    fingerprint,
+                });
+            }
+            // A person put a new token in the file: the note is about one that is gone.
+            let _ = std::fs::remove_file(pending_note(file));
+        }
+    }
+    let expires_on = expiry(client).await?;
+    let today = Utc::now().date_naive();
+    let due = expires_on.filter(|e| {
+        e.checked_sub_signed(to_days(config.own_token_rotate_before.0))
+            .is_none_or(|d| d <= today)
+    });
+    let Some(expires_on) = due else {
+        return Ok(OwnToken::Fine { expires_on });
+    };
+    let (true, Some(file)) = (rotatable, &config.token_file) else {
+        return Ok(OwnToken::Expiring { expires_on });
+    };
+    let Some(store) = store else {
+        // No store, no lock: a dry run only says it is due.
+        return Ok(OwnToken::Expiring { expires_on });
+    };
+    let Some(lock) = store.try_lock_binding(LOCK).await? else {
+        return Ok(OwnToken::Busy);
+    };
+    let result = rotate_locked(config, client, file).await;
+    lock.release().await;
+    result
+}
+
+/// Under the lock: read the file and the token's record again (another holder may just have
+/// rotated it), then rotate.
+async fn rotate_locked(
+    config: &GitlabConfig,
+    client: &GitlabClient,
+    file: &Path,
+) -> Result<OwnToken, OwnTokenError> {
+    let token = config_source(config).read()?;
+    client.set_token(token.clone());
+    let today = Utc::now().date_naive();
+    let Some(expires_on) = expiry(client).await? else {
+        return Ok(OwnToken::Fine { expires_on: None });
+    };
+    if expires_on
+        .checked_sub_signed(to_days(config.own_token_rotate_before.0))
+        .is_some_and(|d| d > today)
+    {
+        return Ok(OwnToken::Fine {
+            expires_on: Some(expires_on),
+        });
+    }
+    let fingerprint = Fingerprint::of(token.expose_secret());
+    let note = pending_note(file);
+    write_atomically(&note, fingerprint.as_str().as_bytes(), None).map_err(|source| {
+        OwnTokenError::Write {
+            file: note.clone(),
+            source,
+        }
+    })?;
+    let new_expiry = today + to_days(config.own_token_lifetime.0);
+    let rotated = client
+        .rotate_own_token(
+            config.own_token_kind,
+            config.own_token_namespace.as_deref(),
+            new_expiry,
+        )
+        .await;
+    let created = match rotated {
+        Ok(created) => created,
+        Err(e) if e.certainly_not_applied() => {
+            let _ = std::fs::remove_file(&note);
+            return Err(OwnTokenError::Refused {
+                file: file.to_path_buf(),
+                expires_on,
+                source: e,
+            });
+        }
+        // The note stays: the outcome is unknown.
+        Err(e) => {
+            return Err(OwnTokenError::Lost {
+                file: file.to_path_buf(),
+                source: e,
+            });
+        }
+    };
+    crate::reconcile::crash::point("after_api_token_rotate");
+    // The new token reaches the file before anything uses it.
+    let mut text = created.secret.expose_secret().to_string();
+    text.push('\n');
+    let written = write_atomically(file, text.as_bytes(), Some(file));
+    client.set_token(created.secret);
+    if let Err(source) = written {
+        return Err(OwnTokenError::Write {
+            file: file.to_path_buf(),
+            source,
+        });
+    }
+    let _ = std::fs::remove_file(&note);
+    Ok(OwnToken::Rotated {
+        expires_on: created.token.expires_at.unwrap_or(new_expiry),
+    })
+}
+
+/// When the API token expires, from its own record.
+async fn expiry(client: &GitlabClient) -> Result<Option<NaiveDate>, OwnTokenError> {
+    let info = client.current_token().await.map_err(OwnTokenError::Read)?;
+    Ok(info
+        .expires_at
+        .as_deref()
+        .and_then(|d| NaiveDate::parse_from_str(d.get(..10).unwrap_or(d), "%Y-%m-%d").ok()))
+}
+
+fn pending_fingerprint(file: &Path) -> Option<String> {
+    std::fs::read_to_string(pending_note(file))
+        .ok()
+        .map(|t| t.trim().to_string())
+}
+
+fn config_source(config: &GitlabConfig) -> crate::config::SecretSource<'_> {
+    crate::config::SecretSource {
+        key: "gitlab.token_env",
+        env: &config.token_env,
+        file: config.token_file.as_deref(),
+    }
+}
+
+fn to_days(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::days((d.as_secs() / 86_400) as i64)
+}
+
+/// Replaces `path` with `bytes`: a temporary file in the same directory, written and synced,
+/// renamed over it, and the directory synced, so that a crash leaves the old content or the
+/// new one, never a mix. The new file gets the permissions of `like` (the file it replaces),
+/// else owner-only.
+fn write_atomically(path: &Path, bytes: &[u8], like: Option<&Path>) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or(Path::new("."));
+    let mode = like
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o600);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.regwarden-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_file_is_replaced_whole_with_the_permissions_it_had() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gitlab-token");
+        std::fs::write(&file, "glpat-old\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+        write_atomically(&file, b"glpat-new\n", Some(&file)).unwrap();
+
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "glpat-new\n");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn the_pending_note_sits_beside_the_token_file() {
+        assert_eq!(
+            pending_note(Path::new("/run/secrets/gitlab-token")),
+            PathBuf::from("/run/secrets/gitlab-token.rotation-pending")
+        );
+    }
+}

@@ -1,0 +1,259 @@
+//! regwarden's own GitLab API token, against a fake GitLab with GitLab's self-rotate and
+//! reuse-detection semantics: rotated before its expiry and written to its file before use;
+//! an answer that was lost (or a process killed mid-rotation) is never retried and says so
+//! loudly; a token from an environment variable is only watched.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::support::faults::Fault;
+use crate::support::world::{Settings, World};
+
+const ROTATE_SELF: &str = "POST /api/v4/personal_access_tokens/self/rotate";
+
+/// A world whose API token lives in a file (mode 0640), expires in three days, and may be
+/// rotated.
+async fn world_with_token_file() -> (World, PathBuf) {
+    // Outside the world's directory, which only exists once the world does.
+    let secrets = tempfile::tempdir().unwrap().keep();
+    let file = secrets.join("gitlab-token");
+    let w = World::with(Settings {
+        gitlab: format!(
+            "token_file = \"{}\"\nrotate_own_token = true\nown_token_lifetime = \"90d\"\n",
+            file.display()
+        ),
+        ..Settings::default()
+    })
+    .await;
+    std::fs::write(&file, format!("{}\n", w.gitlab_token)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    w.gitlab.set_token_expiry(
+        &w.gitlab_token,
+        Utc::now().date_naive() + chrono::Days::new(3),
+    );
+    (w, file)
+}
+
+fn token_in(file: &Path) -> String {
+    std::fs::read_to_string(file).unwrap().trim().to_string()
+}
+
+/// Where regwarden notes a rotation whose outcome is not known yet.
+fn pending(file: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.rotation-pending", file.display()))
+}
+
+#[tokio::test]
+async fn an_api_token_near_expiry_is_rotated_into_its_file_before_the_pass_uses_it() {
+    let (w, file) = world_with_token_file().await;
+    let old = w.gitlab_token.clone();
+
+    let run = w.reconcile(&["--output", "json"]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    let new = token_in(&file);
+    assert_ne!(new, old);
+    let new_record = w.gitlab.token_by_secret(&new).expect("a token GitLab made");
+    assert!(new_record.active());
+    assert_eq!(
+        new_record.expires_at,
+        Some(Utc::now().date_naive() + chrono::Days::new(90)),
+        "own_token_lifetime"
+    );
+    assert!(
+        w.gitlab.token_by_secret(&old).unwrap().revoked,
+        "rotate revokes the old one at once"
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o640,
+        "the file keeps its permissions"
+    );
+    assert!(!pending(&file).exists());
+    let json = run.json();
+    assert_eq!(json["api_token"]["status"], "rotated", "{json}");
+    assert_eq!(
+        json["bindings"][0]["outcome"], "rotated",
+        "the pass ran on the new token"
+    );
+    run.assert_never_shows(&new);
+    run.assert_never_shows(&old);
+    let history = w.regwarden(&["history", "--output", "json"]).await;
+    let entry = history.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["step"] == "rotate_api_token")
+        .cloned()
+        .expect("the journal has the rotation");
+    assert_eq!(entry["outcome"], "ok");
+    history.assert_never_shows(&new);
+
+    // Not due any more: the next pass leaves it alone.
+    let again = w.reconcile(&["--output", "json"]).await;
+    assert_eq!(again.json()["api_token"]["status"], "fine");
+    assert_eq!(token_in(&file), new);
+    assert_eq!(w.gitlab.calls(ROTATE_SELF), 1);
+}
+
+#[tokio::test]
+async fn a_rotation_whose_answer_was_lost_is_never_tried_again() {
+    let (w, file) = world_with_token_file().await;
+    let old = w.gitlab_token.clone();
+    // GitLab rotates, and the answer never arrives.
+    w.gitlab.fail(ROTATE_SELF, Fault::ApplyThenFail, 1);
+
+    let lost = w.reconcile(&[]).await;
+    let after = w.reconcile(&[]).await;
+
+    assert_eq!(lost.code, 1, "{lost:?}");
+    assert!(
+        lost.stderr
+            .contains("the answer to the API token's rotation was lost"),
+        "{}",
+        lost.stderr
+    );
+    assert!(
+        lost.stderr.contains("put a new API token in"),
+        "{}",
+        lost.stderr
+    );
+    assert_eq!(after.code, 1, "{after:?}");
+    assert!(
+        after.stderr.contains("regwarden does not rotate it again"),
+        "{}",
+        after.stderr
+    );
+    assert_eq!(w.gitlab.calls(ROTATE_SELF), 1, "one rotate, never a second");
+    assert_eq!(token_in(&file), old, "the file is as it was");
+    let successor = w
+        .gitlab
+        .access_tokens()
+        .into_iter()
+        .find(|t| t.active() && t.name == "regwarden-admin")
+        .expect("GitLab's successor survives: no reuse was detected");
+    assert!(pending(&file).exists());
+    let history = w.regwarden(&["history", "--output", "json"]).await;
+    let outcomes: Vec<String> = history.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["step"] == "rotate_api_token")
+        .map(|e| e["outcome"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(outcomes, ["unknown", "lost"], "newest first");
+
+    // A person puts a working token in the file: regwarden goes on.
+    std::fs::write(&file, format!("{}\n", successor.token)).unwrap();
+    let fixed = w.reconcile(&[]).await;
+    assert_eq!(fixed.code, 0, "{fixed:?}");
+    assert!(!pending(&file).exists());
+}
+
+#[cfg(feature = "fault-injection")]
+#[tokio::test]
+async fn a_process_killed_mid_rotation_leaves_a_note_and_the_token_is_not_rotated_twice() {
+    let (w, file) = world_with_token_file().await;
+    let old = w.gitlab_token.clone();
+
+    let crashed = w
+        .regwarden_env(
+            &["reconcile"],
+            &[("REGWARDEN_CRASH_AT", "after_api_token_rotate")],
+        )
+        .await;
+    let next = w.reconcile(&[]).await;
+
+    assert_ne!(crashed.code, 0, "{crashed:?}");
+    assert_eq!(token_in(&file), old, "killed before writing the file");
+    assert_eq!(next.code, 1, "{next:?}");
+    assert!(
+        next.stderr
+            .contains("was being rotated when an earlier run stopped"),
+        "{}",
+        next.stderr
+    );
+    assert_eq!(w.gitlab.calls(ROTATE_SELF), 1);
+    assert!(
+        w.gitlab
+            .access_tokens()
+            .iter()
+            .any(|t| t.active() && t.name == "regwarden-admin"),
+        "the successor is alive: a second rotate of the revoked token would have killed it"
+    );
+}
+
+#[tokio::test]
+async fn a_token_from_the_environment_is_only_watched() {
+    let w = World::with(Settings {
+        gitlab: "rotate_own_token = false\n".into(),
+        ..Settings::default()
+    })
+    .await;
+    let soon = Utc::now().date_naive() + chrono::Days::new(3);
+    w.gitlab.set_token_expiry(&w.gitlab_token, soon);
+
+    let run = w.reconcile(&["--output", "json"]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.json()["api_token"]["status"], "expiring");
+    assert!(
+        run.stderr
+            .contains(&format!("warning: the GitLab API token expires on {soon}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(w.gitlab.calls(ROTATE_SELF), 0);
+}
+
+#[tokio::test]
+async fn rotate_own_token_needs_a_token_file() {
+    let w = World::with(Settings {
+        gitlab: "rotate_own_token = true\n".into(),
+        ..Settings::default()
+    })
+    .await;
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("gitlab.rotate_own_token: needs gitlab.token_file"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn the_server_shows_the_api_tokens_days_left_and_rotates_it_on_its_timer() {
+    let (w, file) = world_with_token_file().await;
+    let old = w.gitlab_token.clone();
+    let s = w.serve(&[]).await;
+
+    w.eventually("the timer's rotation of the API token", || {
+        token_in(&file) != old
+    })
+    .await;
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = s.get("/metrics").await.1;
+        if metrics.contains("regwarden_api_token_days_until_expiry 90") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        metrics.contains("regwarden_api_token_days_until_expiry 90"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("regwarden_api_token_events_total{outcome=\"rotated\"} 1"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(&token_in(&file)) && !metrics.contains(&old));
+    s.terminate().await;
+}

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod credential;
 pub mod gitlab;
+pub mod inventory;
 pub mod marker;
 pub mod outbound;
 pub mod own_token;

@@ -9,6 +9,7 @@ mod exit;
 mod history;
 mod reconcile;
 mod serve;
+mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -77,6 +78,10 @@ pub enum Command {
     Reconcile(reconcile::ReconcileArgs),
     /// Show the journal: every step of every rotation, newest first.
     History(history::HistoryArgs),
+    /// List the tokens the bindings depend on: kind, scopes, expiry, whether regwarden made
+    /// it, and which one each Qovery registry holds. With --within, exit 1 when a token Qovery
+    /// holds and regwarden does not manage expires within that time.
+    Tokens(tokens::TokensArgs),
     /// The jobs of the GitLab CI/CD component (templates/), run inside GitLab CI.
     #[command(subcommand)]
     Ci(component::CiCommand),
@@ -142,6 +147,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve(args) => (serve::run(config, args).await, "error: "),
         Command::Reconcile(args) => (reconcile::run(config, args).await, "error: "),
         Command::History(args) => (history::run(config, args).await, "error: "),
+        Command::Tokens(args) => (tokens::run(config, args).await, "error: "),
         // A job's log is read in GitLab among other jobs' lines: say whose they are.
         Command::Ci(command) => (component::run(command).await, "regwarden: "),
     };

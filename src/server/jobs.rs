@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
-use super::metrics::{BindingLabels, Metrics, OutcomeLabels};
+use super::metrics::{BindingLabels, Metrics, OutcomeLabels, TokenLabels};
 use crate::config::{Config, CredentialKind};
 use crate::gitlab::Namespace;
 use crate::gitlab::events::{Event, TokenOwner};
@@ -286,6 +286,7 @@ impl Worker {
 
     async fn process(&self, payload: &str) -> anyhow::Result<()> {
         let payload: JobPayload = serde_json::from_str(payload).context("unreadable job")?;
+        let timer = matches!(&payload, JobPayload::Reconcile { reason, .. } if reason == "timer");
         let (selected, force, failed_rules) = match payload {
             JobPayload::Reconcile { bindings, reason } => {
                 tracing::info!(%reason, "reconcile pass");
@@ -349,6 +350,9 @@ impl Worker {
             )
             .await;
         self.observe(&reports);
+        if timer {
+            self.observe_inventory(&selected).await;
+        }
         let mut failed: Vec<String> = reports
             .iter()
             .filter(|r| r.outcome.is_failure())
@@ -377,6 +381,34 @@ impl Worker {
             Ok(())
         } else {
             Err(anyhow::anyhow!(failed.join("; ")))
+        }
+    }
+
+    /// The token inventory of the bindings as gauges: the soonest expiry per binding, kind
+    /// and managed or not. Label sets that no longer exist go.
+    async fn observe_inventory(&self, bindings: &[Binding]) {
+        let inventory = crate::inventory::collect(&self.engine, bindings).await;
+        for gap in &inventory.gaps {
+            tracing::warn!(binding = %gap.binding, "token inventory: {}", gap.message);
+        }
+        let now = chrono::Utc::now();
+        let mut soonest = std::collections::HashMap::<TokenLabels, i64>::new();
+        for t in &inventory.tokens {
+            let Some(expires) = t.expires_at else {
+                continue;
+            };
+            let labels = TokenLabels {
+                binding: t.binding.clone(),
+                kind: t.kind.as_str().into(),
+                managed: t.managed.to_string(),
+            };
+            let left = (expires - now).num_seconds();
+            let e = soonest.entry(labels).or_insert(left);
+            *e = (*e).min(left);
+        }
+        self.metrics.token_expiry.clear();
+        for (labels, left) in soonest {
+            self.metrics.token_expiry.get_or_create(&labels).set(left);
         }
     }
 

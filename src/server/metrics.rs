@@ -36,6 +36,13 @@ pub struct BindingLabels {
     pub binding: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub binding: String,
+    pub kind: String,
+    pub managed: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub deliveries: Family<DeliveryLabels, Counter>,
@@ -50,6 +57,9 @@ pub struct Metrics {
     pub api_token_days_until_expiry: Gauge,
     /// Looks at the API token that did something or failed, by outcome.
     pub api_token_events: Family<OutcomeLabels, Counter>,
+    /// Seconds until the soonest expiry among the tokens of a binding, by kind and whether
+    /// regwarden manages them (the timer's inventory).
+    pub token_expiry: Family<TokenLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -111,8 +121,15 @@ impl Default for Metrics {
             "Rotations of regwarden's own GitLab API token, and failures to keep it alive (lost, unknown, refused, ...)",
             api_token_events.clone(),
         );
+        let token_expiry = Family::<TokenLabels, Gauge>::default();
+        registry.register(
+            "token_expiry_seconds",
+            "Seconds until the soonest expiry among a binding's tokens of a kind, managed by regwarden or not",
+            token_expiry.clone(),
+        );
         Self {
             registry,
+            token_expiry,
             api_token_days_until_expiry,
             api_token_events,
             rule_failures,

@@ -54,6 +54,7 @@ async fn without_a_configuration_every_command_that_needs_one_exits_2() {
     for args in [
         vec!["reconcile"],
         vec!["history"],
+        vec!["tokens"],
         vec!["serve"],
         vec!["config", "check"],
     ] {

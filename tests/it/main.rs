@@ -20,4 +20,5 @@ mod reconcile;
 mod serve;
 mod service_account;
 mod store;
+mod tokens;
 mod webhook_events;

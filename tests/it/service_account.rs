@@ -436,3 +436,39 @@ async fn bindings_that_share_an_account_create_it_once_whoever_comes_first() {
         "more than one binding tried; the late ones were told the username is taken"
     );
 }
+
+#[tokio::test]
+async fn the_inventory_shows_the_accounts_tokens_and_which_one_qovery_holds() {
+    let w = World::with(settings("create_service_account = true\n", "1h")).await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let held = held_pat(&w).unwrap();
+    let by_hand = w.gitlab.add_account_token(account(&w), &["read_api"]);
+
+    let run = w.regwarden(&["tokens", "--output", "json"]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    let json = run.json();
+    let account_tokens: Vec<(u64, bool, Option<&str>)> = json["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "service_account_token")
+        .map(|t| {
+            assert_eq!(t["username"], ACCOUNT);
+            (
+                t["id"].as_u64().unwrap(),
+                t["managed"].as_bool().unwrap(),
+                t["held_by"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        account_tokens,
+        [
+            (held.id, true, Some("gitlab-acme-api")),
+            (by_hand.id, false, None)
+        ]
+    );
+    run.assert_never_shows(&held.token);
+    run.assert_never_shows(&by_hand.token);
+}

@@ -50,12 +50,11 @@ pub enum OwnToken {
 pub enum OwnTokenError {
     #[error("cannot read the API token's own record: {0}")]
     Read(#[source] ApiError),
-    #[error(
-        "GitLab refused to rotate the API token: {source}. The token in {file} was not changed and works until it expires on {expires_on}; give it the api or self_rotate scope, or rotate it by hand"
-    )]
+    #[error("GitLab refused to rotate the API token in {file}: {source}. {hint}")]
     Refused {
         file: PathBuf,
-        expires_on: NaiveDate,
+        /// What the refusal means, and what to do.
+        hint: String,
         #[source]
         source: ApiError,
     },
@@ -68,11 +67,23 @@ pub enum OwnTokenError {
         source: ApiError,
     },
     #[error(
-        "the API token in {file} ({fingerprint}) was being rotated when an earlier run stopped or lost the answer: its rotation may have happened. regwarden does not rotate it again: check the token in GitLab, and put a working one in {file}"
+        "the API token in {file} ({fingerprint}) was being rotated when an earlier run stopped or lost the answer: its rotation may have happened{leftovers}. regwarden does not rotate it again: check the token in GitLab, and put a working one in {file}"
     )]
-    Unknown { file: PathBuf, fingerprint: String },
+    Unknown {
+        file: PathBuf,
+        fingerprint: String,
+        leftovers: String,
+    },
     #[error(
-        "the API token was rotated, but the new one could not be written to {file}: {source}. This process uses it until it stops; the previous token is revoked. Put a new API token in {file}"
+        "cannot write {note}, which records a rotation of the API token before it is sent: {source}. Nothing was rotated; the directory of gitlab.token_file must be writable by regwarden"
+    )]
+    Note {
+        note: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the API token was rotated, but the new one could not be written to {file}: {source}. The previous token is revoked, and the new one is lost when this process stops: put a new API token in {file}"
     )]
     Write {
         file: PathBuf,
@@ -90,7 +101,9 @@ impl OwnTokenError {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            OwnTokenError::Lost { .. } | OwnTokenError::Unknown { .. }
+            OwnTokenError::Lost { .. }
+                | OwnTokenError::Unknown { .. }
+                | OwnTokenError::Write { .. }
         )
     }
 
@@ -104,6 +117,7 @@ impl OwnTokenError {
             OwnTokenError::Lost { .. } => "lost",
             OwnTokenError::Unknown { .. } => "unknown",
             OwnTokenError::Write { .. } => "unwritten",
+            OwnTokenError::Note { .. } => "unnoted",
         }
     }
 }
@@ -189,6 +203,22 @@ fn pending_note(file: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Reads the token file again and sends what it holds from now on: another worker, process
+/// or replica may have rotated the token since this one read it. A no-op for a token from an
+/// environment variable.
+pub fn refresh_from_file(
+    config: &GitlabConfig,
+    client: &GitlabClient,
+) -> Result<(), OwnTokenError> {
+    if config.token_file.is_some() {
+        client.set_token(config_source(config).read()?);
+    }
+    Ok(())
+}
+
+/// How long a pass waits for another holder's rotation of the API token to finish.
+const WAIT_FOR_HOLDER: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Looks at the API token and, when it is due and regwarden may, rotates it.
 pub async fn keep_alive(
     config: &GitlabConfig,
@@ -196,27 +226,37 @@ pub async fn keep_alive(
     store: Option<&Store>,
 ) -> Result<OwnToken, OwnTokenError> {
     let rotatable = config.rotate_own_token && config.token_file.is_some();
-    // Another process may have rotated the token since this one read it: the file wins.
-    if let Some(file) = &config.token_file {
-        client.set_token(config_source(config).read()?);
-        if rotatable && let Some(fingerprint) = pending_fingerprint(file) {
-            let current = Fingerprint::of(config_source(config).read()?.expose_secret());
-            if current.as_str() == fingerprint {
-                return Err(OwnTokenError::Unknown {
-                    file: file.clone(),
-                    fingerprint,
-                });
-            }
-            // A person put a new token in the file: the note is about one that is gone.
-            let _ = std::fs::remove_file(pending_note(file));
-        }
+    refresh_from_file(config, client)?;
+    if let (true, Some(file)) = (rotatable, &config.token_file) {
+        // A note about a token the file no longer holds is stale (a person replaced the
+        // token): it goes. One about the token in the file is looked at under the lock.
+        unfinished(config, file)?;
     }
-    let expires_on = expiry(client).await?;
+    let expires_on = match expiry(client).await {
+        Ok(e) => e,
+        // A token refused outright may be the one a rotation revoked: another holder's, about
+        // to write its successor (wait for it), or one that never finished (say so).
+        Err(OwnTokenError::Read(e @ ApiError::Unauthorized { .. })) if rotatable => {
+            let file = config.token_file.as_deref().expect("rotatable");
+            if pending_fingerprint(file).is_none() {
+                return Err(OwnTokenError::Read(e));
+            }
+            let Some(store) = store else {
+                return match unfinished(config, file)? {
+                    Some(fingerprint) => Err(OwnTokenError::Unknown {
+                        file: file.to_path_buf(),
+                        fingerprint,
+                        leftovers: leftovers(file),
+                    }),
+                    None => Err(OwnTokenError::Read(e)),
+                };
+            };
+            return locked(config, client, store, file).await;
+        }
+        Err(e) => return Err(e),
+    };
     let today = Utc::now().date_naive();
-    let due = expires_on.filter(|e| {
-        e.checked_sub_signed(to_days(config.own_token_rotate_before.0))
-            .is_none_or(|d| d <= today)
-    });
+    let due = expires_on.filter(|e| is_due(config, *e, today));
     let Some(expires_on) = due else {
         return Ok(OwnToken::Fine { expires_on });
     };
@@ -227,31 +267,107 @@ pub async fn keep_alive(
         // No store, no lock: a dry run only says it is due.
         return Ok(OwnToken::Expiring { expires_on });
     };
-    let Some(lock) = store.try_lock_binding(LOCK).await? else {
-        return Ok(OwnToken::Busy);
+    locked(config, client, store, file).await
+}
+
+/// Takes the API token's lock, waiting a while for another holder's rotation to finish,
+/// then looks again and rotates if still due.
+async fn locked(
+    config: &GitlabConfig,
+    client: &GitlabClient,
+    store: &Store,
+    file: &Path,
+) -> Result<OwnToken, OwnTokenError> {
+    let started = std::time::Instant::now();
+    let mut lock = loop {
+        match store.try_lock_binding(LOCK).await? {
+            Some(lock) => break lock,
+            None if started.elapsed() < WAIT_FOR_HOLDER => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            None => {
+                refresh_from_file(config, client)?;
+                return Ok(OwnToken::Busy);
+            }
+        }
     };
-    let result = rotate_locked(config, client, file).await;
+    let result = rotate_locked(config, client, file, &mut lock).await;
     lock.release().await;
     result
 }
 
-/// Under the lock: read the file and the token's record again (another holder may just have
-/// rotated it), then rotate.
+fn is_due(config: &GitlabConfig, expires_on: NaiveDate, today: NaiveDate) -> bool {
+    expires_on
+        .checked_sub_signed(to_days(config.own_token_rotate_before.0))
+        .is_none_or(|d| d <= today)
+}
+
+/// The fingerprint of the token in `file` when a rotation of that very token was started and
+/// never finished (its answer lost, its process killed). A note about another token (a
+/// person replaced it since) is stale, and goes.
+fn unfinished(config: &GitlabConfig, file: &Path) -> Result<Option<String>, OwnTokenError> {
+    let Some(noted) = pending_fingerprint(file) else {
+        return Ok(None);
+    };
+    let current = Fingerprint::of(config_source(config).read()?.expose_secret());
+    if current.as_str() == noted {
+        Ok(Some(noted))
+    } else {
+        let _ = std::fs::remove_file(pending_note(file));
+        Ok(None)
+    }
+}
+
+/// Temporary files a write of the token file left behind (a process killed between writing
+/// and renaming): they may hold the token GitLab returned.
+fn leftovers(file: &Path) -> String {
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or(Path::new("."));
+    let prefix = format!(
+        ".{}.regwarden-",
+        file.file_name().unwrap_or_default().to_string_lossy()
+    );
+    let found: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path().display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    if found.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (a write of the new token was interrupted: {} may hold it)",
+            found.join(", ")
+        )
+    }
+}
+
+/// Under the lock, proven held: the note, the file and the token's record read again
+/// (another holder may just have rotated it, or lost a rotation's answer), then one rotate.
 async fn rotate_locked(
     config: &GitlabConfig,
     client: &GitlabClient,
     file: &Path,
+    lock: &mut crate::store::BindingLock,
 ) -> Result<OwnToken, OwnTokenError> {
+    if let Some(fingerprint) = unfinished(config, file)? {
+        return Err(OwnTokenError::Unknown {
+            file: file.to_path_buf(),
+            fingerprint,
+            leftovers: leftovers(file),
+        });
+    }
     let token = config_source(config).read()?;
     client.set_token(token.clone());
     let today = Utc::now().date_naive();
     let Some(expires_on) = expiry(client).await? else {
         return Ok(OwnToken::Fine { expires_on: None });
     };
-    if expires_on
-        .checked_sub_signed(to_days(config.own_token_rotate_before.0))
-        .is_some_and(|d| d > today)
-    {
+    if !is_due(config, expires_on, today) {
         return Ok(OwnToken::Fine {
             expires_on: Some(expires_on),
         });
@@ -259,11 +375,17 @@ async fn rotate_locked(
     let fingerprint = Fingerprint::of(token.expose_secret());
     let note = pending_note(file);
     write_atomically(&note, fingerprint.as_str().as_bytes(), None).map_err(|source| {
-        OwnTokenError::Write {
-            file: note.clone(),
+        OwnTokenError::Note {
+            note: note.clone(),
             source,
         }
     })?;
+    // The last moment to stop: a holder whose lock ended (its PostgreSQL session) must not
+    // rotate, since another may be doing it.
+    if let Err(e) = lock.confirm().await {
+        let _ = std::fs::remove_file(&note);
+        return Err(OwnTokenError::Store(e));
+    }
     let new_expiry = today + to_days(config.own_token_lifetime.0);
     let rotated = client
         .rotate_own_token(
@@ -278,7 +400,7 @@ async fn rotate_locked(
             let _ = std::fs::remove_file(&note);
             return Err(OwnTokenError::Refused {
                 file: file.to_path_buf(),
-                expires_on,
+                hint: refusal_hint(&e, expires_on),
                 source: e,
             });
         }
@@ -306,6 +428,24 @@ async fn rotate_locked(
     Ok(OwnToken::Rotated {
         expires_on: created.token.expires_at.unwrap_or(new_expiry),
     })
+}
+
+/// What a refusal of the self-rotate means.
+fn refusal_hint(e: &ApiError, expires_on: NaiveDate) -> String {
+    match e {
+        ApiError::Unauthorized { .. } => {
+            "GitLab no longer accepts the token (revoked or expired): put a new API token in the file".into()
+        }
+        ApiError::Permanent { status: 405, .. } | ApiError::NotFound { .. } => {
+            "gitlab.own_token_kind (and own_token_namespace) must name the token's kind: personal, or the project or group of an access token".into()
+        }
+        ApiError::Forbidden { .. } => format!(
+            "The token was not changed and works until it expires on {expires_on}: give it the api or self_rotate scope, or rotate it by hand"
+        ),
+        _ => format!(
+            "The token was not changed and works until it expires on {expires_on}; regwarden tries again at the next pass"
+        ),
+    }
 }
 
 /// When the API token expires, from its own record.

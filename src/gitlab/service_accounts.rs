@@ -175,9 +175,10 @@ impl GitlabClient {
             }
             Err(e) => {
                 self.accounts.forget(home, username);
-                match self.service_account(home, username).await? {
-                    Some(account) => Ok(account),
-                    None => Err(e),
+                match self.service_account(home, username).await {
+                    Ok(Some(account)) => Ok(account),
+                    // The creation's own error says more than the look-up's.
+                    _ => Err(e),
                 }
             }
         }

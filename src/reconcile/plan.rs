@@ -320,8 +320,14 @@ pub fn plan(binding: &Binding, observed: &Observed, now: DateTime<Utc>, force: F
             username: observed.registry.as_ref().and_then(|r| r.username.clone()),
         })
     };
+    // Without a marker, nothing tells which token Qovery holds: none goes before the
+    // rotation retires them all with their grace period.
+    let revoke = match observed.marker() {
+        Some(marker) => revocations(binding, &observed.tokens, held, Some(marker), now),
+        None => Vec::new(),
+    };
     Plan {
-        revoke: revocations(binding, &observed.tokens, held, observed.marker(), now),
+        revoke,
         rotate,
         blocked: None,
     }

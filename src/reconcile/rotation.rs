@@ -269,6 +269,13 @@ impl Rotation<'_> {
         if let Some(previous) = observed.held() {
             marker.retired.push((previous.id, switch_time));
         }
+        // No marker (set up by hand, or a marker someone removed): any token of this binding
+        // may be what Qovery holds, so each gets the grace period too.
+        if observed.marker().is_none() {
+            for t in &observed.tokens {
+                marker.retired.push((t.id, switch_time));
+            }
+        }
         // Qovery's error text may quote the request, password included: never keep it.
         self.write(&marker, &new.credential, new.token.id)
             .await

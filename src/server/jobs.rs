@@ -287,6 +287,12 @@ impl Worker {
     async fn process(&self, payload: &str) -> anyhow::Result<()> {
         let payload: JobPayload = serde_json::from_str(payload).context("unreadable job")?;
         let timer = matches!(&payload, JobPayload::Reconcile { reason, .. } if reason == "timer");
+        // Another worker or replica may have rotated the API token into its file.
+        if let Err(e) =
+            crate::own_token::refresh_from_file(&self.config.gitlab, &self.engine.gitlab)
+        {
+            tracing::warn!("cannot read the API token file again: {e}");
+        }
         let (selected, force, failed_rules) = match payload {
             JobPayload::Reconcile { bindings, reason } => {
                 tracing::info!(%reason, "reconcile pass");

@@ -152,6 +152,40 @@ impl LockSpace {
     }
 }
 
+/// Waits for, then holds, the lock that lets one process at a time migrate a SQLite
+/// database: two processes opening a new database at once would both create its tables.
+/// (sqlx's migrator locks PostgreSQL itself.) Released when the file is dropped.
+pub(super) async fn migration_lock(dir: &std::path::Path) -> Result<std::fs::File, StoreError> {
+    let path = dir.join("@migrate.lock");
+    let file = std::fs::create_dir_all(dir)
+        .and_then(|()| {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        })
+        .map_err(|e| StoreError::Lock(format!("{}: {e}", path.display())))?;
+    let started = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(TryLockError::WouldBlock) if started.elapsed() < PG_DEADLINE * 6 => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(StoreError::Lock(format!(
+                    "{}: another process has been migrating the database for too long",
+                    path.display()
+                )));
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(StoreError::Lock(format!("{}: {e}", path.display())));
+            }
+        }
+    }
+}
+
 /// Binding names are plain (`check_binding_name`), but the store may be handed any string:
 /// anything outside `[a-z0-9_-]` becomes its hex code, so a name never leaves the directory.
 fn file_name(binding: &str) -> String {

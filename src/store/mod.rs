@@ -253,7 +253,12 @@ impl Store {
                 url: shown.clone(),
                 source,
             })?;
+        let migrating = match (backend, lock::lock_dir(url)) {
+            (Backend::Sqlite, Some(dir)) => Some(lock::migration_lock(&dir).await?),
+            _ => None,
+        };
         migrator(backend).run(&pool).await?;
+        drop(migrating);
         let locks = match backend {
             Backend::Postgres => lock::LockSpace::Postgres {
                 url: connect_url.clone(),

@@ -257,3 +257,53 @@ async fn the_server_shows_the_api_tokens_days_left_and_rotates_it_on_its_timer()
     assert!(!metrics.contains(&token_in(&file)) && !metrics.contains(&old));
     s.terminate().await;
 }
+
+#[tokio::test]
+async fn two_processes_due_at_once_rotate_the_api_token_once_and_both_use_the_new_one() {
+    let (w, file) = world_with_token_file().await;
+    let old = w.gitlab_token.clone();
+
+    let (a, b) = tokio::join!(
+        w.reconcile(&["--output", "json"]),
+        w.reconcile(&["--output", "json"])
+    );
+
+    assert_eq!((a.code, b.code), (0, 0), "{a:?}\n{b:?}");
+    assert_eq!(w.gitlab.calls(ROTATE_SELF), 1, "one rotation between them");
+    let statuses = [
+        a.json()["api_token"]["status"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        b.json()["api_token"]["status"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    ];
+    assert!(
+        statuses.contains(&"rotated".to_string()) && statuses.contains(&"fine".to_string()),
+        "one rotated, the other waited and found it fine: {statuses:?}"
+    );
+    let new = token_in(&file);
+    assert_ne!(new, old);
+    assert!(w.gitlab.token_by_secret(&new).unwrap().active());
+}
+
+#[tokio::test]
+async fn a_rotation_that_cannot_be_noted_first_is_not_sent() {
+    let (w, file) = world_with_token_file().await;
+    // Where the note goes, a directory (root or not, no file replaces it).
+    std::fs::create_dir_all(pending(&file).join("in-the-way")).unwrap();
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("Nothing was rotated; the directory of gitlab.token_file must be writable"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(w.gitlab.calls(ROTATE_SELF), 0);
+    assert_eq!(token_in(&file), w.gitlab_token);
+}

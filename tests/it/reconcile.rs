@@ -861,3 +861,25 @@ async fn a_registry_set_up_by_hand_is_taken_over_and_its_credential_left_alone()
     let (code, outcomes) = w.outcomes(&[]).await;
     assert_eq!((code, outcomes["api"].as_str()), (0, "healthy"));
 }
+
+#[tokio::test]
+async fn a_marker_removed_by_hand_never_costs_the_held_token_its_grace_period() {
+    let w = World::start().await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let before = w.held_token().unwrap();
+    // Somebody edits the registry's description in Qovery's console and drops the marker.
+    w.qovery.state.lock().unwrap().registries[0].description = "api pulls".into();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let (code, outcomes) = w.outcomes(&[]).await;
+
+    assert_eq!((code, outcomes["api"].as_str()), (0, "rotated"));
+    let after = w.assert_converged().await;
+    assert_ne!(after.id, before.id);
+    let still = w
+        .active_tokens()
+        .into_iter()
+        .find(|t| t.id == before.id)
+        .expect("the token Qovery held keeps its grace period (1h)");
+    assert!(still.active());
+}

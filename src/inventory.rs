@@ -4,7 +4,7 @@
 //! registry holds. `regwarden tokens` prints it; the server's timer keeps a gauge of it.
 //! Never a secret: GitLab does not return them once made.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -117,6 +117,28 @@ pub async fn collect(engine: &Engine, bindings: &[Binding]) -> Inventory {
             Vec::new()
         }
     };
+    // One service account often serves many bindings: its tokens are listed once.
+    let mut accounts: HashMap<(Home, String), AccountTokens> = HashMap::new();
+    for b in bindings {
+        if b.policy.credential != CredentialKind::ServiceAccount {
+            continue;
+        }
+        let username = b.policy.service_account.clone().unwrap_or_default();
+        let home = Home::of(b.policy.service_account_home, &b.namespace);
+        if accounts.contains_key(&(home.clone(), username.clone())) {
+            continue;
+        }
+        let listed = match engine.gitlab.service_account(&home, &username).await {
+            Ok(Some(account)) => match engine.gitlab.account_tokens(&home, account.id, "").await {
+                Ok(list) => AccountTokens::Listed(list),
+                Err(e) => AccountTokens::Unreadable(e.to_string()),
+            },
+            Ok(None) => AccountTokens::Missing,
+            Err(e) => AccountTokens::Unreadable(e.to_string()),
+        };
+        accounts.insert((home, username), listed);
+    }
+    let accounts = &accounts;
     let permits = tokio::sync::Semaphore::new(engine.settings.concurrency.max(1));
     let per_binding = futures_util::future::join_all(bindings.iter().map(|b| {
         let registry = registries
@@ -129,7 +151,7 @@ pub async fn collect(engine: &Engine, bindings: &[Binding]) -> Inventory {
                 .acquire()
                 .await
                 .expect("the semaphore is never closed");
-            of_binding(engine, b, registry).await
+            of_binding(engine, b, registry, accounts).await
         }
     }))
     .await;
@@ -146,10 +168,13 @@ pub async fn collect(engine: &Engine, bindings: &[Binding]) -> Inventory {
                     .iter_mut()
                     .find(|e| e.kind == t.kind && e.id == t.id)
                 {
+                    // The binding that made it, or whose registry holds it, owns the entry.
+                    if (t.managed && !first.managed) || t.held_by.is_some() {
+                        first.binding = t.binding.clone();
+                    }
                     first.managed |= t.managed;
                     if t.held_by.is_some() {
                         first.held_by = t.held_by.clone();
-                        first.binding = t.binding.clone();
                     }
                 }
             }
@@ -159,10 +184,21 @@ pub async fn collect(engine: &Engine, bindings: &[Binding]) -> Inventory {
     inventory
 }
 
+/// What listing a service account's tokens gave.
+#[derive(Clone)]
+enum AccountTokens {
+    Listed(Vec<crate::gitlab::PersonalAccessToken>),
+    /// The account does not exist (yet).
+    Missing,
+    /// Why they could not be listed.
+    Unreadable(String),
+}
+
 async fn of_binding(
     engine: &Engine,
     b: &Binding,
     registry: Option<Registry>,
+    accounts: &HashMap<(Home, String), AccountTokens>,
 ) -> (Vec<Entry>, Vec<Gap>) {
     let mut tokens = Vec::new();
     let mut gaps = Vec::new();
@@ -211,17 +247,12 @@ async fn of_binding(
     if b.policy.credential == CredentialKind::ServiceAccount {
         let username = b.policy.service_account.clone().unwrap_or_default();
         let home = Home::of(b.policy.service_account_home, &b.namespace);
-        let listed = match engine.gitlab.service_account(&home, &username).await {
-            Ok(Some(account)) => engine
-                .gitlab
-                .account_tokens(&home, account.id, "")
-                .await
-                .map(Some),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e),
-        };
+        let listed = accounts
+            .get(&(home.clone(), username.clone()))
+            .cloned()
+            .unwrap_or(AccountTokens::Missing);
         match listed {
-            Ok(Some(list)) => tokens.extend(list.into_iter().map(|t| Entry {
+            AccountTokens::Listed(list) => tokens.extend(list.into_iter().map(|t| Entry {
                 binding: b.name.clone(),
                 kind: Kind::ServiceAccountToken,
                 id: Some(t.id),
@@ -232,11 +263,11 @@ async fn of_binding(
                 expires_at: t.expires_at.map(midnight),
                 held_by: None,
             })),
-            Ok(None) => gaps.push(Gap {
+            AccountTokens::Missing => gaps.push(Gap {
                 binding: b.name.clone(),
                 message: format!("service account {username:?} does not exist in {home} yet"),
             }),
-            Err(e) => gaps.push(gap(
+            AccountTokens::Unreadable(e) => gaps.push(gap(
                 &format!("the tokens of service account {username:?}"),
                 &e,
             )),

@@ -269,7 +269,7 @@ async fn probe_service_accounts(config: &Config, client: &GitlabClient) -> Vec<F
                         .await
                         .map_err(|e| missing_for_accounts(e, &home))?;
                     Ok(format!(
-                        "{username:?} (id {}) in {home}: the API token can mint and delete its tokens ({} active)",
+                        "{username:?} (id {}) in {home}: the API token can list the account and its tokens ({} active), which takes the role minting and deleting them take",
                         a.id,
                         tokens.len()
                     ))
@@ -299,7 +299,7 @@ fn missing_for_accounts(e: ApiError, home: &Home) -> anyhow::Error {
             "the API token cannot manage the service accounts of {home}: it needs the Owner role there (Maintainer for a project's), with the api scope"
         ),
         (ApiError::NotFound { .. }, _) => format!(
-            "GitLab has no service-account API for {home}: service accounts need GitLab 16.1 (Premium) or 18.11 (Free), project service accounts 18.11, and listing an account's tokens 17.11; instance accounts exist on self-managed GitLab only"
+            "GitLab answered 404 for the service accounts of {home}: check that path; otherwise this GitLab has no such API there (regwarden needs GitLab 17.11, with service accounts on Premium, or 18.11 on Free; project service accounts 18.11; instance accounts exist on self-managed GitLab only)"
         ),
         _ => String::new(),
     };

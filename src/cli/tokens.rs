@@ -54,9 +54,11 @@ pub async fn run(path: Option<&Path>, args: TokensArgs) -> Result<(), Failure> {
         .within
         .map(|w| now + chrono::Duration::seconds(w.0.as_secs().min(i64::MAX as u64) as i64));
     if let Some(h) = horizon {
+        // A credential Qovery holds whose expiry regwarden cannot see stays: it may expire
+        // any day.
         inventory
             .tokens
-            .retain(|t| t.expires_at.is_some_and(|e| e <= h));
+            .retain(|t| t.expires_at.is_some_and(|e| e <= h) || t.kind == inventory::Kind::Unknown);
     }
     // Whose expiry pages a person: Qovery depends on it and nothing will renew it.
     let unattended: Vec<&Entry> = if horizon.is_some() {

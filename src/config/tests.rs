@@ -335,3 +335,46 @@ fn a_service_account_binding_names_its_account_and_where_it_lives() {
     let stray = format!("{MINIMAL}\n[defaults]\nservice_account = \"regwarden-pull\"\n");
     assert_eq!(problems(&stray)[0].key, "defaults.service_account");
 }
+
+#[test]
+fn one_service_account_username_lives_in_one_home() {
+    let binding = |name: &str, project: &str, home: &str| {
+        format!(
+            "\n[[binding]]\nname = \"{name}\"\nproject = \"{project}\"\nqovery_registry = \"gitlab-{name}\"\ncredential = \"service_account\"\nservice_account = \"regwarden-pull\"\nservice_account_home = \"{home}\"\n"
+        )
+    };
+    // One group account for two projects of one top-level group: fine.
+    let shared = format!(
+        "{MINIMAL}{}{}",
+        binding("api", "acme/api", "group"),
+        binding("web", "acme/web", "group")
+    );
+    parse(&shared).unwrap_or_else(|e| panic!("{e}"));
+
+    // Two top-level groups, or two projects, cannot share a username.
+    for (a, b) in [
+        (
+            binding("api", "acme/api", "group"),
+            binding("ops", "other/ops", "group"),
+        ),
+        (
+            binding("api", "acme/api", "project"),
+            binding("web", "acme/web", "project"),
+        ),
+    ] {
+        let p = problems(&format!("{MINIMAL}{a}{b}"));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key, "binding[1].service_account");
+        assert!(
+            p[0].message.contains("a GitLab username is unique"),
+            "{p:?}"
+        );
+    }
+
+    // A rule would need an account per project.
+    let rule = format!(
+        "{MINIMAL}\n[[auto_bind]]\ngroup = \"acme/services\"\nqovery_registry = \"gitlab-{{project_path_slug}}\"\ncredential = \"service_account\"\nservice_account = \"regwarden-pull\"\nservice_account_home = \"project\"\n"
+    );
+    let p = problems(&rule);
+    assert_eq!(p[0].key, "auto_bind[0].service_account_home", "{p:?}");
+}

@@ -270,6 +270,8 @@ impl Config {
             }
         }
 
+        self.check_account_homes(&mut problem);
+
         let mut groups: HashMap<&str, usize> = HashMap::new();
         for (i, a) in self.auto_binds.iter().enumerate() {
             let at = KeyPath::new("auto_bind").index(i);
@@ -292,6 +294,72 @@ impl Config {
             }
         }
         problems
+    }
+}
+
+impl Config {
+    /// A GitLab username is unique on the instance: one service account cannot live in two
+    /// homes, and an `[[auto_bind]]` rule cannot give each of its projects an account of its
+    /// own under one username.
+    fn check_account_homes(&self, problem: &mut impl FnMut(KeyPath, String)) {
+        let top = |path: &str| path.split('/').next().unwrap_or(path).to_string();
+        let mut homes: HashMap<String, (String, String)> = HashMap::new();
+        let explicit = self.bindings.iter().enumerate().map(|(i, b)| {
+            let path = b
+                .project
+                .clone()
+                .or_else(|| b.group.clone())
+                .unwrap_or_default();
+            (
+                KeyPath::new("binding").index(i),
+                b.policy.apply_to(&self.defaults),
+                path,
+                b.project.is_some(),
+            )
+        });
+        let rules = self.auto_binds.iter().enumerate().map(|(i, a)| {
+            (
+                KeyPath::new("auto_bind").index(i),
+                a.policy.apply_to(&self.defaults),
+                a.group.clone(),
+                false,
+            )
+        });
+        for (at, policy, path, is_project) in explicit.chain(rules) {
+            let (CredentialKind::ServiceAccount, Some(username)) =
+                (policy.credential, &policy.service_account)
+            else {
+                continue;
+            };
+            let home = match policy.service_account_home {
+                AccountHome::Group => format!("group {}", top(&path)),
+                AccountHome::Project if is_project => format!("project {path}"),
+                AccountHome::Project => {
+                    if at.to_string().starts_with("auto_bind") {
+                        problem(
+                            at.field("service_account_home"),
+                            format!(
+                                "\"project\" would make one account per project of the group, all named {username:?}, but a GitLab username is unique: use \"group\" or \"instance\""
+                            ),
+                        );
+                    }
+                    continue;
+                }
+                AccountHome::Instance => "the instance".to_string(),
+            };
+            match homes.get(username) {
+                Some((first, other)) if *other != home => problem(
+                    at.field("service_account"),
+                    format!(
+                        "service account {username:?} lives in {other} for {first}: a GitLab username is unique on the instance, so one account cannot also live in {home}; use another username, or one home for both"
+                    ),
+                ),
+                Some(_) => {}
+                None => {
+                    homes.insert(username.clone(), (at.to_string(), home));
+                }
+            }
+        }
     }
 }
 

@@ -341,7 +341,7 @@ async fn config_check_online_says_whether_the_api_token_can_mint_for_the_account
     assert_eq!((code, f["status"].as_str()), (0, Some("ok")), "{f}");
     assert!(
         f["message"].as_str().unwrap().contains(&format!(
-            "\"regwarden-pull\" (id {user}) in group acme: the API token can mint and delete its tokens"
+            "\"regwarden-pull\" (id {user}) in group acme: the API token can list the account and its tokens"
         )),
         "{f}"
     );
@@ -471,4 +471,25 @@ async fn the_inventory_shows_the_accounts_tokens_and_which_one_qovery_holds() {
     );
     run.assert_never_shows(&held.token);
     run.assert_never_shows(&by_hand.token);
+}
+
+#[tokio::test]
+async fn a_token_whose_creation_answer_was_lost_is_deleted_before_the_next_try() {
+    const CREATE: &str =
+        "POST /api/v4/groups/{id}/service_accounts/{user_id}/personal_access_tokens";
+    let w = World::with(settings("create_service_account = true\n", "1h")).await;
+    // GitLab makes the token, and the answer never arrives.
+    w.gitlab
+        .fail(CREATE, crate::support::faults::Fault::ApplyThenFail, 1);
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(w.gitlab.calls(CREATE), 2, "one lost answer, one retry");
+    let held = assert_converged(&w).await;
+    assert_eq!(
+        active_pats(&w).iter().map(|t| t.id).collect::<Vec<_>>(),
+        [held.id],
+        "the token whose answer was lost was deleted, not left live"
+    );
 }

@@ -152,3 +152,36 @@ async fn the_server_keeps_the_soonest_expiry_per_binding_kind_and_management_on_
     }
     s.terminate().await;
 }
+
+#[tokio::test]
+async fn a_persons_token_qovery_holds_is_shown_and_paged_though_its_expiry_is_unseen() {
+    let w = World::start().await;
+    let pat = w
+        .gitlab
+        .add_access_token(Owner::User, "alice-laptop", &["read_registry"]);
+    w.qovery
+        .add_hand_made_registry(ORG, QOVERY_REGISTRY, "alice", &pat.token);
+
+    let run = w
+        .regwarden(&["tokens", "--within", "30d", "--output", "json"])
+        .await;
+
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        entries(&run.json()),
+        [(
+            "unknown".into(),
+            "a credential regwarden cannot list".into(),
+            false,
+            Some(QOVERY_REGISTRY.into())
+        )]
+    );
+    assert_eq!(run.json()["tokens"][0]["username"], "alice");
+    assert!(
+        run.stderr
+            .contains("expires at a time regwarden cannot see: bind the registry in regwarden"),
+        "{}",
+        run.stderr
+    );
+    run.assert_never_shows(&pat.token);
+}

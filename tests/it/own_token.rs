@@ -307,3 +307,67 @@ async fn a_rotation_that_cannot_be_noted_first_is_not_sent() {
     assert_eq!(w.gitlab.calls(ROTATE_SELF), 0);
     assert_eq!(token_in(&file), w.gitlab_token);
 }
+
+/// A world whose API token is a project access token of the bound project, in a file, three
+/// days from expiry; `kind` is what the configuration says it is.
+async fn world_with_a_project_token(kind: &str) -> (World, PathBuf, String) {
+    let secrets = tempfile::tempdir().unwrap().keep();
+    let file = secrets.join("gitlab-token");
+    let w = World::with(Settings {
+        gitlab: format!(
+            "token_file = \"{}\"\nrotate_own_token = true\nown_token_kind = \"{kind}\"\nown_token_namespace = \"{}\"\n",
+            file.display(),
+            crate::support::world::PROJECT
+        ),
+        ..Settings::default()
+    })
+    .await;
+    let token = w
+        .gitlab
+        .add_access_token(
+            crate::support::gitlab::Owner::Project(crate::support::world::PROJECT.into()),
+            "regwarden-bot",
+            &["api"],
+        )
+        .token;
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    w.gitlab
+        .set_token_expiry(&token, Utc::now().date_naive() + chrono::Days::new(3));
+    (w, file, token)
+}
+
+#[tokio::test]
+async fn a_project_access_token_rotates_itself_with_its_projects_endpoint() {
+    let (w, file, old) = world_with_a_project_token("project").await;
+
+    let run = w.reconcile(&["--output", "json"]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.json()["api_token"]["status"], "rotated");
+    assert_eq!(
+        w.gitlab
+            .calls("POST /api/v4/projects/{id}/access_tokens/self/rotate"),
+        1
+    );
+    let new = token_in(&file);
+    assert_ne!(new, old);
+    assert!(w.gitlab.token_by_secret(&new).unwrap().active());
+    assert_eq!(run.json()["bindings"][0]["outcome"], "rotated");
+}
+
+#[tokio::test]
+async fn a_token_of_another_kind_than_configured_is_refused_with_what_to_set() {
+    let (w, file, old) = world_with_a_project_token("personal").await;
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("gitlab.own_token_kind (and own_token_namespace) must name the token's kind"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(token_in(&file), old, "nothing changed");
+    assert!(w.gitlab.token_by_secret(&old).unwrap().active());
+}

@@ -83,7 +83,7 @@ pub enum OwnTokenError {
         source: std::io::Error,
     },
     #[error(
-        "the API token was rotated, but the new one could not be written to {file}: {source}. The previous token is revoked, and the new one is lost when this process stops: put a new API token in {file}"
+        "the API token was rotated, but the new one could not be written to {file}: {source}. The previous token is revoked, and the new one lives only in this process until it reads the file again: put a new API token in {file}"
     )]
     Write {
         file: PathBuf,
@@ -227,28 +227,22 @@ pub async fn keep_alive(
 ) -> Result<OwnToken, OwnTokenError> {
     let rotatable = config.rotate_own_token && config.token_file.is_some();
     refresh_from_file(config, client)?;
-    if let (true, Some(file)) = (rotatable, &config.token_file) {
-        // A note about a token the file no longer holds is stale (a person replaced the
-        // token): it goes. One about the token in the file is looked at under the lock.
-        unfinished(config, file)?;
-    }
     let expires_on = match expiry(client).await {
         Ok(e) => e,
-        // A token refused outright may be the one a rotation revoked: another holder's, about
-        // to write its successor (wait for it), or one that never finished (say so).
+        // A token refused outright may be one a rotation just revoked: another holder's,
+        // about to write its successor (wait for it, under the lock, and read the file
+        // again), or one that never finished (say so). Notes are judged under the lock only.
         Err(OwnTokenError::Read(e @ ApiError::Unauthorized { .. })) if rotatable => {
             let file = config.token_file.as_deref().expect("rotatable");
-            if pending_fingerprint(file).is_none() {
-                return Err(OwnTokenError::Read(e));
-            }
             let Some(store) = store else {
-                return match unfinished(config, file)? {
-                    Some(fingerprint) => Err(OwnTokenError::Unknown {
+                let current = Fingerprint::of(config_source(config).read()?.expose_secret());
+                return match read_note(file) {
+                    Some(n) if n.fingerprint == current.as_str() => Err(OwnTokenError::Unknown {
                         file: file.to_path_buf(),
-                        fingerprint,
+                        fingerprint: n.fingerprint,
                         leftovers: leftovers(file),
                     }),
-                    None => Err(OwnTokenError::Read(e)),
+                    _ => Err(OwnTokenError::Read(e)),
                 };
             };
             return locked(config, client, store, file).await;
@@ -302,19 +296,64 @@ fn is_due(config: &GitlabConfig, expires_on: NaiveDate, today: NaiveDate) -> boo
         .is_none_or(|d| d <= today)
 }
 
-/// The fingerprint of the token in `file` when a rotation of that very token was started and
-/// never finished (its answer lost, its process killed). A note about another token (a
-/// person replaced it since) is stale, and goes.
+/// Under the API token's lock only: the fingerprint of the token in `file` when a rotation
+/// of that very token was started and never finished (its answer lost, its process killed).
+/// A note about another token (a person replaced it since) is stale, and goes.
 fn unfinished(config: &GitlabConfig, file: &Path) -> Result<Option<String>, OwnTokenError> {
-    let Some(noted) = pending_fingerprint(file) else {
+    let Some(noted) = read_note(file) else {
         return Ok(None);
     };
     let current = Fingerprint::of(config_source(config).read()?.expose_secret());
-    if current.as_str() == noted {
-        Ok(Some(noted))
+    if current.as_str() == noted.fingerprint {
+        Ok(Some(noted.fingerprint))
     } else {
-        let _ = std::fs::remove_file(pending_note(file));
+        remove_note(file, &noted.attempt);
         Ok(None)
+    }
+}
+
+/// A note: the fingerprint of the token being rotated, and the attempt that wrote it (so that
+/// a holder only ever removes its own).
+struct Note {
+    fingerprint: String,
+    attempt: String,
+}
+
+fn read_note(file: &Path) -> Option<Note> {
+    let text = std::fs::read_to_string(pending_note(file)).ok()?;
+    let mut words = text.split_whitespace();
+    Some(Note {
+        fingerprint: words.next()?.to_string(),
+        attempt: words.next().unwrap_or_default().to_string(),
+    })
+}
+
+/// Removes the note if attempt `attempt` wrote it.
+fn remove_note(file: &Path, attempt: &str) {
+    if read_note(file).is_some_and(|n| n.attempt == attempt) {
+        let _ = std::fs::remove_file(pending_note(file));
+    }
+}
+
+/// Writes the note of a new attempt, never over another one: `false` when a note appeared
+/// meanwhile (another holder is rotating).
+fn write_note(file: &Path, fingerprint: &str, attempt: &str) -> std::io::Result<bool> {
+    let note = pending_note(file);
+    let tmp = PathBuf::from(format!("{}.{attempt}", note.display()));
+    write_atomically(&tmp, format!("{fingerprint} {attempt}\n").as_bytes(), None)?;
+    let linked = std::fs::hard_link(&tmp, &note);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        // Another holder's note, or something else in the way.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match read_note(file) {
+            Some(_) => Ok(false),
+            None => Err(std::io::Error::other(format!(
+                "{} exists and is not a note regwarden wrote: remove it",
+                note.display()
+            ))),
+        },
+        Err(e) => Err(e),
     }
 }
 
@@ -374,21 +413,28 @@ async fn rotate_locked(
     }
     let fingerprint = Fingerprint::of(token.expose_secret());
     let note = pending_note(file);
-    write_atomically(&note, fingerprint.as_str().as_bytes(), None).map_err(|source| {
-        OwnTokenError::Note {
-            note: note.clone(),
-            source,
-        }
-    })?;
+    let attempt = format!(
+        "{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    );
+    match write_note(file, fingerprint.as_str(), &attempt) {
+        Ok(true) => {}
+        // Another holder (one whose PostgreSQL lock ended unseen) is rotating this token.
+        Ok(false) => return Ok(OwnToken::Busy),
+        Err(source) => return Err(OwnTokenError::Note { note, source }),
+    }
     // The last moment to stop: a holder whose lock ended (its PostgreSQL session) must not
     // rotate, since another may be doing it.
     if let Err(e) = lock.confirm().await {
-        let _ = std::fs::remove_file(&note);
+        remove_note(file, &attempt);
         return Err(OwnTokenError::Store(e));
     }
     let new_expiry = today + to_days(config.own_token_lifetime.0);
+    // The token that was noted is the one presented, whatever the shared client holds now.
     let rotated = client
         .rotate_own_token(
+            &token,
             config.own_token_kind,
             config.own_token_namespace.as_deref(),
             new_expiry,
@@ -397,7 +443,7 @@ async fn rotate_locked(
     let created = match rotated {
         Ok(created) => created,
         Err(e) if e.certainly_not_applied() => {
-            let _ = std::fs::remove_file(&note);
+            remove_note(file, &attempt);
             return Err(OwnTokenError::Refused {
                 file: file.to_path_buf(),
                 hint: refusal_hint(&e, expires_on),
@@ -424,7 +470,7 @@ async fn rotate_locked(
             source,
         });
     }
-    let _ = std::fs::remove_file(&note);
+    remove_note(file, &attempt);
     Ok(OwnToken::Rotated {
         expires_on: created.token.expires_at.unwrap_or(new_expiry),
     })
@@ -455,12 +501,6 @@ async fn expiry(client: &GitlabClient) -> Result<Option<NaiveDate>, OwnTokenErro
         .expires_at
         .as_deref()
         .and_then(|d| NaiveDate::parse_from_str(d.get(..10).unwrap_or(d), "%Y-%m-%d").ok()))
-}
-
-fn pending_fingerprint(file: &Path) -> Option<String> {
-    std::fs::read_to_string(pending_note(file))
-        .ok()
-        .map(|t| t.trim().to_string())
 }
 
 fn config_source(config: &GitlabConfig) -> crate::config::SecretSource<'_> {

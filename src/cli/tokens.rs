@@ -103,7 +103,7 @@ pub async fn run(path: Option<&Path>, args: TokensArgs) -> Result<(), Failure> {
     }
     for t in &unattended {
         eprintln!(
-            "error: Qovery registry {:?} holds {} {}, which regwarden does not manage, and it expires {}: bind the registry in regwarden (it takes it over), or renew it by hand",
+            "error: Qovery registry {:?} holds {} {}, which regwarden does not manage, and it expires {}: the next reconcile pass takes the registry over with a token of regwarden's own, or renew it by hand",
             t.held_by.as_deref().unwrap_or_default(),
             t.kind.as_str(),
             t.name,
@@ -132,10 +132,11 @@ fn line(t: &Entry) -> String {
         .as_deref()
         .map(|u| format!(" user {u}"))
         .unwrap_or_default();
-    let expires = t
-        .expires_at
-        .map(|e| e.format("%Y-%m-%d").to_string())
-        .unwrap_or_else(|| "never".into());
+    let expires = match (t.expires_at, t.kind) {
+        (Some(e), _) => e.format("%Y-%m-%d").to_string(),
+        (None, inventory::Kind::Unknown) => "unknown".into(),
+        (None, _) => "never".into(),
+    };
     let managed = if t.managed { "managed" } else { "not managed" };
     let held = t
         .held_by

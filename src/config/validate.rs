@@ -347,6 +347,8 @@ impl Config {
                 }
                 AccountHome::Instance => "the instance".to_string(),
             };
+            // GitLab usernames are unique whatever their case.
+            let username = &username.to_lowercase();
             match homes.get(username) {
                 Some((first, other)) if *other != home => problem(
                     at.field("service_account"),

@@ -310,6 +310,7 @@ impl GitlabClient {
     /// lost answer would destroy the successor.
     pub async fn rotate_own_token(
         &self,
+        token: &secrecy::SecretString,
         kind: OwnTokenKind,
         namespace: Option<&str>,
         expires_at: NaiveDate,
@@ -326,7 +327,11 @@ impl GitlabClient {
             _ => "personal_access_tokens/self/rotate".into(),
         };
         let body = json!({ "expires_at": expires_at.format("%Y-%m-%d").to_string() });
-        let reply = self.api.once(Method::POST, &path, &[], Some(&body)).await?;
+        let reply = self
+            .api
+            .with_auth_value(token.clone())
+            .once(Method::POST, &path, &[], Some(&body))
+            .await?;
         split_secret(&reply)
     }
 

@@ -274,6 +274,14 @@ impl Api {
         &self.base
     }
 
+    /// This API, sending `value` instead of the shared credential (only this copy).
+    pub fn with_auth_value(&self, value: SecretString) -> Api {
+        Api {
+            auth_value: std::sync::Arc::new(std::sync::RwLock::new(value)),
+            ..self.clone()
+        }
+    }
+
     /// Replaces the credential every clone of this API sends from now on.
     pub fn set_auth_value(&self, value: SecretString) {
         *self.auth_value.write().unwrap_or_else(|e| e.into_inner()) = value;

@@ -320,11 +320,12 @@ pub fn plan(binding: &Binding, observed: &Observed, now: DateTime<Utc>, force: F
             username: observed.registry.as_ref().and_then(|r| r.username.clone()),
         })
     };
-    // Without a marker, nothing tells which token Qovery holds: none goes before the
-    // rotation retires them all with their grace period.
-    let revoke = match observed.marker() {
-        Some(marker) => revocations(binding, &observed.tokens, held, Some(marker), now),
-        None => Vec::new(),
+    // A registry without a marker: nothing tells which token Qovery holds, so none goes
+    // before the rotation retires them all with their grace period. (Without a registry,
+    // Qovery holds none of them.)
+    let revoke = match (&observed.registry, observed.marker()) {
+        (Some(_), None) => Vec::new(),
+        (_, marker) => revocations(binding, &observed.tokens, held, marker, now),
     };
     Plan {
         revoke,

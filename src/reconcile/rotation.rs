@@ -271,7 +271,7 @@ impl Rotation<'_> {
         }
         // No marker (set up by hand, or a marker someone removed): any token of this binding
         // may be what Qovery holds, so each gets the grace period too.
-        if observed.marker().is_none() {
+        if observed.registry.is_some() && observed.marker().is_none() {
             for t in &observed.tokens {
                 marker.retired.push((t.id, switch_time));
             }

@@ -179,7 +179,7 @@ async fn a_persons_token_qovery_holds_is_shown_and_paged_though_its_expiry_is_un
     assert_eq!(run.json()["tokens"][0]["username"], "alice");
     assert!(
         run.stderr
-            .contains("expires at a time regwarden cannot see: bind the registry in regwarden"),
+            .contains("expires at a time regwarden cannot see: the next reconcile pass takes the registry over"),
         "{}",
         run.stderr
     );

@@ -116,15 +116,7 @@ impl LockSpace {
             }
             LockSpace::Files { dir } => {
                 let path = dir.join(format!("{}.lock", file_name(binding)));
-                let file = std::fs::create_dir_all(dir)
-                    .and_then(|()| {
-                        OpenOptions::new()
-                            .create(true)
-                            .truncate(false)
-                            .write(true)
-                            .open(&path)
-                    })
-                    .map_err(|e| StoreError::Lock(format!("{}: {e}", path.display())))?;
+                let file = open_lock_file(dir, &path)?;
                 match file.try_lock() {
                     Ok(()) => Held::File(file),
                     Err(TryLockError::WouldBlock) => return Ok(None),
@@ -152,20 +144,25 @@ impl LockSpace {
     }
 }
 
-/// Waits for, then holds, the lock that lets one process at a time migrate a SQLite
-/// database: two processes opening a new database at once would both create its tables.
-/// (sqlx's migrator locks PostgreSQL itself.) Released when the file is dropped.
-pub(super) async fn migration_lock(dir: &std::path::Path) -> Result<std::fs::File, StoreError> {
-    let path = dir.join("@migrate.lock");
-    let file = std::fs::create_dir_all(dir)
+/// Opens (creating it and its directory if needed) the file a lock is taken on.
+fn open_lock_file(dir: &std::path::Path, path: &std::path::Path) -> Result<File, StoreError> {
+    std::fs::create_dir_all(dir)
         .and_then(|()| {
             OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
-                .open(&path)
+                .open(path)
         })
-        .map_err(|e| StoreError::Lock(format!("{}: {e}", path.display())))?;
+        .map_err(|e| StoreError::Lock(format!("{}: {e}", path.display())))
+}
+
+/// Waits for, then holds, the lock that lets one process at a time migrate a SQLite
+/// database: two processes opening a new database at once would both create its tables.
+/// (sqlx's migrator locks PostgreSQL itself.) Released when the file is dropped.
+pub(super) async fn migration_lock(dir: &std::path::Path) -> Result<std::fs::File, StoreError> {
+    let path = dir.join("@migrate.lock");
+    let file = open_lock_file(dir, &path)?;
     let started = std::time::Instant::now();
     loop {
         match file.try_lock() {

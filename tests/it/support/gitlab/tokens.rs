@@ -8,8 +8,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Duration as Days, NaiveDate, Utc};
-use serde_json::{Value, json};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::Value;
 
 use super::api::{Kind, paginate};
 use super::{AccessToken, App, DeployToken, bad_request, not_found};
@@ -287,7 +287,8 @@ async fn revoke_access_token(
 }
 
 /// Rotate revokes the old token at once and returns its successor. Rotating a token that
-/// was already rotated is reuse: GitLab revokes the active token of the family too.
+/// was already rotated is reuse: GitLab revokes the active token of the family too
+/// (`GitlabState::rotate_family`, shared with personal access tokens).
 async fn rotate_access_token(
     kind: Kind,
     State(app): State<App>,
@@ -301,53 +302,5 @@ async fn rotate_access_token(
         Err(r) => return r,
     };
     let body = body.map(|Json(b)| b).unwrap_or(Value::Null);
-    let expires_at = match parse_date(&body) {
-        Ok(d) => d.unwrap_or_else(|| Utc::now().date_naive() + Days::days(7)),
-        Err(r) => return r,
-    };
-    let Some(old) = s
-        .access_tokens
-        .iter()
-        .find(|t| t.id == token_id && t.owner == owner)
-        .cloned()
-    else {
-        return not_found("404 Not found");
-    };
-    if old.revoked {
-        let mut next = old.rotated_to;
-        while let Some(successor) = next {
-            let t = s
-                .access_tokens
-                .iter_mut()
-                .find(|t| t.id == successor)
-                .unwrap();
-            t.revoked = true;
-            next = t.rotated_to;
-        }
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"message": "401 Unauthorized"})),
-        )
-            .into_response();
-    }
-    let (new_id, secret) = s.new_secret("glpat-");
-    let successor = AccessToken {
-        id: new_id,
-        token: secret.clone(),
-        expires_at: Some(expires_at),
-        revoked: false,
-        rotated_to: None,
-        ..old.clone()
-    };
-    let t = s
-        .access_tokens
-        .iter_mut()
-        .find(|t| t.id == token_id)
-        .unwrap();
-    t.revoked = true;
-    t.rotated_to = Some(new_id);
-    let mut json = successor.json();
-    json["token"] = Value::String(secret);
-    s.access_tokens.push(successor);
-    Json(json).into_response()
+    s.rotate_family(token_id, owner, &body)
 }

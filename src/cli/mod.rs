@@ -87,6 +87,19 @@ pub enum Command {
     Ci(component::CiCommand),
 }
 
+/// `--binding`, as the commands that work on bindings take it.
+#[derive(Debug, clap::Args)]
+pub struct BindingSelection {
+    /// Only this binding (repeat, or separate with commas, for several); default: all of them.
+    #[arg(
+        long = "binding",
+        env = "REGWARDEN_BINDING",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub bindings: Vec<String>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Text,

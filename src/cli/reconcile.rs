@@ -10,14 +10,8 @@ use crate::reconcile::{Force, PassOptions, bindings};
 
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
-    /// Only this binding (repeat, or separate with commas, for several); default: all of them.
-    #[arg(
-        long = "binding",
-        env = "REGWARDEN_BINDING",
-        value_name = "NAME",
-        value_delimiter = ','
-    )]
-    pub bindings: Vec<String>,
+    #[command(flatten)]
+    pub selection: super::BindingSelection,
 
     /// Print the plan and write nothing anywhere (GitLab, Qovery, the store).
     #[arg(long, env = "REGWARDEN_DRY_RUN")]
@@ -61,11 +55,13 @@ pub async fn run(path: Option<&Path>, args: ReconcileArgs) -> Result<(), Failure
         }
         Ok(_) => {}
     }
-    let resolved = if args.bindings.is_empty() {
+    let resolved = if args.selection.bindings.is_empty() {
         bindings::resolve(&config, &engine.gitlab).await
     } else {
-        let resolved = bindings::resolve_named(&config, &engine.gitlab, &args.bindings).await;
+        let resolved =
+            bindings::resolve_named(&config, &engine.gitlab, &args.selection.bindings).await;
         let unknown: Vec<&String> = args
+            .selection
             .bindings
             .iter()
             .filter(|n| !resolved.bindings.iter().any(|b| &&b.name == n))

@@ -14,14 +14,8 @@ use crate::reconcile::bindings;
 
 #[derive(Debug, Args)]
 pub struct TokensArgs {
-    /// Only this binding (repeat, or separate with commas, for several); default: all of them.
-    #[arg(
-        long = "binding",
-        env = "REGWARDEN_BINDING",
-        value_name = "NAME",
-        value_delimiter = ','
-    )]
-    pub bindings: Vec<String>,
+    #[command(flatten)]
+    pub selection: super::BindingSelection,
 
     /// Only tokens that expire within this (e.g. 30d). Exit 1 when one of them is held by
     /// Qovery and not managed by regwarden: nobody will renew it.
@@ -37,10 +31,10 @@ pub async fn run(path: Option<&Path>, args: TokensArgs) -> Result<(), Failure> {
     let config = load_config(path)?;
     // Read-only: no store needed.
     let engine = engine(&config, true).await?;
-    let resolved = if args.bindings.is_empty() {
+    let resolved = if args.selection.bindings.is_empty() {
         bindings::resolve(&config, &engine.gitlab).await
     } else {
-        bindings::resolve_named(&config, &engine.gitlab, &args.bindings).await
+        bindings::resolve_named(&config, &engine.gitlab, &args.selection.bindings).await
     };
     let mut inventory = inventory::collect(&engine, &resolved.bindings).await;
     for rule in &resolved.failed_rules {

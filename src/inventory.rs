@@ -6,11 +6,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::CredentialKind;
-use crate::gitlab::{Home, Namespace};
+use crate::gitlab::{Home, Namespace, start_of};
 use crate::qovery::Registry;
 use crate::reconcile::{Binding, Engine};
 
@@ -77,10 +77,6 @@ pub struct Inventory {
     pub gaps: Vec<Gap>,
 }
 
-fn midnight(day: NaiveDate) -> DateTime<Utc> {
-    day.and_time(Default::default()).and_utc()
-}
-
 /// Reads the inventory of `bindings`, with the engine's clients, several bindings at a time.
 pub async fn collect(engine: &Engine, bindings: &[Binding]) -> Inventory {
     let mut inventory = Inventory::default();
@@ -89,14 +85,10 @@ pub async fn collect(engine: &Engine, bindings: &[Binding]) -> Inventory {
             binding: String::new(),
             kind: Kind::ApiToken,
             id: None,
+            expires_at: info.expires_on().map(start_of),
             name: info.name,
             username: None,
             scopes: info.scopes,
-            expires_at: info
-                .expires_at
-                .as_deref()
-                .and_then(|d| NaiveDate::parse_from_str(d.get(..10).unwrap_or(d), "%Y-%m-%d").ok())
-                .map(midnight),
             managed: false,
             held_by: None,
         }),
@@ -235,7 +227,7 @@ async fn of_binding(
             name: t.name,
             username: None,
             scopes: t.scopes,
-            expires_at: t.expires_at.map(midnight),
+            expires_at: t.expires_at.map(start_of),
             held_by: None,
         })),
         // Project and group access tokens need Premium on GitLab.com: not a failure.
@@ -260,7 +252,7 @@ async fn of_binding(
                 name: t.name,
                 username: Some(username.clone()),
                 scopes: t.scopes,
-                expires_at: t.expires_at.map(midnight),
+                expires_at: t.expires_at.map(start_of),
                 held_by: None,
             })),
             AccountTokens::Missing => gaps.push(Gap {
@@ -305,7 +297,7 @@ fn mark_held(tokens: &mut Vec<Entry>, b: &Binding, r: &Registry) {
                     name: "(revoked, expired or gone)".into(),
                     username: r.username.clone(),
                     scopes: Vec::new(),
-                    expires_at: m.expires.map(midnight),
+                    expires_at: m.expires.map(start_of),
                     managed: true,
                     held_by: None,
                 });

@@ -497,10 +497,7 @@ fn refusal_hint(e: &ApiError, expires_on: NaiveDate) -> String {
 /// When the API token expires, from its own record.
 async fn expiry(client: &GitlabClient) -> Result<Option<NaiveDate>, OwnTokenError> {
     let info = client.current_token().await.map_err(OwnTokenError::Read)?;
-    Ok(info
-        .expires_at
-        .as_deref()
-        .and_then(|d| NaiveDate::parse_from_str(d.get(..10).unwrap_or(d), "%Y-%m-%d").ok()))
+    Ok(info.expires_on())
 }
 
 fn config_source(config: &GitlabConfig) -> crate::config::SecretSource<'_> {

@@ -161,6 +161,7 @@ async fn probe_online(
         Ok(c) => c,
         Err(e) => return vec![Finding::new("gitlab.ca_file", Err(e.into()))],
     };
+    let accounts_token = gitlab_token.as_ref().ok().cloned();
     let gitlab = async {
         let token = gitlab_token?;
         let client = GitlabClient::new(http.clone(), &config.gitlab.url.0, token);
@@ -197,13 +198,13 @@ async fn probe_online(
     let registry_url = config.registry_url();
     let registry = registry::probe(&http, &registry_url);
     let accounts = async {
-        match config.gitlab_token_source().read() {
-            Ok(token) => {
+        match accounts_token {
+            Some(token) => {
                 let client = GitlabClient::new(http.clone(), &config.gitlab.url.0, token);
                 probe_service_accounts(config, &client).await
             }
             // The gitlab finding already names the missing token.
-            Err(_) => Vec::new(),
+            None => Vec::new(),
         }
     };
     let (gitlab, qovery, registry, accounts) = tokio::join!(gitlab, qovery, registry, accounts);

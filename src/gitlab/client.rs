@@ -173,6 +173,14 @@ pub struct ApiTokenInfo {
     pub active: bool,
 }
 
+impl ApiTokenInfo {
+    /// The day the token expires (GitLab sends a date, at times with a time after it).
+    pub fn expires_on(&self) -> Option<NaiveDate> {
+        let d = self.expires_at.as_deref()?;
+        NaiveDate::parse_from_str(d.get(..10).unwrap_or(d), "%Y-%m-%d").ok()
+    }
+}
+
 impl GitlabClient {
     pub fn new(http: reqwest::Client, base: &Url, token: SecretString) -> Self {
         let api = Api::new(

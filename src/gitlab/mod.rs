@@ -7,7 +7,7 @@ mod service_accounts;
 mod tokens;
 
 pub use service_accounts::{Account, Home, PersonalAccessToken};
-pub use tokens::{Token, TokenSpec};
+pub use tokens::{Token, TokenSpec, start_of};
 
 pub use client::{
     AccessToken, ApiTokenInfo, Created, DeployToken, GitlabClient, Namespace, NewAccessToken,

@@ -47,7 +47,7 @@ fn access_level(scopes: &[Scope]) -> u8 {
 }
 
 /// Midnight UTC of `day`: when personal and access tokens expire.
-fn start_of(day: chrono::NaiveDate) -> DateTime<Utc> {
+pub fn start_of(day: chrono::NaiveDate) -> DateTime<Utc> {
     day.and_time(Default::default()).and_utc()
 }
 

@@ -6,7 +6,7 @@
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
-use support::gitlab::{FakeGitlab, Owner};
+use support::gitlab::FakeGitlab;
 use support::pki::PrivateCa;
 use support::registry::{Auth, Registry, Tls, push_image};
 
@@ -31,7 +31,8 @@ async fn main() {
     .await;
     let push = gitlab.mint_registry_jwt("acme/api", &["pull", "push"]);
     push_image(&registry.url, Some(&ca.ca_path), "acme/api", "v1", &push).await;
-    let token = gitlab.add_deploy_token(Owner::Project("acme/api".into()), &["read_registry"]);
+    gitlab.add_project("acme/api");
+    let token = gitlab.add_deploy_token(gitlab.project_owner("acme/api"), &["read_registry"]);
 
     // skopeo reads CA certificates from a directory of *.crt files.
     let cert_dir = dir.join("certs.d");

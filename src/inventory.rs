@@ -111,12 +111,24 @@ pub async fn collect(engine: &Engine, bindings: &[Binding]) -> Inventory {
     };
     // One service account often serves many bindings: its tokens are listed once.
     let mut accounts: HashMap<(Home, String), AccountTokens> = HashMap::new();
+    let mut homes: HashMap<String, Result<Home, String>> = HashMap::new();
     for b in bindings {
         if b.policy.credential != CredentialKind::ServiceAccount {
             continue;
         }
         let username = b.policy.service_account.clone().unwrap_or_default();
-        let home = Home::of(b.policy.service_account_home, &b.namespace);
+        let home = match engine
+            .gitlab
+            .account_home(b.policy.service_account_home, &b.namespace)
+            .await
+        {
+            Ok(home) => home,
+            Err(e) => {
+                homes.insert(b.name.clone(), Err(e.to_string()));
+                continue;
+            }
+        };
+        homes.insert(b.name.clone(), Ok(home.clone()));
         if accounts.contains_key(&(home.clone(), username.clone())) {
             continue;
         }
@@ -131,6 +143,7 @@ pub async fn collect(engine: &Engine, bindings: &[Binding]) -> Inventory {
         accounts.insert((home, username), listed);
     }
     let accounts = &accounts;
+    let homes = &homes;
     let permits = tokio::sync::Semaphore::new(engine.settings.concurrency.max(1));
     let per_binding = futures_util::future::join_all(bindings.iter().map(|b| {
         let registry = registries
@@ -143,7 +156,7 @@ pub async fn collect(engine: &Engine, bindings: &[Binding]) -> Inventory {
                 .acquire()
                 .await
                 .expect("the semaphore is never closed");
-            of_binding(engine, b, registry, accounts).await
+            of_binding(engine, b, registry, accounts, homes).await
         }
     }))
     .await;
@@ -191,6 +204,7 @@ async fn of_binding(
     b: &Binding,
     registry: Option<Registry>,
     accounts: &HashMap<(Home, String), AccountTokens>,
+    homes: &HashMap<String, Result<Home, String>>,
 ) -> (Vec<Entry>, Vec<Gap>) {
     let mut tokens = Vec::new();
     let mut gaps = Vec::new();
@@ -238,11 +252,17 @@ async fn of_binding(
     }
     if b.policy.credential == CredentialKind::ServiceAccount {
         let username = b.policy.service_account.clone().unwrap_or_default();
-        let home = Home::of(b.policy.service_account_home, &b.namespace);
-        let listed = accounts
-            .get(&(home.clone(), username.clone()))
-            .cloned()
-            .unwrap_or(AccountTokens::Missing);
+        let (home, listed) = match homes.get(&b.name) {
+            Some(Ok(home)) => (
+                home.clone(),
+                accounts
+                    .get(&(home.clone(), username.clone()))
+                    .cloned()
+                    .unwrap_or(AccountTokens::Missing),
+            ),
+            Some(Err(e)) => (Home::Instance, AccountTokens::Unreadable(e.clone())),
+            None => (Home::Instance, AccountTokens::Missing),
+        };
         match listed {
             AccountTokens::Listed(list) => tokens.extend(list.into_iter().map(|t| Entry {
                 binding: b.name.clone(),

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use chrono::{NaiveDate, Utc};
 use secrecy::ExposeSecret;
 
-use crate::config::GitlabConfig;
+use crate::config::{GitlabConfig, OwnTokenKind};
 use crate::credential::Fingerprint;
 use crate::gitlab::GitlabClient;
 use crate::outbound::ApiError;
@@ -430,7 +430,9 @@ async fn rotate_locked(
         remove_note(file, &attempt);
         return Err(OwnTokenError::Store(e));
     }
-    let new_expiry = today + to_days(config.own_token_lifetime.0);
+    // Inside GitLab's lifetime limit wherever the instance's time zone is.
+    let new_expiry = (today + to_days(config.own_token_lifetime.0))
+        .min(today + chrono::Duration::days(crate::gitlab::MAX_ACCESS_TOKEN_DAYS));
     // The token that was noted is the one presented, whatever the shared client holds now.
     let rotated = client
         .rotate_own_token(
@@ -446,7 +448,7 @@ async fn rotate_locked(
             remove_note(file, &attempt);
             return Err(OwnTokenError::Refused {
                 file: file.to_path_buf(),
-                hint: refusal_hint(&e, expires_on),
+                hint: refusal_hint(&e, config, expires_on),
                 source: e,
             });
         }
@@ -476,18 +478,36 @@ async fn rotate_locked(
     })
 }
 
-/// What a refusal of the self-rotate means.
-fn refusal_hint(e: &ApiError, expires_on: NaiveDate) -> String {
-    match e {
-        ApiError::Unauthorized { .. } => {
+/// What a refusal of the self-rotate means (`lib/api/personal_access_tokens/self_rotation.rb`,
+/// `lib/api/resource_access_tokens/self_rotation.rb`).
+fn refusal_hint(e: &ApiError, config: &GitlabConfig, expires_on: NaiveDate) -> String {
+    let namespace = config.own_token_namespace.as_deref().unwrap_or("");
+    match (e, config.own_token_kind) {
+        // The project or group endpoint answers 401 when the token is not an access token of
+        // that project or group; the token itself was just read, so it is alive.
+        (ApiError::Unauthorized { .. }, OwnTokenKind::Project | OwnTokenKind::Group) => format!(
+            "GitLab answered 401 to the self-rotate of {kind} {namespace:?}: the API token is not an access token of that {kind}. The token was not changed and works until it expires on {expires_on}: set gitlab.own_token_namespace to the full path (or id) of the {kind} the token belongs to, or own_token_kind = \"personal\" for a personal access token",
+            kind = match config.own_token_kind {
+                OwnTokenKind::Group => "group",
+                _ => "project",
+            },
+        ),
+        (ApiError::Unauthorized { .. }, _) => {
             "GitLab no longer accepts the token (revoked or expired): put a new API token in the file".into()
         }
-        ApiError::Permanent { status: 405, .. } | ApiError::NotFound { .. } => {
+        (ApiError::Permanent { status: 405, .. } | ApiError::NotFound { .. }, _) => {
             "gitlab.own_token_kind (and own_token_namespace) must name the token's kind: personal, or the project or group of an access token".into()
         }
-        ApiError::Forbidden { .. } => format!(
+        (ApiError::Forbidden { .. }, _) => format!(
             "The token was not changed and works until it expires on {expires_on}: give it the api or self_rotate scope, or rotate it by hand"
         ),
+        (ApiError::Permanent { status: 400, message, .. }, _)
+            if message.contains("Expires at must be before") =>
+        {
+            format!(
+                "The token was not changed and works until it expires on {expires_on}: GitLab refuses a lifetime that long; lower gitlab.own_token_lifetime below the instance's maximum lifetime of access tokens"
+            )
+        }
         _ => format!(
             "The token was not changed and works until it expires on {expires_on}; regwarden tries again at the next pass"
         ),

@@ -181,6 +181,18 @@ async fn probe_online(
                 "; warning: without the `api` scope regwarden cannot create or revoke tokens",
             );
         }
+        // A project or group access token's bot user may not create access tokens
+        // (`ProjectPolicy`: `project_bot_access` prevents `create_resource_access_tokens`).
+        let user = client.current_user().await?;
+        let minting = config.uses_credential(CredentialKind::AccessToken);
+        if user.is_access_token_bot() && !minting.is_empty() {
+            let keys: Vec<String> = minting.iter().map(ToString::to_string).collect();
+            anyhow::bail!(
+                "{message}; it is a project or group access token (user {}), and GitLab lets no such token create access tokens, which {} ask for (credential = \"access_token\"): make the API token a personal access token (a person's, or a service account's) with the Maintainer role and the api scope, or use credential = \"deploy_token\" there",
+                user.username,
+                keys.join(", ")
+            );
+        }
         Ok(message)
     };
     let qovery = async {
@@ -252,12 +264,18 @@ async fn probe_service_accounts(config: &Config, client: &GitlabClient) -> Vec<F
         {
             continue;
         }
-        let home = Home::of(policy.service_account_home, &ns);
+        let subject = format!("{at}.service_account");
+        let home = match client.account_home(policy.service_account_home, &ns).await {
+            Ok(home) => home,
+            Err(e) => {
+                findings.push(Finding::new(&subject, Err(e.into())));
+                continue;
+            }
+        };
         if seen.contains(&(home.clone(), username.clone())) {
             continue;
         }
         seen.push((home.clone(), username.clone()));
-        let subject = format!("{at}.service_account");
         let result = async {
             let account = client
                 .service_account(&home, &username)
@@ -299,6 +317,15 @@ fn missing_for_accounts(e: ApiError, home: &Home) -> anyhow::Error {
         (ApiError::Forbidden { .. } | ApiError::Unauthorized { .. }, _) => format!(
             "the API token cannot manage the service accounts of {home}: it needs the Owner role there (Maintainer for a project's), with the api scope"
         ),
+        // GitLab answers 404 for a group or project the caller has no role in, as for one that
+        // does not exist.
+        (ApiError::NotFound { message, .. }, Home::Group(_) | Home::Project(_))
+            if message.contains("Group Not Found") || message.contains("Project Not Found") =>
+        {
+            format!(
+                "the API token cannot see {home} or manage its service accounts: it needs the Owner role there (Maintainer for a project's), with the api scope; or {home} does not exist"
+            )
+        }
         (ApiError::NotFound { .. }, _) => format!(
             "GitLab answered 404 for the service accounts of {home}: check that path; otherwise this GitLab has no such API there (regwarden needs GitLab 17.11, with service accounts on Premium, or 18.11 on Free; project service accounts 18.11; instance accounts exist on self-managed GitLab only)"
         ),

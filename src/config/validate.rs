@@ -271,6 +271,7 @@ impl Config {
         }
 
         self.check_account_homes(&mut problem);
+        self.check_api_token_can_mint(&mut problem);
 
         let mut groups: HashMap<&str, usize> = HashMap::new();
         for (i, a) in self.auto_binds.iter().enumerate() {
@@ -298,6 +299,53 @@ impl Config {
 }
 
 impl Config {
+    /// Where the bindings (explicit first, then the rules) ask for `credential`: their keys.
+    pub fn uses_credential(&self, credential: CredentialKind) -> Vec<KeyPath> {
+        let explicit = self.bindings.iter().enumerate().map(|(i, b)| {
+            (
+                KeyPath::new("binding").index(i),
+                b.policy.apply_to(&self.defaults),
+            )
+        });
+        let rules = self.auto_binds.iter().enumerate().map(|(i, a)| {
+            (
+                KeyPath::new("auto_bind").index(i),
+                a.policy.apply_to(&self.defaults),
+            )
+        });
+        explicit
+            .chain(rules)
+            .filter(|(_, policy)| policy.credential == credential)
+            .map(|(at, _)| at)
+            .collect()
+    }
+
+    /// A project or group access token (`own_token_kind` says the API token is one) cannot
+    /// create access tokens: GitLab refuses every bot user (`ProjectPolicy`, `GroupPolicy`:
+    /// `project_bot_access` prevents `create_resource_access_tokens`).
+    fn check_api_token_can_mint(&self, problem: &mut impl FnMut(KeyPath, String)) {
+        if self.gitlab.own_token_kind == OwnTokenKind::Personal {
+            return;
+        }
+        let users = self.uses_credential(CredentialKind::AccessToken);
+        if let Some(first) = users.first() {
+            let names: Vec<String> = users.iter().map(ToString::to_string).collect();
+            problem(
+                KeyPath::new("gitlab").field("own_token_kind"),
+                format!(
+                    "\"{}\" says the API token is a {} access token, and GitLab lets no such token create access tokens, which {} ask for (credential = \"access_token\"): make the API token a personal access token (a person's, or a service account's; own_token_kind = \"personal\"), or use credential = \"deploy_token\" there",
+                    serde_plain_kind(self.gitlab.own_token_kind),
+                    serde_plain_kind(self.gitlab.own_token_kind),
+                    if names.len() == 1 {
+                        first.to_string()
+                    } else {
+                        names.join(", ")
+                    },
+                ),
+            );
+        }
+    }
+
     /// A GitLab username is unique on the instance: one service account cannot live in two
     /// homes, and an `[[auto_bind]]` rule cannot give each of its projects an account of its
     /// own under one username.

@@ -49,22 +49,99 @@ pub(super) fn encode_segment(s: &str) -> String {
     out
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+/// A project as GitLab describes it (`lib/api/entities/project.rb`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 pub struct Project {
     pub id: u64,
     pub name: String,
     pub path_with_namespace: String,
-    /// `registry.example.com/group/project`, when the project has a registry.
+    /// `registry.example.com/group/project`: present for every project whenever the instance
+    /// has a registry, whether or not this project's is enabled.
     #[serde(default)]
     pub container_registry_image_prefix: Option<String>,
+    /// `enabled`, `private` or `disabled`: whether the project has a registry.
+    #[serde(default)]
+    pub container_registry_access_level: Option<String>,
+    #[serde(default)]
+    pub container_registry_enabled: Option<bool>,
     #[serde(default)]
     pub namespace: Option<ProjectNamespace>,
 }
 
+impl Project {
+    /// Whether the project has a container registry: the instance has one (the image prefix
+    /// is exposed) and the project's is not disabled. An older GitLab that sends neither
+    /// setting counts as enabled.
+    pub fn has_registry(&self) -> bool {
+        self.container_registry_image_prefix.is_some()
+            && self.container_registry_access_level.as_deref() != Some("disabled")
+            && self.container_registry_enabled != Some(false)
+    }
+
+    /// Whether the project lives in a user's personal namespace (`namespace.kind` = `user`).
+    pub fn in_user_namespace(&self) -> bool {
+        self.namespace
+            .as_ref()
+            .is_some_and(|n| n.kind.as_deref() == Some("user"))
+    }
+
+    /// The full path of the project's namespace.
+    pub fn namespace_path(&self) -> &str {
+        match &self.namespace {
+            Some(n) => &n.full_path,
+            None => self
+                .path_with_namespace
+                .rsplit_once('/')
+                .map(|(ns, _)| ns)
+                .unwrap_or(""),
+        }
+    }
+}
+
+/// `NamespaceBasic` (`lib/api/entities/namespace_basic.rb`).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct ProjectNamespace {
     pub id: u64,
     pub full_path: String,
+    /// `group` or `user` (`app/models/namespace.rb#kind`).
+    #[serde(default)]
+    pub kind: Option<String>,
+}
+
+/// A group as GitLab describes it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub id: u64,
+    pub full_path: String,
+}
+
+/// The user behind the API token (`GET /user`, `Entities::UserPublic`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct ApiUser {
+    pub id: u64,
+    pub username: String,
+    /// Project and group access tokens' users are bots, and so are service accounts.
+    #[serde(default)]
+    pub bot: bool,
+    #[serde(default)]
+    pub is_admin: bool,
+}
+
+impl ApiUser {
+    /// Whether this is the bot user of a project or group access token: GitLab names them
+    /// `project_<id>_bot...` and `group_<id>_bot...` (`ResourceAccessTokens::CreateService`). Such
+    /// a user may not create access tokens (`ProjectPolicy`: `project_bot_access` prevents
+    /// `create_resource_access_tokens`).
+    pub fn is_access_token_bot(&self) -> bool {
+        if !self.bot {
+            return false;
+        }
+        let Some((kind, rest)) = self.username.split_once('_') else {
+            return false;
+        };
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        matches!(kind, "project" | "group") && digits > 0 && rest[digits..].starts_with("_bot")
+    }
 }
 
 /// A deploy token as GitLab lists it (never with its secret).
@@ -160,6 +237,7 @@ pub struct NewAccessToken<'a> {
 pub struct GitlabClient {
     pub(super) api: Api,
     pub(super) accounts: super::service_accounts::AccountCache,
+    pub(super) homes: super::service_accounts::HomeCache,
 }
 
 /// What GitLab says about the API token regwarden uses.
@@ -194,6 +272,7 @@ impl GitlabClient {
         Self {
             api,
             accounts: Default::default(),
+            homes: Default::default(),
         }
     }
 
@@ -243,13 +322,29 @@ impl GitlabClient {
         self.get("personal_access_tokens/self").await
     }
 
-    /// A project by numeric id or full path.
+    /// The user the API token acts as.
+    pub async fn current_user(&self) -> Result<ApiUser, ApiError> {
+        self.get("user").await
+    }
+
+    /// A project by numeric id or full path. GitLab follows an old path of a renamed or
+    /// transferred project to it, until another project takes that path.
     pub async fn project(&self, id_or_path: &str) -> Result<Project, ApiError> {
         self.get(&Namespace::Project(id_or_path.into()).api_path())
             .await
     }
 
-    /// The projects of a group and its subgroups.
+    /// A group by numeric id or full path (group paths do not redirect).
+    pub async fn group(&self, id_or_path: &str) -> Result<GroupInfo, ApiError> {
+        self.get(&Namespace::Group(id_or_path.into()).api_path())
+            .await
+    }
+
+    /// The projects of a group and its subgroups, their own only: GitLab also lists the
+    /// projects of other namespaces shared into the group unless `with_shared=false`. In id
+    /// order, oldest first, so that a project created during the walk lands on the last page
+    /// instead of shifting the others across a page boundary (the default order is
+    /// `created_at desc`).
     pub async fn group_projects(&self, group: &str) -> Result<Vec<Project>, ApiError> {
         let path = format!("{}/projects", Namespace::Group(group.into()).api_path());
         self.get_all(
@@ -257,6 +352,9 @@ impl GitlabClient {
             &[
                 ("include_subgroups", "true".into()),
                 ("archived", "false".into()),
+                ("with_shared", "false".into()),
+                ("order_by", "id".into()),
+                ("sort", "asc".into()),
             ],
         )
         .await
@@ -368,12 +466,14 @@ impl GitlabClient {
         split_secret(&reply)
     }
 
-    /// Revokes an access token. Revoking one already gone succeeds.
+    /// Revokes an access token. Revoking one already gone succeeds, and so does one already
+    /// revoked: while GitLab deletes its bot user (asynchronously) it answers 400 "Failed to
+    /// find bot user", then 404 (`ResourceAccessTokens::RevokeService`).
     pub async fn revoke_access_token(&self, ns: &Namespace, id: u64) -> Result<(), ApiError> {
         let path = format!("{}/access_tokens/{id}", ns.api_path());
         match self.api.idempotent(Method::DELETE, &path, &[], None).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) if e.is_not_found() || bot_user_gone(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -435,6 +535,12 @@ impl GitlabClient {
         }
         result
     }
+}
+
+/// GitLab's answer to revoking an access token whose bot user is being deleted: the token is
+/// revoked already.
+fn bot_user_gone(e: &ApiError) -> bool {
+    e.status() == Some(400) && e.message().contains("Failed to find bot user")
 }
 
 impl std::fmt::Debug for GitlabClient {

@@ -31,9 +31,12 @@ pub enum TokenOwner {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Event {
-    /// A deploy token expires in 7, 30 or 60 days (`Resource Deploy Token Hook`).
+    /// A project or group deploy token expires in 7, 30 or 60 days (`Resource Deploy Token
+    /// Hook`). The payload names its owner under `project` or `group`
+    /// (`lib/gitlab/data_builder/resource_deploy_token_payload.rb`), and so does the job.
     DeployTokenExpiring {
-        project: ProjectRef,
+        #[serde(flatten)]
+        owner: TokenOwner,
         token_id: u64,
         token_name: String,
         expires_at: String,
@@ -81,7 +84,10 @@ impl Event {
     /// token's expiry is not).
     pub fn project_path(&self) -> Option<&str> {
         match self {
-            Event::DeployTokenExpiring { project, .. }
+            Event::DeployTokenExpiring {
+                owner: TokenOwner::Project(project),
+                ..
+            }
             | Event::AccessTokenExpiring {
                 owner: TokenOwner::Project(project),
                 ..
@@ -90,7 +96,9 @@ impl Event {
             | Event::ProjectRenamed { project, .. }
             | Event::ProjectTransferred { project, .. }
             | Event::ProjectDestroyed { project } => Some(&project.path),
-            Event::AccessTokenExpiring { .. } | Event::Ignored { .. } => None,
+            Event::DeployTokenExpiring { .. }
+            | Event::AccessTokenExpiring { .. }
+            | Event::Ignored { .. } => None,
         }
     }
 }
@@ -127,17 +135,31 @@ struct ExpiringToken {
     expires_at: String,
 }
 
+/// A token-expiry payload: the resource under the key of its model, `project` or `group`
+/// (`Gitlab::DataBuilder::ResourceAccessTokenPayload`, `ResourceDeployTokenPayload`).
 #[derive(Deserialize)]
-struct DeployTokenHook {
-    project: PayloadProject,
-    object_attributes: ExpiringToken,
-}
-
-#[derive(Deserialize)]
-struct AccessTokenHook {
+struct TokenHook {
     project: Option<PayloadProject>,
     group: Option<PayloadGroup>,
     object_attributes: ExpiringToken,
+}
+
+impl TokenHook {
+    fn owner(self, what: &str) -> Result<(TokenOwner, ExpiringToken), ParseError> {
+        let owner = match (self.project, self.group) {
+            (Some(p), _) => TokenOwner::Project(project(p)),
+            (None, Some(g)) => TokenOwner::Group(GroupRef {
+                id: g.group_id,
+                path: g.full_path.unwrap_or(g.group_path),
+            }),
+            (None, None) => {
+                return Err(ParseError(format!(
+                    "a {what} payload names neither `project` nor `group`"
+                )));
+            }
+        };
+        Ok((owner, self.object_attributes))
+    }
 }
 
 #[derive(Deserialize)]
@@ -185,33 +207,23 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Event, ParseError> {
     };
     Ok(match (event, kind, name) {
         (_, Some("deploy_token"), Some("expiring_deploy_token")) => {
-            let hook: DeployTokenHook = decode(body, "deploy token")?;
+            let hook: TokenHook = decode(body, "deploy token")?;
+            let (owner, token) = hook.owner("deploy token")?;
             Event::DeployTokenExpiring {
-                project: project(hook.project),
-                token_id: hook.object_attributes.id,
-                token_name: hook.object_attributes.name,
-                expires_at: hook.object_attributes.expires_at,
+                owner,
+                token_id: token.id,
+                token_name: token.name,
+                expires_at: token.expires_at,
             }
         }
         (_, Some("access_token"), Some("expiring_access_token")) => {
-            let hook: AccessTokenHook = decode(body, "access token")?;
-            let owner = match (hook.project, hook.group) {
-                (Some(p), _) => TokenOwner::Project(project(p)),
-                (None, Some(g)) => TokenOwner::Group(GroupRef {
-                    id: g.group_id,
-                    path: g.full_path.unwrap_or(g.group_path),
-                }),
-                (None, None) => {
-                    return Err(ParseError(
-                        "an access token payload names neither `project` nor `group`".into(),
-                    ));
-                }
-            };
+            let hook: TokenHook = decode(body, "access token")?;
+            let (owner, token) = hook.owner("access token")?;
             Event::AccessTokenExpiring {
                 owner,
-                token_id: hook.object_attributes.id,
-                token_name: hook.object_attributes.name,
-                expires_at: hook.object_attributes.expires_at,
+                token_id: token.id,
+                token_name: token.name,
+                expires_at: token.expires_at,
             }
         }
         (
@@ -270,6 +282,37 @@ mod tests {
                 expires_at: "2024-01-26".into(),
             }
         );
+    }
+
+    #[test]
+    fn a_group_deploy_token_payload_names_the_group() {
+        let body = br#"{"object_kind":"deploy_token","event_name":"expiring_deploy_token",
+            "group":{"group_name":"Platform","group_path":"platform","group_id":35,"full_path":"acme/platform"},
+            "object_attributes":{"id":81,"name":"regwarden-platform-20260801T000000Z","expires_at":"2026-12-10 00:00:00 UTC"}}"#;
+        let e = parse("Resource Deploy Token Hook", body).unwrap();
+        assert_eq!(
+            e,
+            Event::DeployTokenExpiring {
+                owner: TokenOwner::Group(GroupRef {
+                    id: 35,
+                    path: "acme/platform".into()
+                }),
+                token_id: 81,
+                token_name: "regwarden-platform-20260801T000000Z".into(),
+                expires_at: "2026-12-10 00:00:00 UTC".into(),
+            }
+        );
+        assert_eq!(e.project_path(), None);
+    }
+
+    #[test]
+    fn a_deploy_token_job_queued_by_an_earlier_version_still_reads() {
+        // Jobs queued before group deploy tokens named their project at the top level.
+        let queued = r#"{"type":"deploy_token_expiring","project":{"id":2,"path":"acme/api"},"token_id":79,"token_name":"regwarden-api-20260101T000000Z","expires_at":"2026-12-10"}"#;
+        let e: Event = serde_json::from_str(queued).unwrap();
+        assert_eq!(e.project_path(), Some("acme/api"));
+        let again: Event = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+        assert_eq!(again, e);
     }
 
     #[test]

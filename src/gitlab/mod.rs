@@ -7,9 +7,9 @@ mod service_accounts;
 mod tokens;
 
 pub use service_accounts::{Account, Home, PersonalAccessToken};
-pub use tokens::{Token, TokenSpec, start_of};
+pub use tokens::{MAX_ACCESS_TOKEN_DAYS, Token, TokenSpec, access_token_expiry, start_of};
 
 pub use client::{
-    AccessToken, ApiTokenInfo, Created, DeployToken, GitlabClient, Namespace, NewAccessToken,
-    NewDeployToken, Project, ProjectNamespace,
+    AccessToken, ApiTokenInfo, ApiUser, Created, DeployToken, GitlabClient, GroupInfo, Namespace,
+    NewAccessToken, NewDeployToken, Project, ProjectNamespace,
 };

@@ -31,19 +31,6 @@ pub enum Home {
 }
 
 impl Home {
-    /// The home `home` names for a binding on `ns`: a group account lives in the top-level
-    /// group (GitLab creates group service accounts there), a project account in the bound
-    /// project (a group binding's in its top-level group: the configuration refuses
-    /// `project` there).
-    pub fn of(home: AccountHome, ns: &Namespace) -> Home {
-        let top_level = |path: &str| path.split('/').next().unwrap_or(path).to_string();
-        match (home, ns) {
-            (AccountHome::Instance, _) => Home::Instance,
-            (AccountHome::Project, Namespace::Project(p)) => Home::Project(p.clone()),
-            (_, Namespace::Project(p) | Namespace::Group(p)) => Home::Group(top_level(p)),
-        }
-    }
-
     fn accounts_path(&self) -> String {
         match self {
             Home::Group(g) => format!("groups/{}/service_accounts", encode_segment(g)),
@@ -106,6 +93,16 @@ pub struct PersonalAccessToken {
     pub active: bool,
 }
 
+/// The top-level group above each bound namespace, once GitLab said it: a namespace's
+/// top-level group does not change unless it is transferred.
+#[derive(Clone, Default)]
+pub(super) struct HomeCache(Arc<Mutex<HashMap<Namespace, String>>>);
+
+/// The first segment of a full path: its top-level group (or user).
+fn top_level(path: &str) -> String {
+    path.split('/').next().unwrap_or(path).to_string()
+}
+
 /// Accounts found by username, per home: an account's id never changes, so one look-up per
 /// process serves every later pass (a steady pass then costs one call per binding).
 #[derive(Clone, Default)]
@@ -134,6 +131,54 @@ struct Member {
 }
 
 impl GitlabClient {
+    /// Where the service account of a binding on `ns` lives, as `home` says: a group account
+    /// in the top-level group above the bound project or group (GitLab creates group service
+    /// accounts there only), a project account in the bound project, or the instance. The
+    /// top-level group is read from GitLab: a project given by id, or in a user's personal
+    /// namespace (which has no group, hence no group service accounts: said so), cannot be told
+    /// from its path.
+    pub async fn account_home(&self, home: AccountHome, ns: &Namespace) -> Result<Home, ApiError> {
+        let ns = match (home, ns) {
+            (AccountHome::Instance, _) => return Ok(Home::Instance),
+            (AccountHome::Project, Namespace::Project(p)) => return Ok(Home::Project(p.clone())),
+            // The configuration refuses a project home for a group binding; a group's top-level
+            // group is the nearest home there is.
+            (_, ns) => ns,
+        };
+        if let Some(top) = self
+            .homes
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(ns)
+        {
+            return Ok(Home::Group(top.clone()));
+        }
+        let top = match ns {
+            Namespace::Group(g) if g.parse::<u64>().is_err() => top_level(g),
+            Namespace::Group(g) => top_level(&self.group(g).await?.full_path),
+            Namespace::Project(p) => {
+                let project = self.project(p).await?;
+                if project.in_user_namespace() {
+                    return Err(ApiError::Setup {
+                        service: SERVICE,
+                        message: format!(
+                            "project {} is in the personal namespace of a user, which has no group and so no group service accounts: set service_account_home = \"project\" (or \"instance\" on self-managed GitLab)",
+                            project.path_with_namespace
+                        ),
+                    });
+                }
+                top_level(project.namespace_path())
+            }
+        };
+        self.homes
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ns.clone(), top.clone());
+        Ok(Home::Group(top))
+    }
+
     /// The service account `username` of `home`, if it exists.
     pub async fn service_account(
         &self,
@@ -351,22 +396,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_account_lives_where_the_binding_says() {
-        let project = Namespace::Project("acme/platform/api".into());
-        let group = Namespace::Group("acme/platform".into());
-        assert_eq!(
-            Home::of(AccountHome::Group, &project),
-            Home::Group("acme".into())
-        );
-        assert_eq!(
-            Home::of(AccountHome::Group, &group),
-            Home::Group("acme".into())
-        );
-        assert_eq!(
-            Home::of(AccountHome::Project, &project),
-            Home::Project("acme/platform/api".into())
-        );
-        assert_eq!(Home::of(AccountHome::Instance, &group), Home::Instance);
+    fn an_account_home_has_its_endpoints() {
         assert_eq!(
             Home::Group("acme".into()).create_token_path(7),
             "groups/acme/service_accounts/7/personal_access_tokens"
@@ -380,5 +410,6 @@ mod tests {
             "users/7/personal_access_tokens"
         );
         assert_eq!(Home::Instance.tokens_path(7), "personal_access_tokens");
+        assert_eq!(top_level("acme/platform/api"), "acme");
     }
 }

@@ -83,7 +83,7 @@ impl GitlabClient {
                 })
                 .collect(),
             CredentialKind::ServiceAccount => {
-                let (home, username) = account_of(policy, ns);
+                let (home, username) = self.account_of(policy, ns).await?;
                 // No account yet: no tokens yet (a rotation creates it, or says it is missing).
                 let Some(account) = self.service_account(&home, username).await? else {
                     return Ok(Vec::new());
@@ -143,11 +143,15 @@ impl GitlabClient {
                         &NewAccessToken {
                             name: spec.name,
                             scopes: &scopes,
-                            expires_at: spec.expires_at.date_naive(),
+                            expires_at: access_token_expiry(
+                                spec.expires_at,
+                                Utc::now().date_naive(),
+                            ),
                             access_level: access_level(spec.scopes),
                         },
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| explain_refusal(e, policy.credential))?;
                 // The registry takes any username with an access token: its name says whose.
                 let credential = Credential::new(created.token.name.clone(), created.secret);
                 let token = Token {
@@ -158,7 +162,7 @@ impl GitlabClient {
                 Ok((token, credential))
             }
             CredentialKind::ServiceAccount => {
-                let (home, username) = account_of(policy, ns);
+                let (home, username) = self.account_of(policy, ns).await?;
                 let account = match self.service_account(&home, username).await? {
                     Some(a) => a,
                     None if policy.create_service_account => {
@@ -183,9 +187,10 @@ impl GitlabClient {
                         account.id,
                         spec.name,
                         &scopes,
-                        spec.expires_at.date_naive(),
+                        access_token_expiry(spec.expires_at, Utc::now().date_naive()),
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| explain_refusal(e, policy.credential))?;
                 // The registry takes the account's username with its token.
                 let credential = Credential::new(account.username, created.secret);
                 let token = Token {
@@ -209,7 +214,7 @@ impl GitlabClient {
             CredentialKind::DeployToken => self.revoke_deploy_token(ns, id).await,
             CredentialKind::AccessToken => self.revoke_access_token(ns, id).await,
             CredentialKind::ServiceAccount => {
-                let (home, username) = account_of(policy, ns);
+                let (home, username) = self.account_of(policy, ns).await?;
                 match self.service_account(&home, username).await? {
                     Some(account) => self.revoke_account_token(&home, account.id, id).await,
                     // The account is gone, and its tokens with it.
@@ -220,18 +225,108 @@ impl GitlabClient {
     }
 }
 
-/// Where a `service_account` policy's account lives for `ns`, and its username (the
-/// configuration requires one with this credential).
-fn account_of<'p>(policy: &'p Policy, ns: &Namespace) -> (Home, &'p str) {
-    (
-        Home::of(policy.service_account_home, ns),
-        policy.service_account.as_deref().unwrap_or_default(),
-    )
+impl GitlabClient {
+    /// Where a `service_account` policy's account lives for `ns`, and its username (the
+    /// configuration requires one with this credential).
+    async fn account_of<'p>(
+        &self,
+        policy: &'p Policy,
+        ns: &Namespace,
+    ) -> Result<(Home, &'p str), ApiError> {
+        let home = self.account_home(policy.service_account_home, ns).await?;
+        Ok((home, policy.service_account.as_deref().unwrap_or_default()))
+    }
+}
+
+/// The longest lifetime regwarden asks of a personal, project or group access token, in days.
+/// GitLab refuses an expiry later than `Date.current` + 365 days, and `Date.current` is the
+/// day in the instance's time zone, which can be a day behind UTC's: 364 days from today (UTC)
+/// is inside the limit wherever the instance is. An administrator may set a lower maximum;
+/// GitLab's refusal then names the setting ([`explain_refusal`]).
+pub const MAX_ACCESS_TOKEN_DAYS: i64 = 364;
+
+/// The day a personal, project or group access token asked to expire at `at` may expire:
+/// that day, or the last day inside GitLab's lifetime limit.
+pub fn access_token_expiry(at: DateTime<Utc>, today: chrono::NaiveDate) -> chrono::NaiveDate {
+    at.date_naive()
+        .min(today + chrono::Duration::days(MAX_ACCESS_TOKEN_DAYS))
+}
+
+/// GitLab's refusals of a new token that mean a setting must change, with that setting named;
+/// GitLab's own message stays in the error.
+fn explain_refusal(e: ApiError, kind: CredentialKind) -> ApiError {
+    let message = e.message();
+    let hint = if e.status() == Some(400) && message.contains("does not have permission to create")
+    {
+        Some(format!(
+            "GitLab refused to create the {kind} ({message}): the API token is a project or group access token, and GitLab lets no bot user create access tokens. Make the API token a personal access token (a person's or a service account's) with the Maintainer role and the api scope, or use credential = \"deploy_token\""
+        ))
+    } else if e.status() == Some(400) && message.contains("Expires at must be before") {
+        Some(format!(
+            "GitLab refused the new {kind}'s expiry ({message}): lower `lifetime` ([defaults], the binding or the [[auto_bind]] rule) below the instance's maximum lifetime of access tokens (Admin area > Settings > General > Account and limit)"
+        ))
+    } else {
+        None
+    };
+    match hint {
+        Some(message) => ApiError::Setup {
+            service: super::client::SERVICE,
+            message,
+        },
+        None => e,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_access_token_never_asks_for_more_than_gitlab_allows_anywhere() {
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 3).unwrap();
+        let at = |d: chrono::NaiveDate| start_of(d) + chrono::Duration::hours(23);
+        let in_30 = today + chrono::Duration::days(30);
+        assert_eq!(access_token_expiry(at(in_30), today), in_30);
+        let in_365 = today + chrono::Duration::days(365);
+        assert_eq!(
+            access_token_expiry(at(in_365), today),
+            today + chrono::Duration::days(364),
+            "an instance a day behind UTC allows today (its) + 365 = today (UTC) + 364"
+        );
+    }
+
+    #[test]
+    fn refusals_that_need_a_setting_name_it() {
+        let bot = ApiError::Permanent {
+            service: "GitLab",
+            status: 400,
+            message:
+                "400 Bad request - User does not have permission to create project access token"
+                    .into(),
+        };
+        let e = explain_refusal(bot, CredentialKind::AccessToken).to_string();
+        assert!(e.contains("personal access token"), "{e}");
+        assert!(e.contains("User does not have permission"), "{e}");
+        let long = ApiError::Permanent {
+            service: "GitLab",
+            status: 400,
+            message: "400 Bad request - Expires at must be before 2027-06-01".into(),
+        };
+        let e = explain_refusal(long, CredentialKind::ServiceAccount).to_string();
+        assert!(
+            e.contains("lower `lifetime`") && e.contains("2027-06-01"),
+            "{e}"
+        );
+        let other = ApiError::Permanent {
+            service: "GitLab",
+            status: 400,
+            message: "name is missing".into(),
+        };
+        assert!(matches!(
+            explain_refusal(other, CredentialKind::AccessToken),
+            ApiError::Permanent { .. }
+        ));
+    }
 
     #[test]
     fn an_access_token_gets_the_least_role_for_its_scopes() {

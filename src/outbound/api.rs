@@ -49,6 +49,13 @@ pub enum ApiError {
         status: u16,
         message: String,
     },
+    /// What the configuration asks cannot be done on this instance, for a reason regwarden
+    /// knows (the service's own answer, if any, is in the message): the fix is a setting.
+    #[error("{message}")]
+    Setup {
+        service: &'static str,
+        message: String,
+    },
 }
 
 fn suffix(message: &str) -> String {
@@ -113,7 +120,36 @@ impl ApiError {
                 status,
                 message: f(&message),
             },
+            ApiError::Setup { service, message } => ApiError::Setup {
+                service,
+                message: f(&message),
+            },
             e @ ApiError::RateLimited { .. } => e,
+        }
+    }
+
+    /// The status the service answered with, if it answered one regwarden keeps.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Unauthorized { .. } => Some(401),
+            ApiError::Forbidden { .. } => Some(403),
+            ApiError::NotFound { .. } => Some(404),
+            ApiError::RateLimited { .. } => Some(429),
+            ApiError::Permanent { status, .. } => Some(*status),
+            ApiError::Transient { .. } | ApiError::Setup { .. } => None,
+        }
+    }
+
+    /// The service's own message (empty when it gave none).
+    pub fn message(&self) -> &str {
+        match self {
+            ApiError::Unauthorized { message, .. }
+            | ApiError::Forbidden { message, .. }
+            | ApiError::NotFound { message, .. }
+            | ApiError::Transient { message, .. }
+            | ApiError::Permanent { message, .. }
+            | ApiError::Setup { message, .. } => message,
+            ApiError::RateLimited { .. } => "",
         }
     }
 

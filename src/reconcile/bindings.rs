@@ -1,5 +1,6 @@
 //! Bindings from the configuration: `[[binding]]` as written, and `[[auto_bind]]` expanded
-//! over the projects of its group that have a container registry.
+//! over the projects of its group (its own, not those shared into it) that have a container
+//! registry.
 
 use super::plan::Binding;
 use crate::config::{AutoBindConfig, Config, TEMPLATE_PLACEHOLDERS, check_binding_name};
@@ -95,7 +96,17 @@ pub async fn resolve(config: &Config, gitlab: &GitlabClient) -> Resolved {
         failed_rules: Vec::new(),
     };
     for rule in &config.auto_binds {
-        let projects = match gitlab.group_projects(&rule.group).await {
+        let listed = async {
+            // A rule may name its group by id: its projects are checked against its path.
+            let group_path = if rule.group.parse::<u64>().is_ok() {
+                gitlab.group(&rule.group).await?.full_path
+            } else {
+                rule.group.clone()
+            };
+            let projects = gitlab.group_projects(&rule.group).await?;
+            Ok::<_, crate::outbound::ApiError>((group_path, projects))
+        };
+        let (group_path, projects) = match listed.await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(group = %rule.group, error = %e, "cannot expand an [[auto_bind]] rule");
@@ -107,6 +118,13 @@ pub async fn resolve(config: &Config, gitlab: &GitlabClient) -> Resolved {
             }
         };
         for project in projects {
+            // GitLab lists the projects shared into the group too unless told otherwise, and a
+            // server that ignores `with_shared` would still list them: only the group's own
+            // projects are ever bound.
+            if !is_under(&project.path_with_namespace, &group_path) {
+                tracing::debug!(project = %project.path_with_namespace, group = %group_path, "auto_bind skips a project of another namespace shared into the group");
+                continue;
+            }
             if let Some(b) = auto_binding(config, rule, &project)
                 && !resolved
                     .bindings
@@ -189,10 +207,14 @@ fn is_under(path: &str, group: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('/'))
 }
 
-/// The binding a rule makes for `project`, if the project has a registry and the name the
-/// template gives is valid.
+/// The binding a rule makes for `project`, if the project has a registry (its
+/// `container_registry_access_level` is not `disabled`) and the name the template gives is
+/// valid.
 fn auto_binding(config: &Config, rule: &AutoBindConfig, project: &Project) -> Option<Binding> {
-    project.container_registry_image_prefix.as_ref()?;
+    if !project.has_registry() {
+        tracing::debug!(project = %project.path_with_namespace, "auto_bind skips a project whose container registry is disabled");
+        return None;
+    }
     let name = fill(&rule.name, project, &rule.group);
     if let Err(why) = check_binding_name(&name) {
         tracing::warn!(project = %project.path_with_namespace, "auto_bind skips a project: {why}");
@@ -235,8 +257,7 @@ mod tests {
             id: 7,
             name: "api".into(),
             path_with_namespace: "acme/services/api".into(),
-            container_registry_image_prefix: None,
-            namespace: None,
+            ..Default::default()
         };
         assert_eq!(
             fill(

@@ -135,8 +135,44 @@ impl Rotation<'_> {
         Ok(())
     }
 
+    /// Whether the bound project has a registry to pull from: GitLab exposes an image prefix
+    /// for every project of an instance with a registry, so only the project's
+    /// `container_registry_access_level` tells. A token for a project without one would fail
+    /// the check, be revoked, and be made again every pass.
+    async fn registry_enabled(&self) -> Result<(), RotationError> {
+        let crate::gitlab::Namespace::Project(p) = &self.binding.namespace else {
+            return Ok(());
+        };
+        let project = self
+            .engine
+            .gitlab
+            .project(p)
+            .await
+            .map_err(RotationError::Create)?;
+        if project.has_registry() {
+            return Ok(());
+        }
+        Err(RotationError::Create(ApiError::Setup {
+            service: "GitLab",
+            message: format!(
+                "project {} has its container registry disabled (container_registry_access_level = {}), so no token is made: turn it on in the project's Settings > General > Visibility, project features, permissions > Container registry, or remove the binding",
+                project.path_with_namespace,
+                project
+                    .container_registry_access_level
+                    .as_deref()
+                    .unwrap_or("disabled")
+            ),
+        }))
+    }
+
     /// Step 1: a new GitLab token, named for the binding, expiring after its lifetime.
     async fn create(&self, report: &mut BindingReport) -> Result<New, RotationError> {
+        if let Err(e) = self.registry_enabled().await {
+            self.journal
+                .step("create", "failed", &e.to_string(), None)
+                .await;
+            return Err(e);
+        }
         let b = self.binding;
         // Token names have a one-second grain: the creation time is kept at that grain too.
         let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_else(Utc::now);

@@ -53,6 +53,38 @@ fn names(bindings: impl Iterator<Item = String>) -> Vec<String> {
     v
 }
 
+/// The bindings of credential `kind` on `owner` that made token `token_name`: rotated while
+/// Qovery still holds the token that expires.
+fn expiring(
+    all: &[Binding],
+    kind: CredentialKind,
+    owner: &TokenOwner,
+    token_id: u64,
+    token_name: &str,
+) -> Action {
+    let hit = names(
+        all.iter()
+            .filter(|b| b.policy.credential == kind)
+            .filter(|b| match (owner, &b.namespace) {
+                (TokenOwner::Project(p), _) => project_matches(b, &p.path, p.id),
+                (TokenOwner::Group(g), Namespace::Group(ns)) => {
+                    *ns == g.path || *ns == g.id.to_string()
+                }
+                _ => false,
+            })
+            .filter(|b| b.made_at(token_name).is_some())
+            .map(|b| b.name.clone()),
+    );
+    if hit.is_empty() {
+        Action::Nothing(format!("token {token_name:?} is not one of regwarden's"))
+    } else {
+        Action::Pass {
+            bindings: hit,
+            force: Force::IfHolding { token_id },
+        }
+    }
+}
+
 /// Which bindings an event received at `received` concerns, and what to do about them. An
 /// expiry forces a rotation only while Qovery still holds the token that expires, and a move
 /// only while it holds a token made before the move: several deliveries of one event (a
@@ -60,59 +92,29 @@ fn names(bindings: impl Iterator<Item = String>) -> Vec<String> {
 fn action(event: &Event, all: &[Binding], received: chrono::DateTime<chrono::Utc>) -> Action {
     match event {
         Event::DeployTokenExpiring {
-            project,
+            owner,
             token_id,
             token_name,
             ..
-        } => {
-            let hit = names(
-                all.iter()
-                    .filter(|b| b.policy.credential == CredentialKind::DeployToken)
-                    .filter(|b| project_matches(b, &project.path, project.id))
-                    .filter(|b| b.made_at(token_name).is_some())
-                    .map(|b| b.name.clone()),
-            );
-            if hit.is_empty() {
-                Action::Nothing(format!("token {token_name:?} is not one of regwarden's"))
-            } else {
-                Action::Pass {
-                    bindings: hit,
-                    force: Force::IfHolding {
-                        token_id: *token_id,
-                    },
-                }
-            }
-        }
+        } => expiring(
+            all,
+            CredentialKind::DeployToken,
+            owner,
+            *token_id,
+            token_name,
+        ),
         Event::AccessTokenExpiring {
             owner,
             token_id,
             token_name,
             ..
-        } => {
-            let hit = names(
-                all.iter()
-                    .filter(|b| b.policy.credential == CredentialKind::AccessToken)
-                    .filter(|b| match (owner, &b.namespace) {
-                        (TokenOwner::Project(p), _) => project_matches(b, &p.path, p.id),
-                        (TokenOwner::Group(g), Namespace::Group(ns)) => {
-                            *ns == g.path || *ns == g.id.to_string()
-                        }
-                        _ => false,
-                    })
-                    .filter(|b| b.made_at(token_name).is_some())
-                    .map(|b| b.name.clone()),
-            );
-            if hit.is_empty() {
-                Action::Nothing(format!("token {token_name:?} is not one of regwarden's"))
-            } else {
-                Action::Pass {
-                    bindings: hit,
-                    force: Force::IfHolding {
-                        token_id: *token_id,
-                    },
-                }
-            }
-        }
+        } => expiring(
+            all,
+            CredentialKind::AccessToken,
+            owner,
+            *token_id,
+            token_name,
+        ),
         Event::ProjectCreated { project } => {
             let hit = names(
                 all.iter()
@@ -554,6 +556,11 @@ mod tests {
                 Namespace::Group("acme/platform".into()),
                 CredentialKind::AccessToken,
             ),
+            binding(
+                "shared",
+                Namespace::Group("acme/shared".into()),
+                CredentialKind::DeployToken,
+            ),
         ]
     }
 
@@ -571,7 +578,7 @@ mod tests {
     #[test]
     fn an_expiring_regwarden_token_forces_its_binding() {
         let e = Event::DeployTokenExpiring {
-            project: project("acme/api"),
+            owner: TokenOwner::Project(project("acme/api")),
             token_id: 1,
             token_name: "regwarden-api-20261124T100000Z".into(),
             expires_at: "2026-12-01 00:00:00 UTC".into(),
@@ -588,7 +595,7 @@ mod tests {
     #[test]
     fn an_expiring_token_of_someone_else_is_left_alone() {
         let e = Event::DeployTokenExpiring {
-            project: project("acme/api"),
+            owner: TokenOwner::Project(project("acme/api")),
             token_id: 1,
             token_name: "ci-pull".into(),
             expires_at: "x".into(),
@@ -612,6 +619,26 @@ mod tests {
             Action::Pass {
                 bindings: vec!["grp".into()],
                 force: Force::IfHolding { token_id: 1 }
+            }
+        );
+    }
+
+    #[test]
+    fn a_group_deploy_token_reaches_its_group_binding() {
+        let e = Event::DeployTokenExpiring {
+            owner: TokenOwner::Group(GroupRef {
+                id: 11,
+                path: "acme/shared".into(),
+            }),
+            token_id: 4,
+            token_name: "regwarden-shared-20261124T100000Z".into(),
+            expires_at: "2026-12-01 00:00:00 UTC".into(),
+        };
+        assert_eq!(
+            action(&e, &all(), received()),
+            Action::Pass {
+                bindings: vec!["shared".into()],
+                force: Force::IfHolding { token_id: 4 }
             }
         );
     }

@@ -57,6 +57,8 @@ pub struct Delivery {
     /// What a redelivery of it has in common with it.
     pub key: String,
     pub event: Event,
+    /// Why regwarden could not read it, when it could not: it is then ignored.
+    pub unreadable: Option<String>,
 }
 
 impl FromRequest<AppState> for Delivery {
@@ -79,25 +81,36 @@ impl FromRequest<AppState> for Delivery {
             .get("x-gitlab-event")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let event = events::parse(event_header, &body).map_err(|e| {
-            app.metrics.delivery("unreadable", "bad_request");
-            EdgeError::BadRequest(e.to_string())
-        })?;
+        // An authenticated delivery is answered 2xx whatever its shape: GitLab counts a 4xx as
+        // a failure and disables the hook after four in a row, which would silence every
+        // event of it. One regwarden cannot read is ignored, loudly; the timer's pass covers
+        // what it may have announced.
+        let (event, unreadable) = match events::parse(event_header, &body) {
+            Ok(event) => (event, None),
+            Err(e) => {
+                tracing::warn!(event = event_header, error = %e, "ignoring an authenticated delivery regwarden cannot read");
+                let event = Event::Ignored {
+                    event: format!("{event_header} (unreadable)"),
+                };
+                (event, Some(e.to_string()))
+            }
+        };
         Ok(Delivery {
             key: dedupe_key(&headers, &body),
             event,
+            unreadable,
         })
     }
 }
 
 pub async fn receive(State(app): State<AppState>, delivery: Delivery) -> Response {
     let span = tracing::info_span!("delivery", event = delivery.event.kind(), key = %delivery.key);
-    record(app, delivery.key, delivery.event)
+    record(app, delivery.key, delivery.event, delivery.unreadable)
         .instrument(span)
         .await
 }
 
-async fn record(app: AppState, key: String, event: Event) -> Response {
+async fn record(app: AppState, key: String, event: Event, unreadable: Option<String>) -> Response {
     let payload = match &event {
         Event::Ignored { .. } => None,
         // regwarden only ever acts on tokens it named: another token's expiry needs no job.
@@ -134,6 +147,15 @@ async fn record(app: AppState, key: String, event: Event) -> Response {
         Ok(false) => {
             app.metrics.delivery(event.kind(), "duplicate");
             status(StatusCode::OK, "duplicate")
+        }
+        Ok(true) if unreadable.is_some() => {
+            app.metrics.delivery("unreadable", "ignored");
+            let why = unreadable.unwrap_or_default();
+            (
+                StatusCode::OK,
+                Json(json!({ "status": "ignored", "reason": format!("unreadable: {why}") })),
+            )
+                .into_response()
         }
         Ok(true) if payload.is_none() => {
             app.metrics.delivery(event.kind(), "ignored");

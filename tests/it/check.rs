@@ -14,10 +14,14 @@ struct World {
     registry: Registry,
 }
 
-/// GitLab with a registry in front of it, and an image pushed to `acme/api`.
+/// GitLab (projects `acme/api`, `acme/web`, `acme/new`, `other/tool`) with a registry in
+/// front of it, and an image pushed to `acme/api`.
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let gitlab = FakeGitlab::start(dir.path()).await;
+    for path in ["acme/api", "acme/web", "acme/new", "other/tool"] {
+        gitlab.add_project(path);
+    }
     let registry = Registry::start(
         dir.path(),
         Auth::Token {
@@ -62,8 +66,11 @@ async fn check_at(registry: &str, repository: &str, who: &Issued, extra: &[&str]
     run
 }
 
-fn project(path: &str) -> Owner {
-    Owner::Project(path.into())
+impl World {
+    /// The owner that project `path` is (its deploy or access tokens').
+    fn project(&self, path: &str) -> Owner {
+        self.gitlab.project_owner(path)
+    }
 }
 
 #[tokio::test]
@@ -71,7 +78,7 @@ async fn a_deploy_token_with_read_registry_can_pull_its_project() {
     let w = world().await;
     let token = w
         .gitlab
-        .add_deploy_token(project("acme/api"), &["read_registry"]);
+        .add_deploy_token(w.project("acme/api"), &["read_registry"]);
 
     let run = w.check("acme/api", &token, &[]).await;
 
@@ -91,7 +98,7 @@ async fn json_output_reports_the_grant_and_the_fingerprint_but_no_secret() {
     let w = world().await;
     let token = w
         .gitlab
-        .add_deploy_token(project("acme/api"), &["read_registry"]);
+        .add_deploy_token(w.project("acme/api"), &["read_registry"]);
 
     let run = w.check("acme/api", &token, &["--output", "json"]).await;
 
@@ -116,7 +123,7 @@ async fn a_repository_without_images_yet_still_counts_as_access() {
     let w = world().await;
     let token = w
         .gitlab
-        .add_deploy_token(project("acme/new"), &["read_registry"]);
+        .add_deploy_token(w.project("acme/new"), &["read_registry"]);
 
     let run = w.check("acme/new", &token, &["--output", "json"]).await;
 
@@ -129,7 +136,7 @@ async fn a_wrong_token_is_rejected() {
     let w = world().await;
     let mut token = w
         .gitlab
-        .add_deploy_token(project("acme/api"), &["read_registry"]);
+        .add_deploy_token(w.project("acme/api"), &["read_registry"]);
     token.token = "gldt-not-the-right-one".into();
 
     let run = w.check("acme/api", &token, &[]).await;
@@ -144,7 +151,7 @@ async fn a_token_revoked_in_gitlab_is_rejected_at_the_next_check() {
     let w = world().await;
     let token = w
         .gitlab
-        .add_deploy_token(project("acme/api"), &["read_registry"]);
+        .add_deploy_token(w.project("acme/api"), &["read_registry"]);
     assert_eq!(w.check("acme/api", &token, &[]).await.code, 0);
 
     w.gitlab.revoke_deploy_token(token.id);
@@ -158,7 +165,7 @@ async fn an_expired_token_is_rejected() {
     let w = world().await;
     let token = w
         .gitlab
-        .add_deploy_token(project("acme/api"), &["read_registry"]);
+        .add_deploy_token(w.project("acme/api"), &["read_registry"]);
     w.gitlab.expire_deploy_token(token.id);
 
     let run = w.check("acme/api", &token, &[]).await;
@@ -171,7 +178,7 @@ async fn a_token_without_a_registry_scope_has_no_access() {
     let w = world().await;
     let token = w
         .gitlab
-        .add_deploy_token(project("acme/api"), &["read_repository"]);
+        .add_deploy_token(w.project("acme/api"), &["read_repository"]);
 
     let run = w.check("acme/api", &token, &[]).await;
 
@@ -189,7 +196,7 @@ async fn a_token_of_another_project_is_valid_but_has_no_access() {
     let w = world().await;
     let token = w
         .gitlab
-        .add_deploy_token(project("acme/web"), &["read_registry"]);
+        .add_deploy_token(w.project("acme/web"), &["read_registry"]);
 
     let run = w.check("acme/api", &token, &["--output", "json"]).await;
 
@@ -211,10 +218,10 @@ async fn push_access_needs_write_registry() {
     let w = world().await;
     let reader = w
         .gitlab
-        .add_deploy_token(project("acme/api"), &["read_registry"]);
+        .add_deploy_token(w.project("acme/api"), &["read_registry"]);
     let writer = w
         .gitlab
-        .add_deploy_token(project("acme/api"), &["read_registry", "write_registry"]);
+        .add_deploy_token(w.project("acme/api"), &["read_registry", "write_registry"]);
 
     let refused = w.check("acme/api", &reader, &["--access", "push"]).await;
     let allowed = w
@@ -243,10 +250,10 @@ async fn a_group_deploy_token_reaches_the_projects_of_its_group() {
     let w = world().await;
     let token = w
         .gitlab
-        .add_deploy_token(Owner::Group("acme".into()), &["read_registry"]);
+        .add_deploy_token(w.gitlab.group_owner("acme"), &["read_registry"]);
     let other = w
         .gitlab
-        .add_deploy_token(Owner::Group("other".into()), &["read_registry"]);
+        .add_deploy_token(w.gitlab.group_owner("other"), &["read_registry"]);
 
     assert_eq!(w.check("acme/api", &token, &[]).await.code, 0);
     assert_eq!(w.check("acme/api", &other, &[]).await.code, 4);
@@ -257,7 +264,7 @@ async fn a_project_access_token_works_with_any_username() {
     let w = world().await;
     let mut token = w
         .gitlab
-        .add_access_token(project("acme/api"), "ci", &["read_registry"]);
+        .add_access_token(w.project("acme/api"), "ci", &["read_registry"]);
     token.username = "anything".into();
 
     let run = w.check("acme/api", &token, &[]).await;
@@ -272,7 +279,7 @@ async fn a_grant_the_registry_itself_refuses_means_no_access() {
     let w = world().await;
     let token = w
         .gitlab
-        .add_deploy_token(project("acme/api"), &["read_registry"]);
+        .add_deploy_token(w.project("acme/api"), &["read_registry"]);
     w.gitlab.set_sign_with_untrusted_key(true);
 
     let run = w.check("acme/api", &token, &[]).await;
@@ -289,7 +296,8 @@ async fn a_grant_the_registry_itself_refuses_means_no_access() {
 async fn a_registry_nobody_listens_at_is_unreachable() {
     let dir = tempfile::tempdir().unwrap();
     let gitlab = FakeGitlab::start(dir.path()).await;
-    let token = gitlab.add_deploy_token(project("acme/api"), &["read_registry"]);
+    gitlab.add_project("acme/api");
+    let token = gitlab.add_deploy_token(gitlab.project_owner("acme/api"), &["read_registry"]);
     let closed = crate::support::server::closed_port();
     let url = format!("http://127.0.0.1:{}", closed.port());
 
@@ -319,7 +327,8 @@ async fn a_realm_nobody_listens_at_is_unreachable() {
         None,
     )
     .await;
-    let token = gitlab.add_deploy_token(project("acme/api"), &["read_registry"]);
+    gitlab.add_project("acme/api");
+    let token = gitlab.add_deploy_token(gitlab.project_owner("acme/api"), &["read_registry"]);
 
     let run = check_at(&registry.url, "acme/api", &token, &[]).await;
 
@@ -336,7 +345,8 @@ async fn a_realm_nobody_listens_at_is_unreachable() {
 async fn a_url_that_serves_no_registry_api_is_reported_as_nonsense() {
     let dir = tempfile::tempdir().unwrap();
     let gitlab = FakeGitlab::start(dir.path()).await;
-    let token = gitlab.add_deploy_token(project("acme/api"), &["read_registry"]);
+    gitlab.add_project("acme/api");
+    let token = gitlab.add_deploy_token(gitlab.project_owner("acme/api"), &["read_registry"]);
 
     // The fake GitLab answers 404 on /v2/: a wrong --registry.
     let run = check_at(&gitlab.url(), "acme/api", &token, &[]).await;
@@ -375,7 +385,8 @@ async fn tls_world(dir: &Path) -> (FakeGitlab, Registry, crate::support::pki::Pr
 async fn a_registry_behind_a_private_ca_is_trusted_with_ca_file_only() {
     let dir = tempfile::tempdir().unwrap();
     let (gitlab, registry, ca) = tls_world(dir.path()).await;
-    let token = gitlab.add_deploy_token(project("acme/api"), &["read_registry"]);
+    gitlab.add_project("acme/api");
+    let token = gitlab.add_deploy_token(gitlab.project_owner("acme/api"), &["read_registry"]);
     let ca_file = ca.ca_path.to_str().unwrap();
 
     let trusted = check_at(&registry.url, "acme/api", &token, &["--ca-file", ca_file]).await;
@@ -424,7 +435,7 @@ async fn the_password_can_come_from_the_environment() {
     let w = world().await;
     let token = w
         .gitlab
-        .add_deploy_token(project("acme/api"), &["read_registry"]);
+        .add_deploy_token(w.project("acme/api"), &["read_registry"]);
 
     let run = regwarden([
         "check",
@@ -504,21 +515,19 @@ async fn credentials_in_the_registry_url_are_refused() {
 
 #[tokio::test]
 async fn a_service_account_token_reaches_a_registry_through_its_role_only() {
-    use crate::support::gitlab::accounts::AccountHome;
     let w = world().await;
-    w.gitlab.add_project("acme/api");
     let user = w
         .gitlab
-        .add_service_account(AccountHome::Group("acme".into()), "regwarden-pull");
+        .add_service_account(w.gitlab.group_home("acme"), "regwarden-pull");
     let pat = w
         .gitlab
         .add_account_token(user, &["read_registry", "write_registry"]);
 
     let stranger = w.check("acme/api", &pat, &[]).await;
-    w.gitlab.add_member(user, project("acme/api"), 20);
+    w.gitlab.add_member(user, w.project("acme/api"), 20);
     let reporter_pull = w.check("acme/api", &pat, &[]).await;
     let reporter_push = w.check("acme/api", &pat, &["--access", "push"]).await;
-    w.gitlab.add_member(user, Owner::Group("acme".into()), 30);
+    w.gitlab.add_member(user, w.gitlab.group_owner("acme"), 30);
     let developer_push = w.check("acme/api", &pat, &["--access", "push"]).await;
 
     assert_eq!(stranger.code, 4, "no role, no access: {stranger:?}");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::gitlab::{CI_KID, Owner};
+use crate::support::gitlab::CI_KID;
 use crate::support::tools::gitlab_ci_local;
 use crate::support::world::{ORG, PROJECT, Settings, World};
 
@@ -147,7 +147,7 @@ async fn register_checks_the_deploy_token_then_writes_qovery_once() {
     let w = World::start().await;
     let deploy = w
         .gitlab
-        .add_deploy_token(Owner::Project(PROJECT.into()), &["read_registry"]);
+        .add_deploy_token(w.gitlab.project_owner(PROJECT), &["read_registry"]);
     let repo = Repo::including("register", &common_inputs(&w));
     let ca = w.ca.display().to_string();
     let vars = [
@@ -193,9 +193,10 @@ async fn register_with_a_bad_credential_fails_and_leaves_qovery_untouched() {
         return;
     };
     let w = World::start().await;
+    w.gitlab.add_project("acme/web");
     let other = w
         .gitlab
-        .add_deploy_token(Owner::Project("acme/web".into()), &["read_registry"]);
+        .add_deploy_token(w.gitlab.project_owner("acme/web"), &["read_registry"]);
     let repo = Repo::including("register", &common_inputs(&w));
     let ca = w.ca.display().to_string();
 

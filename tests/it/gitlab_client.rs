@@ -148,7 +148,7 @@ async fn lists_are_followed_through_every_page() {
     let w = world().await;
     for _ in 0..250 {
         w.gitlab
-            .add_deploy_token(Owner::Project("acme/api".into()), &["read_registry"]);
+            .add_deploy_token(w.gitlab.project_owner("acme/api"), &["read_registry"]);
     }
 
     let all = w.client().deploy_tokens(&api(), false).await.unwrap();

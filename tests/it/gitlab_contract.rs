@@ -19,6 +19,9 @@
 //!   enabled (`Gitlab::Auth.registry_scopes`); the description was generated without one.
 //!   Exempt: "Request body property scopes.N must be equal to one of the allowed values", when
 //!   element N is one of those two scopes.
+//! - `GET /api/v4/user` (the API token's own user, `lib/api/users.rb`, mounted under `/api/v4`
+//!   like every other route) is filed under `/api/v3/user` in the description, so Prism finds no
+//!   route for it. Exempt: "Selected route not found", for that one request.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -61,10 +64,13 @@ impl Violation {
     }
 }
 
-/// Why GitLab's description is wrong about `v` of request `r`, if it is one of the two known
-/// defects.
+/// Why GitLab's description is wrong about `v` of request `r`, if it is one of the three
+/// known defects.
 fn known_defect(r: &Checked, v: &Violation) -> Option<&'static str> {
     let place = v.place();
+    if r.method == "GET" && r.path == "/api/v4/user" && v.message == "Selected route not found" {
+        return Some("the current user's route is filed under /api/v3");
+    }
     if place == "path.id"
         && v.message == "Request path parameter id must be integer"
         && r.path.starts_with("/api/v4/groups/")
@@ -248,6 +254,7 @@ qovery_registry = "auto-{project_path_slug}"
         "GET /api/v4/personal_access_tokens/self",
         "GET /api/v4/projects/{id}",
         "GET /api/v4/groups/{id}/projects",
+        "GET /api/v4/user",
         "GET /api/v4/projects/{id}/deploy_tokens",
         "POST /api/v4/projects/{id}/deploy_tokens",
         "DELETE /api/v4/projects/{id}/deploy_tokens/{token_id}",
@@ -266,8 +273,8 @@ qovery_registry = "auto-{project_path_slug}"
             "{expected} was not exercised: {operations:#?}"
         );
     }
-    // Both exemptions were needed: the test really went through the defective parts.
-    assert_eq!(exempted.len(), 2, "{exempted:?}");
+    // Every exemption was needed: the test really went through the defective parts.
+    assert_eq!(exempted.len(), 3, "{exempted:?}");
 }
 
 #[tokio::test]

@@ -14,7 +14,6 @@ use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 
 use crate::support::cli::Run;
-use crate::support::gitlab::Owner;
 use crate::support::world::{ORG, PROJECT, World};
 
 /// The image under test and the buildah store that holds it.
@@ -281,7 +280,7 @@ async fn the_image_trusts_a_ca_added_to_its_system_store() {
     let w = shared_world().await;
     let token = w
         .gitlab
-        .add_deploy_token(Owner::Project(PROJECT.into()), &["read_registry"]);
+        .add_deploy_token(w.gitlab.project_owner(PROJECT), &["read_registry"]);
     let c = image.container().await;
     let check = Exec {
         env: vec![("REGWARDEN_PASSWORD", token.token.clone())],
@@ -456,7 +455,7 @@ async fn the_register_job_script_runs_in_the_image() {
     let w = shared_world().await;
     let deploy = w
         .gitlab
-        .add_deploy_token(Owner::Project(PROJECT.into()), &["read_registry"]);
+        .add_deploy_token(w.gitlab.project_owner(PROJECT), &["read_registry"]);
     let build_dir = w.path().join("build");
     std::fs::create_dir(&build_dir).unwrap();
     std::fs::set_permissions(&build_dir, std::fs::Permissions::from_mode(0o777)).unwrap();

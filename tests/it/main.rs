@@ -9,6 +9,7 @@ mod ci_component;
 mod ci_endpoint;
 mod config_cli;
 mod exit_codes;
+mod faithful;
 mod gitlab_client;
 mod gitlab_contract;
 mod image;

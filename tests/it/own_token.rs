@@ -329,7 +329,7 @@ async fn world_with_a_project_token(kind: &str) -> (World, PathBuf, String) {
     let token = w
         .gitlab
         .add_access_token(
-            crate::support::gitlab::Owner::Project(crate::support::world::PROJECT.into()),
+            w.gitlab.project_owner(crate::support::world::PROJECT),
             "regwarden-bot",
             &["api"],
         )

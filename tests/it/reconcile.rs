@@ -295,7 +295,7 @@ async fn a_held_token_revoked_by_hand_is_replaced() {
 async fn tokens_regwarden_did_not_make_are_never_touched() {
     let w = World::start().await;
     let theirs = w.gitlab.add_deploy_token(
-        crate::support::gitlab::Owner::Project(crate::support::world::PROJECT.into()),
+        w.gitlab.project_owner(crate::support::world::PROJECT),
         &["read_registry"],
     );
 

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
+use crate::support::gitlab::AccessToken;
 use crate::support::gitlab::accounts::{AccountHome, Member};
-use crate::support::gitlab::{AccessToken, Owner};
 use crate::support::world::{PROJECT, Settings, World};
 
 const ACCOUNT: &str = "regwarden-pull";
@@ -77,14 +77,14 @@ async fn a_service_account_is_created_made_a_reporter_and_its_tokens_rotated_wit
     let created = w.gitlab.service_accounts();
     assert_eq!(
         created[0].home,
-        AccountHome::Group("acme".into()),
+        w.gitlab.group_home("acme"),
         "a group service account of the project's top-level group"
     );
     assert_eq!(
         w.gitlab.members(),
         [Member {
             user_id: user,
-            source: Owner::Project(PROJECT.into()),
+            source: w.gitlab.project_owner(PROJECT),
             access_level: 20,
         }],
         "the least role that pulls"
@@ -135,10 +135,10 @@ async fn an_existing_account_gets_the_role_it_lacks_and_keeps_a_higher_one() {
     .await;
     let user = w
         .gitlab
-        .add_service_account(AccountHome::Group("acme".into()), ACCOUNT);
+        .add_service_account(w.gitlab.group_home("acme"), ACCOUNT);
     // A Reporter can pull but not push: write_registry needs Developer.
     w.gitlab
-        .add_member(user, Owner::Project(PROJECT.into()), 20);
+        .add_member(user, w.gitlab.project_owner(PROJECT), 20);
 
     assert_eq!(w.reconcile(&[]).await.code, 0);
     assert_converged(&w).await;
@@ -152,8 +152,8 @@ async fn an_existing_account_gets_the_role_it_lacks_and_keeps_a_higher_one() {
     let w = World::with(settings("", "1h")).await;
     let user = w
         .gitlab
-        .add_service_account(AccountHome::Group("acme".into()), ACCOUNT);
-    w.gitlab.add_member(user, Owner::Group("acme".into()), 40);
+        .add_service_account(w.gitlab.group_home("acme"), ACCOUNT);
+    w.gitlab.add_member(user, w.gitlab.group_owner("acme"), 40);
     assert_eq!(w.reconcile(&[]).await.code, 0);
     assert_converged(&w).await;
     assert_eq!(w.gitlab.members().len(), 1, "no membership added");
@@ -166,7 +166,7 @@ async fn a_role_that_cannot_be_granted_stops_the_rotation_before_any_token_is_mi
     // the role, no token is worth minting.
     let w = World::with(settings("", "1h")).await;
     w.gitlab
-        .add_service_account(AccountHome::Group("acme".into()), ACCOUNT);
+        .add_service_account(w.gitlab.group_home("acme"), ACCOUNT);
     w.gitlab.fail(
         "POST /api/v4/projects/{id}/members",
         crate::support::faults::Fault::Status(403, None),
@@ -220,7 +220,7 @@ async fn a_project_service_account_lives_in_the_project() {
 
     assert_eq!(
         w.gitlab.service_accounts()[0].home,
-        AccountHome::Project(PROJECT.into())
+        w.gitlab.project_home(PROJECT)
     );
     assert_converged(&w).await;
 }
@@ -336,7 +336,7 @@ async fn config_check_online_says_whether_the_api_token_can_mint_for_the_account
     let existing = World::with(settings("", "1h")).await;
     let user = existing
         .gitlab
-        .add_service_account(AccountHome::Group("acme".into()), ACCOUNT);
+        .add_service_account(existing.gitlab.group_home("acme"), ACCOUNT);
     let (code, f) = account_finding(&existing, &[]).await;
     assert_eq!((code, f["status"].as_str()), (0, Some("ok")), "{f}");
     assert!(
@@ -346,10 +346,15 @@ async fn config_check_online_says_whether_the_api_token_can_mint_for_the_account
         "{f}"
     );
 
-    // A project's own access token cannot manage its group's service accounts.
+    // A project's own access token cannot manage its group's service accounts: it has no role
+    // in the group, which GitLab then does not even show it (404).
     let project_token = existing
         .gitlab
-        .add_access_token(Owner::Project(PROJECT.into()), "project-bot", &["api"])
+        .add_access_token(
+            existing.gitlab.project_owner(PROJECT),
+            "project-bot",
+            &["api"],
+        )
         .token;
     let (code, f) = account_finding(&existing, &[("GITLAB_TOKEN", project_token.as_str())]).await;
     assert_eq!((code, f["status"].as_str()), (1, Some("fail")), "{f}");
@@ -357,7 +362,7 @@ async fn config_check_online_says_whether_the_api_token_can_mint_for_the_account
         f["message"]
             .as_str()
             .unwrap()
-            .contains("the API token cannot manage the service accounts of group acme: it needs the Owner role there"),
+            .contains("the API token cannot see group acme or manage its service accounts: it needs the Owner role there"),
         "{f}"
     );
 }

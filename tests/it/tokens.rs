@@ -35,7 +35,7 @@ async fn the_inventory_lists_every_token_with_who_made_it_and_which_one_qovery_h
     let ours = w.held_token().unwrap();
     let theirs = w
         .gitlab
-        .add_deploy_token(Owner::Project(PROJECT.into()), &["read_registry"]);
+        .add_deploy_token(w.gitlab.project_owner(PROJECT), &["read_registry"]);
     let theirs_name = w
         .gitlab
         .deploy_tokens()
@@ -85,7 +85,7 @@ async fn a_hand_made_credential_qovery_holds_pages_someone_before_it_expires() {
     let w = World::start().await;
     let theirs = w
         .gitlab
-        .add_deploy_token(Owner::Project(PROJECT.into()), &["read_registry"]);
+        .add_deploy_token(w.gitlab.project_owner(PROJECT), &["read_registry"]);
     let in_ten_days = Utc::now() + chrono::Duration::days(10);
     for t in w.gitlab.state.lock().unwrap().deploy_tokens.iter_mut() {
         t.expires_at = Some(in_ten_days);

@@ -7,7 +7,7 @@ use regwarden::gitlab::events::parse;
 #[test]
 fn every_fixture_parses_into_the_reviewed_event() {
     let deliveries = crate::support::fixtures::gitlab_deliveries();
-    assert_eq!(deliveries.len(), 14);
+    assert_eq!(deliveries.len(), 15);
     for d in deliveries {
         let event =
             parse(&d.event, d.body.as_bytes()).unwrap_or_else(|e| panic!("{}: {e}", d.file));

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use tempfile::TempDir;
 
 use super::cli::{Run, regwarden};
-use super::gitlab::{FakeGitlab, Owner};
+use super::gitlab::FakeGitlab;
 use super::pki::PrivateCa;
 use super::qovery::{FakeQovery, Registry as QoveryRegistry};
 use super::registry::{Auth, Registry, Tls, push_image};
@@ -229,7 +229,7 @@ qovery_registry = "{QOVERY_REGISTRY}"
             .filter(|t| {
                 t.active()
                     && t.name.starts_with("regwarden-api-")
-                    && t.owner == Owner::Project(PROJECT.into())
+                    && t.owner == self.gitlab.project_owner(PROJECT)
             })
             .collect()
     }

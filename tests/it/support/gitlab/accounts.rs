@@ -16,14 +16,14 @@ use axum::{Json, Router};
 use chrono::{Duration as Days, NaiveDate, Utc};
 use serde_json::{Value, json};
 
-use super::api::{Kind, paginate};
+use super::api::{GUEST, Kind, MAINTAINER, OWNER, paginate};
 use super::{AccessToken, App, FakeGitlab, GitlabState, Owner, bad_request, not_found};
 
-/// Where a service account lives.
+/// Where a service account lives: a group or project by id, or the instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AccountHome {
-    Group(String),
-    Project(String),
+    Group(u64),
+    Project(u64),
     Instance,
 }
 
@@ -61,10 +61,14 @@ impl GitlabState {
         self.members
             .iter()
             .filter(|m| m.user_id == user)
-            .filter(|m| match &m.source {
-                Owner::Project(p) => path == p || path.starts_with(&format!("{p}/")),
-                Owner::Group(g) => path.starts_with(&format!("{g}/")),
-                _ => false,
+            .filter(|m| {
+                let source = self.owner_path(&m.source);
+                match &m.source {
+                    _ if source.is_empty() => false,
+                    Owner::Project(_) => path == source || path.starts_with(&format!("{source}/")),
+                    Owner::Group(_) => path.starts_with(&format!("{source}/")),
+                    _ => false,
+                }
             })
             .map(|m| m.access_level)
             .max()
@@ -166,14 +170,20 @@ pub(super) fn routes() -> Router<App> {
         )
 }
 
-/// The home a route's `:id` names, once the API token may act there.
+/// The home a route's `:id` names, once the API token may act there: a group's service
+/// accounts take the Owner role (`admin_service_accounts`, `ee/app/policies/ee/group_policy.rb`),
+/// a project's the Maintainer role.
 fn home_of(
     s: &GitlabState,
     kind: Kind,
     id: &str,
     headers: &HeaderMap,
 ) -> Result<AccountHome, Response> {
-    Ok(match s.authorized_owner(kind, id, headers)? {
+    let min = match kind {
+        Kind::Group => OWNER,
+        Kind::Project => MAINTAINER,
+    };
+    Ok(match s.authorized_owner_at(kind, id, headers, min)?.0 {
         Owner::Project(p) => AccountHome::Project(p),
         Owner::Group(g) => AccountHome::Group(g),
         _ => unreachable!("a route's :id is a project or a group"),
@@ -236,7 +246,7 @@ async fn create_account(
     };
     // "This endpoint only works on top-level groups."
     if let AccountHome::Group(g) = &home
-        && g.contains('/')
+        && s.owner_path(&Owner::Group(*g)).contains('/')
     {
         return bad_request("Service accounts can only be created for top-level groups");
     }
@@ -256,7 +266,7 @@ async fn create_instance_account(
 }
 
 fn new_account(s: &mut GitlabState, home: AccountHome, body: &Value) -> Response {
-    let id = s.id();
+    let id = s.new_user_id();
     let username = body
         .get("username")
         .and_then(Value::as_str)
@@ -397,14 +407,17 @@ fn new_token(s: &mut GitlabState, user: u64, body: &Value) -> Response {
         return bad_request("scopes does not have a valid value");
     }
     let expires_at = match body.get("expires_at").and_then(Value::as_str) {
-        // The default is the longest lifetime allowed (365 days).
-        None => Utc::now().date_naive() + Days::days(365),
+        // The default is the longest lifetime allowed.
+        None => s.today() + Days::days(s.max_lifetime_days),
         Some(text) => match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
             Ok(d) if d > Utc::now().date_naive() => d,
             _ => return bad_request("expires_at is invalid"),
         },
     };
-    let (token_id, secret) = s.new_secret("glpat-");
+    if let Err(r) = s.check_lifetime(expires_at) {
+        return r;
+    }
+    let (token_id, secret) = s.new_pat_secret();
     let token = AccessToken {
         id: token_id,
         name,
@@ -415,6 +428,7 @@ fn new_token(s: &mut GitlabState, user: u64, body: &Value) -> Response {
         revoked: false,
         access_level: 0,
         rotated_to: None,
+        bot_deletion_pending: false,
     };
     let mut json = pat_json(&token);
     json["token"] = Value::String(secret);
@@ -457,11 +471,13 @@ async fn delete_instance_token(
     revoke(&mut s, user, token_id)
 }
 
+/// Deleting a service account's personal access token (`PersonalAccessTokens::RevokeService`):
+/// a revoked token is still found, and revoking it again succeeds (204).
 fn revoke(s: &mut GitlabState, user: u64, token_id: u64) -> Response {
     match s
         .access_tokens
         .iter_mut()
-        .find(|t| t.id == token_id && t.owner == Owner::Account(user) && !t.revoked)
+        .find(|t| t.id == token_id && t.owner == Owner::Account(user))
     {
         Some(t) => {
             t.revoked = true;
@@ -496,6 +512,7 @@ async fn rotate_token(
 impl GitlabState {
     /// GitLab's rotate with reuse detection, for any token of `owner`.
     pub(super) fn rotate_family(&mut self, token_id: u64, owner: Owner, body: &Value) -> Response {
+        // Without `expires_at`, one week (`PersonalAccessTokens::RotateService`).
         let expires_at = match body.get("expires_at").and_then(Value::as_str) {
             None => Utc::now().date_naive() + Days::days(7),
             Some(text) => match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
@@ -503,6 +520,9 @@ impl GitlabState {
                 Err(_) => return bad_request("expires_at is invalid"),
             },
         };
+        if let Err(r) = self.check_lifetime(expires_at) {
+            return r;
+        }
         let Some(old) = self
             .access_tokens
             .iter()
@@ -528,13 +548,14 @@ impl GitlabState {
             )
                 .into_response();
         }
-        let (new_id, secret) = self.new_secret("glpat-");
+        let (new_id, secret) = self.new_pat_secret();
         let successor = AccessToken {
             id: new_id,
             token: secret.clone(),
             expires_at: Some(expires_at),
             revoked: false,
             rotated_to: None,
+            bot_deletion_pending: false,
             ..old.clone()
         };
         let t = self
@@ -588,8 +609,9 @@ fn rotate_presented(s: &mut GitlabState, token: AccessToken, body: &Value) -> Re
     s.rotate_family(token.id, token.owner, body)
 }
 
-/// `POST /personal_access_tokens/self/rotate`: a personal access token (a service
-/// account's included) rotates itself.
+/// `POST /personal_access_tokens/self/rotate` (`lib/api/personal_access_tokens/self_rotation.rb`):
+/// any row of `personal_access_tokens` rotates itself, a project or group access token's
+/// included (405 only for other kinds of token, which the fake does not have).
 async fn rotate_self(
     State(app): State<App>,
     headers: HeaderMap,
@@ -599,19 +621,14 @@ async fn rotate_self(
     let Some(token) = presented(&s, &headers) else {
         return unauthorized();
     };
-    if !matches!(token.owner, Owner::User | Owner::Account(_)) {
-        return (
-            StatusCode::METHOD_NOT_ALLOWED,
-            Json(json!({"message": "405 Method Not Allowed"})),
-        )
-            .into_response();
-    }
     let body = body.map(|Json(b)| b).unwrap_or(Value::Null);
     rotate_presented(&mut s, token, &body)
 }
 
-/// `POST /<projects|groups>/:id/access_tokens/self/rotate`: a project or group access token
-/// rotates itself.
+/// `POST /<projects|groups>/:id/access_tokens/self/rotate`
+/// (`lib/api/resource_access_tokens/self_rotation.rb`): 405 unless the caller is a bot
+/// (`not_allowed! unless current_user.project_bot?`), 401 when the token is not an access token
+/// of that project or group (`unauthorized! unless token`).
 async fn rotate_self_resource(
     kind: Kind,
     State(app): State<App>,
@@ -623,9 +640,16 @@ async fn rotate_self_resource(
     let Some(token) = presented(&s, &headers) else {
         return unauthorized();
     };
+    if !token.is_bot() {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            Json(json!({"message": "405 Method Not Allowed"})),
+        )
+            .into_response();
+    }
     let owner = match kind {
-        Kind::Project => s.project(&id).map(|p| Owner::Project(p.path.clone())),
-        Kind::Group => s.group(&id).map(|g| Owner::Group(g.path.clone())),
+        Kind::Project => s.project(&id).map(|p| Owner::Project(p.id)),
+        Kind::Group => s.group(&id).map(|g| Owner::Group(g.id)),
     };
     if owner.as_ref() != Some(&token.owner) {
         return unauthorized();
@@ -645,14 +669,14 @@ async fn get_member(
     headers: HeaderMap,
 ) -> Response {
     let s = app.lock();
-    let source = match s.authorized_owner(kind, &id, &headers) {
-        Ok(o) => o,
+    let source = match s.authorized_owner_at(kind, &id, &headers, GUEST) {
+        Ok((o, _)) => o,
         Err(r) => return r,
     };
     // `members/all` counts memberships inherited from the groups above.
     let path = match &source {
-        Owner::Project(p) => p.clone(),
-        Owner::Group(g) => format!("{g}/"),
+        Owner::Project(_) => s.owner_path(&source),
+        Owner::Group(_) => format!("{}/", s.owner_path(&source)),
         _ => unreachable!(),
     };
     let direct = s
@@ -736,10 +760,23 @@ async fn edit_member(
 }
 
 impl FakeGitlab {
+    /// The home of group `path`'s service accounts.
+    pub fn group_home(&self, path: &str) -> AccountHome {
+        match self.group_owner(path) {
+            Owner::Group(id) => AccountHome::Group(id),
+            _ => unreachable!(),
+        }
+    }
+
+    /// The home of project `path`'s service accounts.
+    pub fn project_home(&self, path: &str) -> AccountHome {
+        AccountHome::Project(self.project_id(path))
+    }
+
     /// A service account made in GitLab beforehand (by a person, with GitLab's UI or API).
     pub fn add_service_account(&self, home: AccountHome, username: &str) -> u64 {
         let mut s = self.state.lock().unwrap();
-        let id = s.id();
+        let id = s.new_user_id();
         s.service_accounts.push(ServiceAccount {
             id,
             username: username.into(),
@@ -774,7 +811,7 @@ impl FakeGitlab {
             .find(|a| a.id == user)
             .map(|a| a.username.clone())
             .expect("a service account");
-        let (id, token) = s.new_secret("glpat-");
+        let (id, token) = s.new_pat_secret();
         s.access_tokens.push(AccessToken {
             id,
             name: format!("by-hand-{id}"),
@@ -785,6 +822,7 @@ impl FakeGitlab {
             revoked: false,
             access_level: 0,
             rotated_to: None,
+            bot_deletion_pending: false,
         });
         super::Issued {
             id,

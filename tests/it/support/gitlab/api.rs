@@ -11,11 +11,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{App, GitlabState, Owner, Project, not_found};
+use super::{
+    AccessToken, App, GitlabState, Owner, Project, RegistryAccess, bad_request, not_found,
+};
 
 pub(super) fn routes() -> Router<App> {
     Router::new()
         .route("/api/v4/personal_access_tokens/self", get(token_self))
+        .route("/api/v4/user", get(current_user))
         .route("/api/v4/projects/{id}", get(get_project))
         .route("/api/v4/groups/{id}/projects", get(group_projects))
 }
@@ -27,91 +30,146 @@ pub(super) enum Kind {
     Group,
 }
 
+impl Kind {
+    /// `project` or `group`, as GitLab's messages name a resource.
+    pub(super) fn resource_type(self) -> &'static str {
+        match self {
+            Kind::Project => "project",
+            Kind::Group => "group",
+        }
+    }
+}
+
+/// Roles (`Gitlab::Access`): what an endpoint asks of its caller.
+pub(super) const GUEST: u8 = 10;
+pub(super) const MAINTAINER: u8 = 40;
+pub(super) const OWNER: u8 = 50;
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"message": "401 Unauthorized"})),
+    )
+        .into_response()
+}
+
+pub(super) fn forbidden() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(json!({"message": "403 Forbidden"})),
+    )
+        .into_response()
+}
+
+/// What GitLab answers for a project or group that does not exist or that the caller cannot
+/// see.
+fn hidden(kind: Kind) -> Response {
+    match kind {
+        Kind::Project => not_found("404 Project Not Found"),
+        Kind::Group => not_found("404 Group Not Found"),
+    }
+}
+
 impl GitlabState {
     /// The owner a URL's `:id` designates, or the 404 GitLab answers.
     fn owner(&self, kind: Kind, id: &str) -> Result<Owner, Response> {
         match kind {
-            Kind::Project => self
-                .project(id)
-                .map(|p| Owner::Project(p.path.clone()))
-                .ok_or_else(|| not_found("404 Project Not Found")),
-            Kind::Group => self
-                .group(id)
-                .map(|g| Owner::Group(g.path.clone()))
-                .ok_or_else(|| not_found("404 Group Not Found")),
+            Kind::Project => self.project(id).map(|p| Owner::Project(p.id)),
+            Kind::Group => self.group(id).map(|g| Owner::Group(g.id)),
+        }
+        .ok_or_else(|| hidden(kind))
+    }
+
+    /// The calling token (`PRIVATE-TOKEN`): an active token, or 401; without the `api` scope,
+    /// 403 (`lib/api/api_guard.rb`, "insufficient_scope").
+    pub(super) fn caller(&self, headers: &HeaderMap) -> Result<AccessToken, Response> {
+        let presented = headers
+            .get("private-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let token = self
+            .access_tokens
+            .iter()
+            .find(|t| t.token == presented && t.active())
+            .cloned()
+            .ok_or_else(unauthorized)?;
+        if token.scopes.iter().any(|s| s == "api") {
+            Ok(token)
+        } else {
+            Err((
+                StatusCode::FORBIDDEN,
+                Json(json!({"error": "insufficient_scope"})),
+            )
+                .into_response())
         }
     }
 
-    /// The owner a route's `:id` designates, once the API token may act on it: 404 for an
-    /// unknown project or group, then 401 or 403 from [`authorize`].
+    /// The caller's role on a project or group: an administrator is Owner everywhere; a
+    /// project or group access token's bot user has its token's role in its project or group
+    /// (and, for a group, its subgroups and their projects); a service account has the role its
+    /// memberships give it, inherited down the group tree.
+    pub(super) fn role(&self, caller: &AccessToken, target: &Owner) -> u8 {
+        let target_path = self.owner_path(target);
+        match (&caller.owner, target) {
+            (Owner::User, _) => OWNER,
+            (Owner::Project(own), Owner::Project(t)) if own == t => caller.access_level,
+            (own @ Owner::Group(_), _) => {
+                let group = self.owner_path(own);
+                let below = target_path == group || target_path.starts_with(&format!("{group}/"));
+                if below && !group.is_empty() {
+                    caller.access_level
+                } else {
+                    0
+                }
+            }
+            (Owner::Account(user), Owner::Project(_)) => self.member_level(*user, &target_path),
+            (Owner::Account(user), Owner::Group(_)) => {
+                self.member_level(*user, &format!("{target_path}/"))
+            }
+            _ => 0,
+        }
+    }
+
+    /// The owner a route's `:id` designates, once the API token may act there with at least
+    /// `min` (Maintainer for the token endpoints): 404 for an unknown project or group or one
+    /// the caller cannot see (GitLab hides what a user has no role in), 401 for a missing or
+    /// inactive token, 403 for a lower role.
+    pub(super) fn authorized_owner_at(
+        &self,
+        kind: Kind,
+        id: &str,
+        headers: &HeaderMap,
+        min: u8,
+    ) -> Result<(Owner, AccessToken), Response> {
+        let caller = self.caller(headers)?;
+        let owner = self.owner(kind, id)?;
+        match self.role(&caller, &owner) {
+            0 => Err(hidden(kind)),
+            role if role < min => Err(forbidden()),
+            _ => Ok((owner, caller)),
+        }
+    }
+
+    /// [`Self::authorized_owner_at`] with Maintainer, what the token endpoints ask.
     pub(super) fn authorized_owner(
         &self,
         kind: Kind,
         id: &str,
         headers: &HeaderMap,
     ) -> Result<Owner, Response> {
-        let owner = self.owner(kind, id)?;
-        authorize(self, headers, Some(&owner))?;
-        Ok(owner)
+        self.authorized_owner_at(kind, id, headers, MAINTAINER)
+            .map(|(owner, _)| owner)
     }
-}
 
-impl GitlabState {
     /// Instance-wide endpoints (instance service accounts, any user's tokens) take an
-    /// administrator's token: in the fake, a personal one with `api`.
+    /// administrator's token (`authenticated_as_admin!`): 403 for anyone else.
     pub(super) fn authorize_admin(&self, headers: &HeaderMap) -> Result<(), Response> {
-        authorize(self, headers, None)?;
-        let presented = headers
-            .get("private-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let admin = self
-            .access_tokens
-            .iter()
-            .any(|t| t.token == presented && t.owner == Owner::User);
-        if admin {
+        let caller = self.caller(headers)?;
+        if caller.owner == Owner::User {
             Ok(())
         } else {
-            Err((
-                StatusCode::FORBIDDEN,
-                Json(json!({"message": "403 Forbidden"})),
-            )
-                .into_response())
+            Err(forbidden())
         }
-    }
-}
-
-/// The API token must be an active access token with `api`; a project or group token only
-/// reaches its own namespace.
-fn authorize(s: &GitlabState, headers: &HeaderMap, target: Option<&Owner>) -> Result<(), Response> {
-    let presented = headers
-        .get("private-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let Some(token) = s
-        .access_tokens
-        .iter()
-        .find(|t| t.token == presented && t.active())
-    else {
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"message": "401 Unauthorized"})),
-        )
-            .into_response());
-    };
-    let allowed = token.scopes.iter().any(|s| s == "api")
-        && match (&token.owner, target) {
-            (Owner::User, _) | (_, None) => true,
-            (own, Some(target)) => own == target,
-        };
-    if allowed {
-        Ok(())
-    } else {
-        Err((
-            StatusCode::FORBIDDEN,
-            Json(json!({"message": "403 Forbidden"})),
-        )
-            .into_response())
     }
 }
 
@@ -175,40 +233,56 @@ pub(super) fn paginate(
     response
 }
 
-fn project_json(p: &Project, group_path: &str) -> Value {
+/// `API::Entities::Project` (`lib/api/entities/project.rb`): the image prefix is exposed for
+/// every project whenever the instance registry is on; whether the project has a registry is
+/// `container_registry_access_level` (and `container_registry_enabled`). `namespace` is
+/// `NamespaceBasic`, whose `kind` is `group` or `user` (`app/models/namespace.rb#kind`).
+fn project_json(s: &GitlabState, p: &Project) -> Value {
+    let namespace_path = p.namespace_path();
     json!({
         "id": p.id,
         "name": p.name,
         "path": p.name,
         "path_with_namespace": p.path,
         "container_registry_image_prefix": format!("registry.gitlab.invalid/{}", p.path),
-        "namespace": {"id": p.namespace_id, "full_path": group_path, "kind": "group"},
+        "container_registry_enabled": p.registry != RegistryAccess::Disabled,
+        "container_registry_access_level": p.registry.as_str(),
+        "namespace": {
+            "id": p.namespace_id,
+            "name": namespace_path.rsplit('/').next().unwrap_or(namespace_path),
+            "path": namespace_path.rsplit('/').next().unwrap_or(namespace_path),
+            "full_path": namespace_path,
+            "kind": if p.in_user_namespace { "user" } else { "group" },
+            "parent_id": s
+                .group(namespace_path)
+                .and_then(|g| g.path.rsplit_once('/').and_then(|(parent, _)| s.group(parent)))
+                .map(|g| g.id),
+        },
     })
 }
 
+/// `GET /projects/:id` (`lib/api/projects.rb`): a project the caller has a role in (an id, or a
+/// path that may be an old one, redirected), else 404.
 async fn get_project(
     State(app): State<App>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
     let s = app.lock();
-    if let Err(r) = authorize(&s, &headers, None) {
-        return r;
-    }
-    match s.project(&id) {
-        Some(p) => {
-            let group = s
-                .groups
-                .iter()
-                .find(|g| g.id == p.namespace_id)
-                .map(|g| g.path.clone())
-                .unwrap_or_default();
-            Json(project_json(p, &group)).into_response()
+    match s.authorized_owner_at(Kind::Project, &id, &headers, GUEST) {
+        Ok((Owner::Project(pid), _)) => {
+            Json(project_json(&s, s.project_by_id(pid).unwrap())).into_response()
         }
-        None => not_found("404 Project Not Found"),
+        Ok(_) => unreachable!("a project route names a project"),
+        Err(r) => r,
     }
 }
 
+/// `GET /groups/:id/projects` (`lib/api/groups.rb`, `GroupProjectsFinder`): the group's
+/// projects (with `include_subgroups`, its subgroups' too) and, unless `with_shared=false`,
+/// the projects of other namespaces shared into it (`with_shared` defaults to true). Ordered by
+/// `order_by` (default `created_at`, which is id order) and `sort` (default `desc`), with `id`
+/// as the tie-breaker (`order_options_with_tie_breaker`, `lib/api/helpers.rb`).
 async fn group_projects(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -216,20 +290,55 @@ async fn group_projects(
     headers: HeaderMap,
 ) -> Response {
     let s = app.lock();
-    if let Err(r) = authorize(&s, &headers, None) {
-        return r;
-    }
-    let Some(group) = s.group(&id) else {
-        return not_found("404 Group Not Found");
+    let group = match s.authorized_owner_at(Kind::Group, &id, &headers, GUEST) {
+        Ok((Owner::Group(gid), _)) => s.group_by_id(gid).unwrap().clone(),
+        Ok(_) => unreachable!("a group route names a group"),
+        Err(r) => return r,
     };
-    let prefix = format!("{}/", group.path);
-    let items = s
+    let flag = |name: &str, default: bool| {
+        query
+            .get(name)
+            .map(|v| v == "true" || v == "1")
+            .unwrap_or(default)
+    };
+    let subgroups = flag("include_subgroups", false);
+    let with_shared = flag("with_shared", true);
+    let order_by = query
+        .get("order_by")
+        .map(String::as_str)
+        .unwrap_or("created_at");
+    let descending = query.get("sort").map(String::as_str).unwrap_or("desc") == "desc";
+    let mut projects: Vec<&Project> = s
         .projects
         .iter()
-        .filter(|p| p.path.starts_with(&prefix))
-        .map(|p| project_json(p, p.path.rsplit_once('/').map(|(g, _)| g).unwrap_or("")))
+        .filter(|p| {
+            let ns = p.namespace_path();
+            ns == group.path || (subgroups && ns.starts_with(&format!("{}/", group.path)))
+        })
+        .chain(
+            s.shares
+                .iter()
+                .filter(|(_, g)| with_shared && *g == group.id)
+                .filter_map(|(p, _)| s.project_by_id(*p)),
+        )
         .collect();
-    paginate(items, &query, &format!("/api/v4/groups/{id}/projects"))
+    projects.dedup_by_key(|p| p.id);
+    match order_by {
+        "id" | "created_at" => projects.sort_by_key(|p| p.id),
+        "path" | "name" => projects.sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id))),
+        other => return bad_request(&format!("order_by does not have a valid value: {other}")),
+    }
+    if descending {
+        projects.reverse();
+    }
+    let items = projects.into_iter().map(|p| project_json(&s, p)).collect();
+    let page = paginate(items, &query, &format!("/api/v4/groups/{id}/projects"));
+    let first = query.get("page").is_none_or(|p| p == "1");
+    let mut s = s;
+    if first && let Some(action) = s.after_first_page.take() {
+        action(&mut s);
+    }
+    page
 }
 
 /// `GET /api/v4/personal_access_tokens/self` (reference §4, §8): the calling token's record.
@@ -245,10 +354,51 @@ async fn token_self(State(app): State<App>, headers: HeaderMap) -> Response {
         .find(|t| t.token == presented && t.active())
     {
         Some(t) => Json(t.json()).into_response(),
-        None => (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"message": "401 Unauthorized"})),
-        )
-            .into_response(),
+        None => unauthorized(),
     }
+}
+
+/// `GET /api/v4/user` (`lib/api/users.rb`, `Entities::UserPublic` < `Entities::User`, which
+/// exposes `bot?` as `bot`; `is_admin` for administrators, `Entities::UserWithAdmin`). A
+/// project or group access token's user is a bot named `project_<id>_bot_<suffix>` or
+/// `group_<id>_bot_<suffix>` (`ResourceAccessTokens::CreateService`,
+/// `username_prefix: "#{resource_type}_#{resource.id}_bot"`); a service account is a bot too
+/// (`service_account` is in `HasUserType::BOT_USER_TYPES`).
+async fn current_user(State(app): State<App>, headers: HeaderMap) -> Response {
+    let s = app.lock();
+    let presented = headers
+        .get("private-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(t) = s
+        .access_tokens
+        .iter()
+        .find(|t| t.token == presented && t.active())
+    else {
+        return unauthorized();
+    };
+    let user_id = 1000 + t.id;
+    let body = match &t.owner {
+        Owner::User => json!({"id": 1, "username": "root", "bot": false, "is_admin": true}),
+        Owner::Project(id) => json!({
+            "id": user_id,
+            "username": format!("project_{id}_bot_{:x}", t.id),
+            "bot": true,
+        }),
+        Owner::Group(id) => json!({
+            "id": user_id,
+            "username": format!("group_{id}_bot_{:x}", t.id),
+            "bot": true,
+        }),
+        Owner::Account(user) => {
+            let username = s
+                .service_accounts
+                .iter()
+                .find(|a| a.id == *user)
+                .map(|a| a.username.clone())
+                .unwrap_or_default();
+            json!({"id": user, "username": username, "bot": true})
+        }
+    };
+    Json(body).into_response()
 }

@@ -40,27 +40,38 @@ mod tokens;
 
 pub use realm::{ISSUER, SERVICE};
 
-/// Who owns a token: a project or a group, by full path, or a user (personal token).
+/// Who owns a token, by id: a project or a group (its access tokens' bot user, or its deploy
+/// tokens), an administrator, or a service account. Ids, because paths move (renames,
+/// transfers), as in GitLab, where a token belongs to a project id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Owner {
-    Project(String),
-    Group(String),
-    /// A personal access token: reaches every project of the fake.
+    Project(u64),
+    Group(u64),
+    /// An administrator's personal access token: Owner of every project and group, and the
+    /// only caller of the instance-wide endpoints (`lib/api/users.rb`,
+    /// `lib/api/service_accounts.rb`: `authenticated_as_admin!`).
     User,
     /// A personal access token of service account `user_id`: reaches what the account is a
     /// member of (`accounts.rs`).
     Account(u64),
 }
 
-impl Owner {
-    /// Whether the owner reaches the repository `path` (a project path or an image under it).
-    fn reaches(&self, path: &str) -> bool {
+/// What a project's `container_registry_access_level` says
+/// (`lib/api/entities/project.rb`, `project_feature_string_access_level(project,
+/// :container_registry)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegistryAccess {
+    Enabled,
+    Private,
+    Disabled,
+}
+
+impl RegistryAccess {
+    fn as_str(self) -> &'static str {
         match self {
-            Owner::Project(p) => path == p || path.starts_with(&format!("{p}/")),
-            Owner::Group(g) => path.starts_with(&format!("{g}/")),
-            Owner::User => true,
-            // Through memberships, which the state knows: see `GitlabState::member_level`.
-            Owner::Account(_) => false,
+            RegistryAccess::Enabled => "enabled",
+            RegistryAccess::Private => "private",
+            RegistryAccess::Disabled => "disabled",
         }
     }
 }
@@ -70,13 +81,34 @@ pub struct Project {
     pub id: u64,
     pub path: String,
     pub name: String,
+    /// The group's id, or the user namespace's.
     pub namespace_id: u64,
+    /// In a user's personal namespace (`namespace.kind` = `user`, `app/models/namespace.rb`).
+    pub in_user_namespace: bool,
+    pub registry: RegistryAccess,
+}
+
+impl Project {
+    /// The full path of the project's namespace.
+    pub fn namespace_path(&self) -> &str {
+        self.path.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct Group {
     pub id: u64,
     pub path: String,
+}
+
+/// An old full path of a renamed or transferred project: GitLab's `RedirectRoute`. Project
+/// look-ups by path follow it (`find_by_full_path(id, follow_redirects: true)`,
+/// `lib/api/helpers.rb#find_project`) until another project takes that path; group paths do not
+/// redirect.
+#[derive(Clone, Debug)]
+pub struct Redirect {
+    pub path: String,
+    pub project_id: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,11 +154,20 @@ pub struct AccessToken {
     pub access_level: u8,
     /// The token this one was rotated into (its family).
     pub rotated_to: Option<u64>,
+    /// A project or group access token revoked while its bot user is still being deleted
+    /// (asynchronously): found, but revoking it again answers 400 "Failed to find bot user";
+    /// once the deletion ran ([`FakeGitlab::finish_bot_deletions`]) it is gone (404).
+    pub bot_deletion_pending: bool,
 }
 
 impl AccessToken {
     pub fn active(&self) -> bool {
         !self.revoked && self.expires_at.is_none_or(|d| d > Utc::now().date_naive())
+    }
+
+    /// A project or group access token: its user is a bot (`User#project_bot?`).
+    pub fn is_bot(&self) -> bool {
+        matches!(self.owner, Owner::Project(_) | Owner::Group(_))
     }
 
     fn json(&self) -> Value {
@@ -153,40 +194,177 @@ pub struct Issued {
     pub token: String,
 }
 
+/// GitLab's id sequences: each table has its own (`projects`, `namespaces`, `deploy_tokens`,
+/// `personal_access_tokens`, `users`), so project 7 and group 7 are unrelated.
 #[derive(Default)]
+struct Sequences {
+    project: u64,
+    group: u64,
+    deploy_token: u64,
+    personal_access_token: u64,
+    user: u64,
+}
+
+fn next(counter: &mut u64) -> u64 {
+    *counter += 1;
+    *counter
+}
+
+/// Something that happens to GitLab's state at a given moment of a test.
+pub type StateChange = Box<dyn FnOnce(&mut GitlabState) + Send>;
+
 pub struct GitlabState {
-    next_id: u64,
+    ids: Sequences,
     pub projects: Vec<Project>,
     pub groups: Vec<Group>,
+    pub redirects: Vec<Redirect>,
+    /// Projects shared into groups (`project_group_links`): `(project id, group id)`.
+    pub shares: Vec<(u64, u64)>,
     pub deploy_tokens: Vec<DeployToken>,
     pub access_tokens: Vec<AccessToken>,
     pub service_accounts: Vec<accounts::ServiceAccount>,
     pub members: Vec<accounts::Member>,
     /// Sign registry JWTs with a key the registry does not trust (a misconfigured GitLab).
     pub sign_with_untrusted_key: bool,
+    /// The longest lifetime of a personal, project or group access token, in days
+    /// (`PersonalAccessToken::MAX_PERSONAL_ACCESS_TOKEN_LIFETIME_IN_DAYS`, 365; an
+    /// administrator may set less).
+    pub max_lifetime_days: i64,
+    /// The instance's time zone, in hours east of UTC: `Date.current` is that day, not UTC's.
+    pub utc_offset_hours: i64,
+    /// Runs once, after the first page of a group's project listing is served (something that
+    /// happens in GitLab while a client walks the pages).
+    pub after_first_page: Option<StateChange>,
+}
+
+impl Default for GitlabState {
+    fn default() -> Self {
+        Self {
+            ids: Sequences::default(),
+            projects: Vec::new(),
+            groups: Vec::new(),
+            redirects: Vec::new(),
+            shares: Vec::new(),
+            deploy_tokens: Vec::new(),
+            access_tokens: Vec::new(),
+            service_accounts: Vec::new(),
+            members: Vec::new(),
+            sign_with_untrusted_key: false,
+            max_lifetime_days: 365,
+            utc_offset_hours: 0,
+            after_first_page: None,
+        }
+    }
 }
 
 impl GitlabState {
-    fn id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
+    /// Adds a project in a group namespace (and its groups, if new), its registry enabled.
+    pub fn add_project(&mut self, path: &str) -> u64 {
+        let (namespace, _) = path
+            .rsplit_once('/')
+            .expect("a project path has a namespace");
+        let namespace_id = ensure_group(self, namespace);
+        new_project(self, path, namespace_id, false)
     }
 
+    /// A project by id, or by full path following redirects (`lib/api/helpers.rb#find_project`:
+    /// an integer is an id; a path is found with `follow_redirects: true`).
     fn project(&self, id_or_path: &str) -> Option<&Project> {
+        if let Ok(id) = id_or_path.parse::<u64>() {
+            return self.projects.iter().find(|p| p.id == id);
+        }
         self.projects
             .iter()
-            .find(|p| p.path == id_or_path || p.id.to_string() == id_or_path)
+            .find(|p| p.path == id_or_path)
+            .or_else(|| {
+                let id = self
+                    .redirects
+                    .iter()
+                    .rev()
+                    .find(|r| r.path == id_or_path)?
+                    .project_id;
+                self.projects.iter().find(|p| p.id == id)
+            })
     }
 
+    /// A group by id or full path; group paths do not redirect.
     fn group(&self, id_or_path: &str) -> Option<&Group> {
-        self.groups
-            .iter()
-            .find(|g| g.path == id_or_path || g.id.to_string() == id_or_path)
+        if let Ok(id) = id_or_path.parse::<u64>() {
+            return self.groups.iter().find(|g| g.id == id);
+        }
+        self.groups.iter().find(|g| g.path == id_or_path)
     }
 
-    fn new_secret(&mut self, prefix: &str) -> (u64, String) {
-        let id = self.id();
-        (id, format!("{prefix}{}", random_suffix(id)))
+    fn project_by_id(&self, id: u64) -> Option<&Project> {
+        self.projects.iter().find(|p| p.id == id)
+    }
+
+    fn group_by_id(&self, id: u64) -> Option<&Group> {
+        self.groups.iter().find(|g| g.id == id)
+    }
+
+    /// The full path of what `owner` names now (empty for a user or an account).
+    pub(super) fn owner_path(&self, owner: &Owner) -> String {
+        match owner {
+            Owner::Project(id) => self.project_by_id(*id).map(|p| p.path.clone()),
+            Owner::Group(id) => self.group_by_id(*id).map(|g| g.path.clone()),
+            _ => None,
+        }
+        .unwrap_or_default()
+    }
+
+    /// The project that holds repository `repo` (its path or an image under it).
+    pub(super) fn project_of_repository(&self, repo: &str) -> Option<&Project> {
+        self.projects
+            .iter()
+            .filter(|p| repo == p.path || repo.starts_with(&format!("{}/", p.path)))
+            .max_by_key(|p| p.path.len())
+    }
+
+    /// Whether a project or group `owner` holds the project at `path` (itself, or a project
+    /// of the group or its subgroups).
+    pub(super) fn holds(&self, owner: &Owner, path: &str) -> bool {
+        let own = self.owner_path(owner);
+        match owner {
+            Owner::Project(_) => !own.is_empty() && path == own,
+            Owner::Group(_) => !own.is_empty() && path.starts_with(&format!("{own}/")),
+            _ => false,
+        }
+    }
+
+    fn new_deploy_secret(&mut self) -> (u64, String) {
+        let id = next(&mut self.ids.deploy_token);
+        (id, format!("gldt-{}", random_suffix(id)))
+    }
+
+    /// A new row of `personal_access_tokens` (personal, project and group access tokens).
+    fn new_pat_secret(&mut self) -> (u64, String) {
+        let id = next(&mut self.ids.personal_access_token);
+        (id, format!("glpat-{}", random_suffix(id)))
+    }
+
+    fn new_user_id(&mut self) -> u64 {
+        next(&mut self.ids.user)
+    }
+
+    /// `Date.current` of the instance: today in its time zone.
+    pub(super) fn today(&self) -> NaiveDate {
+        (Utc::now() + Days::hours(self.utc_offset_hours)).date_naive()
+    }
+
+    /// `PersonalAccessToken#expires_at_before_instance_max_expiry_date`: a personal, project
+    /// or group access token may not expire later than today (the instance's) plus the maximum
+    /// lifetime; GitLab answers 400 "Expires at must be before <date>". Deploy tokens have no
+    /// such limit (`app/models/deploy_token.rb`).
+    pub(super) fn check_lifetime(&self, expires_at: NaiveDate) -> Result<(), Response> {
+        let max = self.today() + Days::days(self.max_lifetime_days);
+        if expires_at > max {
+            return Err(bad_request_message(&format!(
+                "Expires at must be before {}",
+                max.format("%Y-%m-%d")
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -230,8 +408,19 @@ fn not_found(message: &str) -> Response {
     (StatusCode::NOT_FOUND, Json(json!({"message": message}))).into_response()
 }
 
+/// A parameter GitLab's Grape validation refuses (`{"error": "... is missing"}`).
 fn bad_request(error: &str) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({"error": error}))).into_response()
+}
+
+/// A service's refusal through `bad_request!(message)` (`lib/api/helpers.rb`):
+/// `{"message": "400 Bad request - <message>"}`.
+fn bad_request_message(message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"message": format!("400 Bad request - {message}")})),
+    )
+        .into_response()
 }
 
 impl FakeGitlab {
@@ -292,42 +481,121 @@ impl FakeGitlab {
         self.faults.lock().unwrap().push(route, fault, times);
     }
 
+    /// Adds a group (and the groups above it, if new); its id if it exists already.
     pub fn add_group(&self, path: &str) -> u64 {
         let mut s = self.state.lock().unwrap();
-        let id = s.id();
-        s.groups.push(Group {
-            id,
-            path: path.into(),
-        });
-        id
+        ensure_group(&mut s, path)
     }
 
-    /// Adds a project (and its group, if new).
+    /// Adds a project in a group namespace (and its groups, if new), its registry enabled.
     pub fn add_project(&self, path: &str) -> u64 {
-        let group_path = path.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-        let namespace_id = match self.state.lock().unwrap().group(group_path) {
-            Some(g) => g.id,
-            None => 0,
-        };
-        let namespace_id = if namespace_id == 0 {
-            self.add_group(group_path)
-        } else {
-            namespace_id
-        };
+        self.state.lock().unwrap().add_project(path)
+    }
+
+    /// `action` runs on GitLab's state right after the first page of a group's projects is
+    /// served.
+    pub fn after_first_page_of_group_projects(
+        &self,
+        action: impl FnOnce(&mut GitlabState) + Send + 'static,
+    ) {
+        self.state.lock().unwrap().after_first_page = Some(Box::new(action));
+    }
+
+    /// Adds a project in user `alice`'s personal namespace (`alice/tool`).
+    pub fn add_user_project(&self, path: &str) -> u64 {
         let mut s = self.state.lock().unwrap();
-        let id = s.id();
-        s.projects.push(Project {
-            id,
-            path: path.into(),
-            name: path.rsplit('/').next().unwrap_or(path).into(),
-            namespace_id,
+        let namespace_id = s.new_user_id();
+        new_project(&mut s, path, namespace_id, true)
+    }
+
+    /// The owner that project `path` is now.
+    pub fn project_owner(&self, path: &str) -> Owner {
+        let s = self.state.lock().unwrap();
+        Owner::Project(s.project(path).expect("a project of the fake").id)
+    }
+
+    /// The owner that group `path` is.
+    pub fn group_owner(&self, path: &str) -> Owner {
+        let s = self.state.lock().unwrap();
+        Owner::Group(s.group(path).expect("a group of the fake").id)
+    }
+
+    pub fn project_id(&self, path: &str) -> u64 {
+        self.state
+            .lock()
+            .unwrap()
+            .project(path)
+            .expect("a project of the fake")
+            .id
+    }
+
+    /// Shares project `project` into group `group` (Settings > Members > Invite a group): the
+    /// group's project listing shows it unless `with_shared=false`.
+    pub fn share_project(&self, project: &str, group: &str) {
+        let mut s = self.state.lock().unwrap();
+        let p = s.project(project).expect("a project of the fake").id;
+        let g = s.group(group).expect("a group of the fake").id;
+        s.shares.push((p, g));
+    }
+
+    /// Sets a project's `container_registry_access_level`.
+    pub fn set_registry_access(&self, project: &str, access: RegistryAccess) {
+        let mut s = self.state.lock().unwrap();
+        let id = s.project(project).expect("a project of the fake").id;
+        for p in s.projects.iter_mut().filter(|p| p.id == id) {
+            p.registry = access;
+        }
+    }
+
+    /// Renames or transfers project `from` to full path `to` (its groups made if new); the old
+    /// path redirects to it until another project takes it.
+    pub fn move_project(&self, from: &str, to: &str) {
+        let mut s = self.state.lock().unwrap();
+        let id = s.project(from).expect("a project of the fake").id;
+        let (namespace, name) = to.rsplit_once('/').expect("a project path has a namespace");
+        let namespace_id = ensure_group(&mut s, namespace);
+        let old = s.project_by_id(id).unwrap().path.clone();
+        s.redirects.push(Redirect {
+            path: old,
+            project_id: id,
         });
-        id
+        for p in s.projects.iter_mut().filter(|p| p.id == id) {
+            p.path = to.into();
+            p.name = name.into();
+            p.namespace_id = namespace_id;
+            p.in_user_namespace = false;
+        }
+    }
+
+    /// Deletes project `path` (its tokens go with it).
+    pub fn destroy_project(&self, path: &str) {
+        let mut s = self.state.lock().unwrap();
+        let id = s.project(path).expect("a project of the fake").id;
+        s.projects.retain(|p| p.id != id);
+        s.redirects.retain(|r| r.project_id != id);
+        s.deploy_tokens.retain(|t| t.owner != Owner::Project(id));
+        s.access_tokens.retain(|t| t.owner != Owner::Project(id));
+    }
+
+    /// The instance's maximum lifetime of access tokens, in days.
+    pub fn set_max_token_lifetime(&self, days: i64) {
+        self.state.lock().unwrap().max_lifetime_days = days;
+    }
+
+    /// The instance's time zone, in hours east of UTC.
+    pub fn set_utc_offset_hours(&self, hours: i64) {
+        self.state.lock().unwrap().utc_offset_hours = hours;
+    }
+
+    /// The bot users of revoked access tokens are deleted: their tokens are gone.
+    pub fn finish_bot_deletions(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.access_tokens.retain(|t| !t.bot_deletion_pending);
     }
 
     pub fn add_deploy_token(&self, owner: Owner, scopes: &[&str]) -> Issued {
         let mut s = self.state.lock().unwrap();
-        let (id, token) = s.new_secret("gldt-");
+        let (id, token) = s.new_deploy_secret();
         let t = DeployToken {
             id,
             name: format!("deploy-{id}"),
@@ -349,7 +617,7 @@ impl FakeGitlab {
 
     pub fn add_access_token(&self, owner: Owner, name: &str, scopes: &[&str]) -> Issued {
         let mut s = self.state.lock().unwrap();
-        let (id, token) = s.new_secret("glpat-");
+        let (id, token) = s.new_pat_secret();
         let t = AccessToken {
             id,
             name: name.to_string(),
@@ -360,6 +628,7 @@ impl FakeGitlab {
             revoked: false,
             access_level: 40,
             rotated_to: None,
+            bot_deletion_pending: false,
         };
         let issued = Issued {
             id,
@@ -370,7 +639,8 @@ impl FakeGitlab {
         issued
     }
 
-    /// An API token that may do everything (Maintainer or Owner with `api`).
+    /// An API token that may do everything: an administrator's personal access token with
+    /// `api`.
     pub fn admin_token(&self) -> String {
         self.add_access_token(Owner::User, "regwarden-admin", &["api"])
             .token
@@ -404,4 +674,35 @@ impl FakeGitlab {
     pub fn set_sign_with_untrusted_key(&self, on: bool) {
         self.state.lock().unwrap().sign_with_untrusted_key = on;
     }
+}
+
+/// The id of group `path`, made (with the groups above it) if it does not exist.
+fn ensure_group(s: &mut GitlabState, path: &str) -> u64 {
+    if let Some(g) = s.group(path) {
+        return g.id;
+    }
+    if let Some((parent, _)) = path.rsplit_once('/') {
+        ensure_group(s, parent);
+    }
+    let id = next(&mut s.ids.group);
+    s.groups.push(Group {
+        id,
+        path: path.into(),
+    });
+    id
+}
+
+/// A new project at `path`; a redirect at that path ends (another project took it).
+fn new_project(s: &mut GitlabState, path: &str, namespace_id: u64, user: bool) -> u64 {
+    let id = next(&mut s.ids.project);
+    s.redirects.retain(|r| r.path != path);
+    s.projects.push(Project {
+        id,
+        path: path.into(),
+        name: path.rsplit('/').next().unwrap_or(path).into(),
+        namespace_id,
+        in_user_namespace: user,
+        registry: RegistryAccess::Enabled,
+    });
+    id
 }

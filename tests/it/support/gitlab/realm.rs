@@ -13,7 +13,7 @@ use chrono::Utc;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use super::{App, FakeGitlab, Owner, SigningKey, random_suffix};
+use super::{App, FakeGitlab, Owner, RegistryAccess, SigningKey, random_suffix};
 
 /// The JWT issuer and service the fake realm and the real registry agree on.
 pub const ISSUER: &str = "regwarden-test-issuer";
@@ -81,6 +81,8 @@ struct Identity {
     read: bool,
     write: bool,
     owner: Owner,
+    /// A project or group access token's role (its bot user's); none for a deploy token.
+    role: Option<u8>,
 }
 
 fn abilities(scopes: &[String]) -> (bool, bool) {
@@ -125,11 +127,16 @@ async fn jwt_auth(
                 .iter()
                 .find(|t| t.token == pass && t.active());
             let found = match (deploy, access) {
-                (Some(t), _) => Some((t.scopes.clone(), t.owner.clone(), String::new())),
-                (None, Some(t)) => Some((t.scopes.clone(), t.owner.clone(), user)),
+                (Some(t), _) => Some((t.scopes.clone(), t.owner.clone(), String::new(), None)),
+                (None, Some(t)) => Some((
+                    t.scopes.clone(),
+                    t.owner.clone(),
+                    user,
+                    t.is_bot().then_some(t.access_level),
+                )),
                 _ => None,
             };
-            let Some((scopes, owner, subject)) = found else {
+            let Some((scopes, owner, subject, role)) = found else {
                 return registry_error(
                     StatusCode::UNAUTHORIZED,
                     "UNAUTHORIZED",
@@ -145,6 +152,7 @@ async fn jwt_auth(
                 read,
                 write,
                 owner,
+                role,
             })
         }
     };
@@ -164,14 +172,33 @@ async fn jwt_auth(
         }
         // Anonymous callers only reach public projects; the fake has none.
         let Some(id) = &identity else { continue };
+        // The project that holds the repository, and whether it has a registry at all: a
+        // project whose `container_registry_access_level` is `disabled` grants nothing
+        // (`ContainerRegistryAuthenticationService#can_access?` asks for
+        // `read_container_image`, which a disabled feature denies).
+        let Some(project) = s
+            .project_of_repository(name)
+            .filter(|p| p.registry != RegistryAccess::Disabled)
+        else {
+            continue;
+        };
         // A service account reaches a registry through its role: Reporter pulls, Developer
-        // pushes; any other token through what owns it.
-        let (may_pull, may_push) = match &id.owner {
-            Owner::Account(user) => {
+        // pushes; a project or group access token's bot through its token's role in what owns
+        // it; a deploy token through what owns it.
+        let (may_pull, may_push) = match (&id.owner, id.role) {
+            (Owner::User, _) => (true, true),
+            (Owner::Account(user), _) => {
                 let level = s.member_level(*user, name);
                 (level >= 20, level >= 30)
             }
-            owner => (owner.reaches(name), owner.reaches(name)),
+            (owner, Some(level)) => {
+                let held = s.holds(owner, &project.path);
+                (held && level >= 20, held && level >= 30)
+            }
+            (owner, None) => {
+                let held = s.holds(owner, &project.path);
+                (held, held)
+            }
         };
         let granted: Vec<&str> = actions
             .split(',')

@@ -11,8 +11,8 @@ use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
-use super::api::{Kind, paginate};
-use super::{AccessToken, App, DeployToken, bad_request, not_found};
+use super::api::{Kind, MAINTAINER, paginate};
+use super::{AccessToken, App, DeployToken, bad_request, bad_request_message, not_found};
 
 /// The same routes under `/projects/:id` and `/groups/:id`.
 pub(super) fn routes() -> Router<App> {
@@ -117,7 +117,7 @@ async fn create_deploy_token(
             Err(_) => return bad_request("expires_at is invalid"),
         },
     };
-    let (token_id, secret) = s.new_secret("gldt-");
+    let (token_id, secret) = s.new_deploy_secret();
     let token = DeployToken {
         id: token_id,
         name,
@@ -216,6 +216,11 @@ fn parse_date(body: &Value) -> Result<Option<NaiveDate>, Response> {
     }
 }
 
+/// `POST /<projects|groups>/:id/access_tokens` (`lib/api/resource_access_tokens.rb`,
+/// `ResourceAccessTokens::CreateService`): a bot user (a project or group access token) may not
+/// create one (`ProjectPolicy`/`GroupPolicy`: `rule { can?(:project_bot_access) }` prevents
+/// `create_resource_access_tokens`), and the service's refusal is a 400; the lifetime is
+/// bounded (`PersonalAccessToken#expires_at_before_instance_max_expiry_date`).
 async fn create_access_token(
     kind: Kind,
     State(app): State<App>,
@@ -224,7 +229,7 @@ async fn create_access_token(
     Json(body): Json<Value>,
 ) -> Response {
     let mut s = app.lock();
-    let owner = match s.authorized_owner(kind, &id, &headers) {
+    let (owner, caller) = match s.authorized_owner_at(kind, &id, &headers, MAINTAINER) {
         Ok(o) => o,
         Err(r) => return r,
     };
@@ -240,11 +245,20 @@ async fn create_access_token(
         Ok(None) => return bad_request("expires_at is missing"),
         Err(r) => return r,
     };
+    if caller.is_bot() {
+        return bad_request_message(&format!(
+            "User does not have permission to create {} access token",
+            kind.resource_type()
+        ));
+    }
+    if let Err(r) = s.check_lifetime(expires_at) {
+        return r;
+    }
     let access_level = body
         .get("access_level")
         .and_then(Value::as_u64)
         .unwrap_or(40) as u8;
-    let (token_id, secret) = s.new_secret("glpat-");
+    let (token_id, secret) = s.new_pat_secret();
     let token = AccessToken {
         id: token_id,
         name,
@@ -255,6 +269,7 @@ async fn create_access_token(
         revoked: false,
         access_level,
         rotated_to: None,
+        bot_deletion_pending: false,
     };
     let mut json = token.json();
     json["token"] = Value::String(secret);
@@ -262,6 +277,11 @@ async fn create_access_token(
     (StatusCode::CREATED, Json(json)).into_response()
 }
 
+/// `DELETE /<projects|groups>/:id/access_tokens/:token_id` (`lib/api/resource_access_tokens.rb`,
+/// `ResourceAccessTokens::RevokeService`): the token is found whatever its state while its bot
+/// user exists; revoking deletes the bot user asynchronously, and a revoke in that window
+/// answers 400 "Failed to find bot user"; afterwards the token is gone (404). A bot may not
+/// revoke (`manage_resource_access_tokens` is prevented for bots).
 async fn revoke_access_token(
     kind: Kind,
     State(app): State<App>,
@@ -269,21 +289,27 @@ async fn revoke_access_token(
     headers: HeaderMap,
 ) -> Response {
     let mut s = app.lock();
-    let owner = match s.authorized_owner(kind, &id, &headers) {
+    let (owner, caller) = match s.authorized_owner_at(kind, &id, &headers, MAINTAINER) {
         Ok(o) => o,
         Err(r) => return r,
     };
-    match s
+    let resource_type = kind.resource_type();
+    let Some(t) = s
         .access_tokens
         .iter_mut()
-        .find(|t| t.id == token_id && t.owner == owner && !t.revoked)
-    {
-        Some(t) => {
-            t.revoked = true;
-            StatusCode::NO_CONTENT.into_response()
-        }
-        None => not_found("404 Not found"),
+        .find(|t| t.id == token_id && t.owner == owner)
+    else {
+        return not_found(&format!("404 {resource_type} Access Token Not Found"));
+    };
+    if caller.is_bot() {
+        return bad_request_message(&format!("{} cannot delete {}", caller.name, t.name));
     }
+    if t.revoked {
+        return bad_request_message("Failed to find bot user");
+    }
+    t.revoked = true;
+    t.bot_deletion_pending = true;
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// Rotate revokes the old token at once and returns its successor. Rotating a token that

@@ -75,10 +75,15 @@ pub struct Gap {
 pub struct Inventory {
     pub tokens: Vec<Entry>,
     pub gaps: Vec<Gap>,
+    /// Registries this deployment keeps for bindings the configuration no longer makes (only
+    /// when the inventory covers them all).
+    pub stranded: Vec<crate::reconcile::engine::Stranded>,
 }
 
 /// Reads the inventory of `bindings`, with the engine's clients, several bindings at a time.
-pub async fn collect(engine: &Engine, bindings: &[Binding]) -> Inventory {
+/// `complete`: they are every binding the configuration makes, so a registry none of them
+/// keeps is stranded.
+pub async fn collect(engine: &Engine, bindings: &[Binding], complete: bool) -> Inventory {
     let mut inventory = Inventory::default();
     match engine.gitlab.current_token().await {
         Ok(info) => inventory.tokens.push(Entry {
@@ -109,6 +114,14 @@ pub async fn collect(engine: &Engine, bindings: &[Binding]) -> Inventory {
             Vec::new()
         }
     };
+    // An auto-bound project that moved is found under the binding its registry names.
+    let bindings = &crate::reconcile::bindings::block_collisions(
+        crate::reconcile::bindings::follow_moves(bindings.to_vec(), &registries),
+    );
+    if complete {
+        inventory.stranded =
+            crate::reconcile::engine::stranded(bindings, &registries, &engine.settings.instance);
+    }
     // One service account often serves many bindings: its tokens are listed once.
     let mut accounts: HashMap<(Home, String), AccountTokens> = HashMap::new();
     let mut homes: HashMap<String, Result<Home, String>> = HashMap::new();

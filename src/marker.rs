@@ -7,6 +7,10 @@
 //! A named deployment (`reconcile.instance`) adds `instance=<name>`: a registry is kept by one
 //! deployment, and another one leaves it alone.
 //!
+//! `project=<id>` (or `group=<id>`) pins the registry to the GitLab project or group the token
+//! belongs to, and `path=<full path>` is that project's path when the token was checked: paths
+//! move (renames, transfers, a new project at a freed path), ids do not.
+//!
 //! `retired` lists the tokens Qovery held before, with the time each was replaced: they stay
 //! valid for the grace period from then. Any other regwarden token was never held by Qovery
 //! (a rotation that stopped half-way) and can go at once. So the marker alone tells a
@@ -28,6 +32,28 @@ pub struct Marker {
     pub expires: Option<NaiveDate>,
     /// Tokens Qovery held before, and when each was replaced.
     pub retired: Vec<(u64, DateTime<Utc>)>,
+    /// The GitLab project or group the token belongs to (absent in markers written before
+    /// regwarden pinned them).
+    pub pin: Option<Pin>,
+    /// The full path of that project or group when the token was checked.
+    pub path: Option<String>,
+}
+
+/// A GitLab project or group, by id: what a binding is pinned to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pin {
+    Project(u64),
+    Group(u64),
+}
+
+impl std::fmt::Display for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pin::Project(id) => write!(f, "project {id}"),
+            Pin::Group(id) => write!(f, "group {id}"),
+        }
+    }
 }
 
 const STAMP: &str = "%Y%m%dT%H%M%SZ";
@@ -47,6 +73,8 @@ impl Marker {
             fingerprint: fingerprint.as_str().to_string(),
             expires,
             retired: Vec::new(),
+            pin: None,
+            path: None,
         }
     }
 
@@ -75,6 +103,14 @@ impl Marker {
                 .collect();
             line.push_str(&format!(" retired={}", list.join(",")));
         }
+        match self.pin {
+            Some(Pin::Project(id)) => line.push_str(&format!(" project={id}")),
+            Some(Pin::Group(id)) => line.push_str(&format!(" group={id}")),
+            None => {}
+        }
+        if let Some(path) = &self.path {
+            line.push_str(&format!(" path={path}"));
+        }
         if !self.instance.is_empty() {
             line.push_str(&format!(" instance={}", self.instance));
         }
@@ -96,6 +132,8 @@ impl Marker {
         let mut fingerprint = None;
         let mut expires = None;
         let mut retired = Vec::new();
+        let mut pin = None;
+        let mut path = None;
         for pair in rest.split_whitespace() {
             let (k, v) = pair.split_once('=')?;
             match k {
@@ -104,6 +142,9 @@ impl Marker {
                 "token_id" => token_id = v.parse().ok(),
                 "fingerprint" => fingerprint = Some(v.to_string()),
                 "expires" => expires = NaiveDate::parse_from_str(v, "%Y-%m-%d").ok(),
+                "project" => pin = Some(Pin::Project(v.parse().ok()?)),
+                "group" => pin = Some(Pin::Group(v.parse().ok()?)),
+                "path" if !v.is_empty() => path = Some(v.to_string()),
                 "retired" => {
                     retired = v
                         .split(',')
@@ -124,6 +165,8 @@ impl Marker {
             fingerprint: fingerprint?,
             expires,
             retired,
+            pin,
+            path,
         })
     }
 
@@ -154,7 +197,30 @@ mod tests {
             fingerprint: "sha256:0123456789ab".into(),
             expires: NaiveDate::from_ymd_opt(2027, 1, 1),
             retired: Vec::new(),
+            pin: None,
+            path: None,
         }
+    }
+
+    #[test]
+    fn the_pinned_project_and_its_path_read_back() {
+        let m = Marker {
+            pin: Some(Pin::Project(12)),
+            path: Some("acme/api".into()),
+            instance: "ci".into(),
+            ..marker()
+        };
+        assert!(
+            m.line().ends_with(" project=12 path=acme/api instance=ci"),
+            "{}",
+            m.line()
+        );
+        assert_eq!(Marker::find(&m.line()), Some(m));
+        let g = Marker {
+            pin: Some(Pin::Group(3)),
+            ..marker()
+        };
+        assert_eq!(Marker::find(&g.line()).unwrap().pin, Some(Pin::Group(3)));
     }
 
     #[test]
@@ -235,15 +301,22 @@ mod properties {
             "sha256:[0-9a-f]{12}",
             proptest::option::of((2000i32..2100, 1u32..13, 1u32..29)),
             proptest::collection::vec((any::<u64>(), time), 0..4),
+            proptest::option::of(prop_oneof![
+                any::<u64>().prop_map(Pin::Project),
+                any::<u64>().prop_map(Pin::Group)
+            ]),
+            proptest::option::of("[a-z0-9][a-z0-9_./-]{0,30}"),
         )
             .prop_map(
-                |(binding, instance, token_id, fingerprint, expires, retired)| Marker {
+                |(binding, instance, token_id, fingerprint, expires, retired, pin, path)| Marker {
                     binding,
                     instance,
                     token_id,
                     fingerprint,
                     expires: expires.and_then(|(y, m, d)| NaiveDate::from_ymd_opt(y, m, d)),
                     retired,
+                    pin,
+                    path,
                 },
             )
     }

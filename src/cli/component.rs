@@ -502,9 +502,12 @@ async fn rotate(args: RotateArgs, timeout: std::time::Duration) -> Result<(), Fa
         name: name.clone(),
         instance: args.instance.clone(),
         namespace: Namespace::Project(t.project_path.clone()),
-        repository: t.project_path.clone(),
+        repository: None,
         qovery_registry: t.name.clone(),
         policy,
+        pinned: None,
+        from_rule: false,
+        blocked: None,
     };
     // No store to run: the job's resource_group keeps two pipelines of the project apart, and
     // the binding's lock lives in memory for the job's own pass.
@@ -536,6 +539,7 @@ async fn rotate(args: RotateArgs, timeout: std::time::Duration) -> Result<(), Fa
                 PassOptions {
                     dry_run: args.dry_run,
                     force: if args.force { Force::Always } else { Force::No },
+                    complete: false,
                 },
             )
             .await;

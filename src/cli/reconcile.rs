@@ -97,6 +97,8 @@ pub async fn run(path: Option<&Path>, args: ReconcileArgs) -> Result<(), Failure
     let options = PassOptions {
         dry_run: args.dry_run,
         force: if args.force { Force::Always } else { Force::No },
+        // Every binding the configuration makes, so a registry none names is stranded.
+        complete: args.selection.bindings.is_empty() && resolved.failed_rules.is_empty(),
     };
     let reports = engine.run(&resolved.bindings, options).await;
     let failed = reports.iter().filter(|r| r.outcome.is_failure()).count()

@@ -36,7 +36,8 @@ pub async fn run(path: Option<&Path>, args: TokensArgs) -> Result<(), Failure> {
     } else {
         bindings::resolve_named(&config, &engine.gitlab, &args.selection.bindings).await
     };
-    let mut inventory = inventory::collect(&engine, &resolved.bindings).await;
+    let complete = args.selection.bindings.is_empty() && resolved.failed_rules.is_empty();
+    let mut inventory = inventory::collect(&engine, &resolved.bindings, complete).await;
     for rule in &resolved.failed_rules {
         inventory.gaps.push(inventory::Gap {
             binding: format!("auto_bind {}", rule.group),
@@ -71,11 +72,15 @@ pub async fn run(path: Option<&Path>, args: TokensArgs) -> Result<(), Failure> {
                 ok: bool,
                 tokens: &'a [Entry],
                 gaps: &'a [inventory::Gap],
+                stranded: &'a [crate::reconcile::engine::Stranded],
             }
             print_json(&Report {
-                ok: unattended.is_empty() && inventory.gaps.is_empty(),
+                ok: unattended.is_empty()
+                    && inventory.gaps.is_empty()
+                    && inventory.stranded.is_empty(),
                 tokens: &inventory.tokens,
                 gaps: &inventory.gaps,
+                stranded: &inventory.stranded,
             });
         }
         OutputFormat::Text => {
@@ -93,6 +98,9 @@ pub async fn run(path: Option<&Path>, args: TokensArgs) -> Result<(), Failure> {
                 };
                 println!("gap: {who}{}", g.message);
             }
+            for s in &inventory.stranded {
+                println!("stranded: {}", s.message());
+            }
         }
     }
     for t in &unattended {
@@ -106,7 +114,7 @@ pub async fn run(path: Option<&Path>, args: TokensArgs) -> Result<(), Failure> {
                 .unwrap_or_else(|| "at a time regwarden cannot see".into())
         );
     }
-    if unattended.is_empty() && inventory.gaps.is_empty() {
+    if unattended.is_empty() && inventory.gaps.is_empty() && inventory.stranded.is_empty() {
         Ok(())
     } else {
         Err(Failure::Reported)

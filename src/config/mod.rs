@@ -385,7 +385,10 @@ impl PolicyOverrides {
 #[serde(deny_unknown_fields)]
 pub struct BindingConfig {
     pub name: String,
+    /// The project, by full path or numeric id (`project = 42` or `project = "acme/api"`).
+    #[serde(default, deserialize_with = "path_or_id")]
     pub project: Option<String>,
+    #[serde(default, deserialize_with = "path_or_id")]
     pub group: Option<String>,
     /// The repository the check pulls; defaults to the project path.
     pub repository: Option<String>,
@@ -414,6 +417,29 @@ pub const TEMPLATE_PLACEHOLDERS: &[&str] = &[
     "project_id",
     "group_path",
 ];
+
+/// A GitLab project or group, by full path (a string) or id (an integer or a string of digits).
+fn path_or_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct PathOrId;
+    impl serde::de::Visitor<'_> for PathOrId {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a full path like \"acme/api\" or a numeric id like 42")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            u64::try_from(v)
+                .map(|id| Some(id.to_string()))
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+        }
+    }
+    d.deserialize_any(PathOrId)
+}
 
 fn default_gitlab_token_env() -> String {
     "GITLAB_TOKEN".into()

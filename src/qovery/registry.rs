@@ -84,6 +84,35 @@ impl Registry {
     pub fn is_cluster_owned(&self) -> bool {
         self.cluster.is_some()
     }
+
+    /// The registry's URL as Qovery uses it: a `GITLAB_CR` without one is gitlab.com's
+    /// (Qovery's default for that kind).
+    fn effective_url(&self) -> Option<Url> {
+        match (&self.url, &self.kind) {
+            (Some(u), _) => Url::parse(u.trim()).ok(),
+            (None, RegistryKind::GitlabCr) => Url::parse("https://registry.gitlab.com").ok(),
+            (None, _) => None,
+        }
+    }
+
+    /// Whether this Qovery registry points at the registry at `url`: the same scheme, host and
+    /// port (a path after them is ignored).
+    pub fn points_at(&self, url: &Url) -> bool {
+        self.effective_url().is_some_and(|u| {
+            u.scheme() == url.scheme()
+                && u.host_str().map(str::to_ascii_lowercase)
+                    == url.host_str().map(str::to_ascii_lowercase)
+                && u.port_or_known_default() == url.port_or_known_default()
+        })
+    }
+
+    /// The registry's URL for messages.
+    pub fn url_label(&self) -> String {
+        match self.effective_url() {
+            Some(u) => u.as_str().trim_end_matches('/').to_string(),
+            None => "no URL".into(),
+        }
+    }
 }
 
 /// What one write of a registry puts there: the credential, and the marker naming it. The
@@ -111,6 +140,44 @@ impl fmt::Debug for RegistryWrite<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn registry(kind: RegistryKind, url: Option<&str>) -> Registry {
+        Registry {
+            id: "r".into(),
+            name: "r".into(),
+            kind,
+            url: url.map(str::to_string),
+            username: None,
+            marker: None,
+            description: String::new(),
+            cluster: None,
+            services: None,
+        }
+    }
+
+    #[test]
+    fn a_registry_points_at_a_url_by_scheme_host_and_port() {
+        let own = Url::parse("https://registry.example.com:5050").unwrap();
+        let com = Url::parse("https://registry.gitlab.com").unwrap();
+        let generic = |u| registry(RegistryKind::GenericCr, Some(u));
+        assert!(generic("https://Registry.example.com:5050/").points_at(&own));
+        assert!(
+            !generic("https://registry.example.com").points_at(&own),
+            "no port"
+        );
+        assert!(!generic("https://gitlab.example.com:5050").points_at(&own));
+        assert!(!generic("http://registry.example.com:5050").points_at(&own));
+        assert!(!generic("not a url").points_at(&own));
+        assert!(registry(RegistryKind::GitlabCr, None).points_at(&com));
+        assert!(!registry(RegistryKind::GenericCr, None).points_at(&own));
+        assert!(
+            !registry(
+                RegistryKind::Other("DOCKER_HUB".into()),
+                Some("https://docker.io")
+            )
+            .points_at(&com)
+        );
+    }
 
     #[test]
     fn gitlab_com_gets_gitlab_cr_and_self_managed_gets_generic_cr() {

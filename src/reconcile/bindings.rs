@@ -5,6 +5,8 @@
 use super::plan::Binding;
 use crate::config::{AutoBindConfig, Config, TEMPLATE_PLACEHOLDERS, check_binding_name};
 use crate::gitlab::{GitlabClient, Namespace, Project};
+use crate::marker::Pin;
+use crate::qovery::Registry;
 
 /// `acme/Platform_API` -> `acme-platform-api`.
 pub fn slug(path: &str) -> String {
@@ -46,18 +48,16 @@ pub fn explicit(config: &Config) -> Vec<Binding> {
                 (None, Some(g)) => Namespace::Group(g.clone()),
                 (None, None) => unreachable!("validated: a binding has a project or a group"),
             };
-            let repository = b
-                .repository
-                .clone()
-                .or_else(|| b.project.clone())
-                .unwrap_or_default();
             Binding {
                 name: b.name.clone(),
                 instance: config.reconcile.instance.clone(),
+                pinned: b.project.as_deref().and_then(|p| p.parse().ok()),
                 namespace,
-                repository,
+                repository: b.repository.clone(),
                 qovery_registry: b.qovery_registry.clone(),
                 policy: b.policy.apply_to(&config.defaults),
+                from_rule: false,
+                blocked: None,
             }
         })
         .collect()
@@ -88,13 +88,16 @@ pub struct Resolved {
 }
 
 /// Every binding: explicit ones, then one per project with a registry under each
-/// `[[auto_bind]]` group. An explicit binding wins over an automatic one of the same name or
-/// registry; an automatic name that is not valid is skipped with a warning.
+/// `[[auto_bind]]` group. An automatic binding of a project an explicit binding already binds
+/// under the same name or registry is left out; one whose name is not valid is skipped with a
+/// warning; two projects that map to one binding name or one Qovery registry are both kept,
+/// blocked, and neither is acted on ([`block_collisions`]).
 pub async fn resolve(config: &Config, gitlab: &GitlabClient) -> Resolved {
     let mut resolved = Resolved {
         bindings: explicit(config),
         failed_rules: Vec::new(),
     };
+    let mut automatic = Vec::new();
     for rule in &config.auto_binds {
         let listed = async {
             // A rule may name its group by id: its projects are checked against its path.
@@ -126,16 +129,111 @@ pub async fn resolve(config: &Config, gitlab: &GitlabClient) -> Resolved {
                 continue;
             }
             if let Some(b) = auto_binding(config, rule, &project)
-                && !resolved
-                    .bindings
-                    .iter()
-                    .any(|x| x.name == b.name || x.qovery_registry == b.qovery_registry)
+                && !automatic.iter().any(|x: &Binding| x.pinned == b.pinned)
             {
-                resolved.bindings.push(b);
+                automatic.push(b);
             }
         }
     }
+    resolved.bindings.extend(automatic);
+    resolved.bindings = block_collisions(resolved.bindings);
     resolved
+}
+
+/// Two bindings of different projects under one binding name or one Qovery registry would
+/// take turns writing it, each with a credential for its own project: neither may act. An
+/// automatic binding that collides with an explicit one of another project is blocked (the
+/// explicit one goes on); one of the very project an explicit binding binds there is the
+/// same binding twice, and is left out. Two automatic ones are both blocked, each naming the
+/// other.
+pub fn block_collisions(bindings: Vec<Binding>) -> Vec<Binding> {
+    let identity = |b: &Binding| match (&b.namespace, b.pinned) {
+        (Namespace::Project(_), Some(id)) => format!("project {id}"),
+        (Namespace::Project(p), None) => format!("project {p}"),
+        (Namespace::Group(g), _) => format!("group {g}"),
+    };
+    let label = |b: &Binding| match &b.namespace {
+        Namespace::Project(p) => match b.pinned {
+            Some(id) if *p != id.to_string() => format!("project {p} (id {id})"),
+            _ => format!("project {p}"),
+        },
+        Namespace::Group(g) => format!("group {g}"),
+    };
+    let clash =
+        |a: &Binding, b: &Binding| a.name == b.name || a.qovery_registry == b.qovery_registry;
+    let same_project = |a: &Binding, b: &Binding| {
+        identity(a) == identity(b)
+            || matches!((&a.namespace, &b.namespace), (Namespace::Project(x), Namespace::Project(y)) if x == y)
+    };
+    let mut out: Vec<Binding> = Vec::new();
+    for b in &bindings {
+        if !b.from_rule {
+            out.push(b.clone());
+            continue;
+        }
+        if bindings
+            .iter()
+            .any(|x| !x.from_rule && clash(x, b) && same_project(x, b))
+        {
+            continue;
+        }
+        let others: Vec<&Binding> = bindings
+            .iter()
+            .filter(|x| !std::ptr::eq(*x, b) && clash(x, b) && !same_project(x, b))
+            .collect();
+        let mut b = b.clone();
+        if let Some(first) = others.first() {
+            let what = if first.name == b.name {
+                format!("binding name {:?}", b.name)
+            } else {
+                format!("Qovery registry {:?}", b.qovery_registry)
+            };
+            let with: Vec<String> = others.iter().map(|x| label(x)).collect();
+            b.blocked = Some(format!(
+                "{} and {} both map to {what}: neither is acted on, since each would hand that registry a credential for its own project. Use {{project_id}} in the [[auto_bind]] templates (ids never collide), or bind one of them explicitly",
+                label(&b),
+                with.join(", "),
+            ));
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// An automatic binding follows its project across renames and transfers: the Qovery registry
+/// whose marker pins the project's id (this deployment's) keeps serving it, under the binding
+/// name that marker gives, whatever the templates make of the new path. So a rename neither
+/// strands the registry the services use nor makes a second one; `{project_id}` in the
+/// templates gives names that never move in the first place.
+pub fn follow_moves(bindings: Vec<Binding>, registries: &[Registry]) -> Vec<Binding> {
+    bindings
+        .into_iter()
+        .map(|mut b| {
+            let (true, None, Some(id)) = (b.from_rule, &b.blocked, b.pinned) else {
+                return b;
+            };
+            let pinned_here = registries.iter().find(|r| {
+                r.marker
+                    .as_ref()
+                    .is_some_and(|m| m.instance == b.instance && m.pin == Some(Pin::Project(id)))
+            });
+            if let Some(r) = pinned_here
+                && let Some(m) = &r.marker
+                && (r.name != b.qovery_registry || m.binding != b.name)
+            {
+                tracing::info!(
+                    project = id,
+                    path = %crate::reconcile::engine::namespace_label(&b.namespace),
+                    binding = %m.binding,
+                    registry = %r.name,
+                    "an auto-bound project moved: it keeps its binding and Qovery registry"
+                );
+                b.name = m.binding.clone();
+                b.qovery_registry = r.name.clone();
+            }
+            b
+        })
+        .collect()
 }
 
 /// The bindings named `names`: the explicit ones without any network call, and the
@@ -224,9 +322,12 @@ fn auto_binding(config: &Config, rule: &AutoBindConfig, project: &Project) -> Op
         name,
         instance: config.reconcile.instance.clone(),
         namespace: Namespace::Project(project.path_with_namespace.clone()),
-        repository: project.path_with_namespace.clone(),
+        repository: None,
         qovery_registry: fill(&rule.qovery_registry, project, &rule.group),
         policy: rule.policy.apply_to(&config.defaults),
+        pinned: Some(project.id),
+        from_rule: true,
+        blocked: None,
     })
 }
 

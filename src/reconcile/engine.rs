@@ -28,6 +28,10 @@ pub struct PassOptions {
     pub dry_run: bool,
     /// When to rotate a binding whose token is not due.
     pub force: Force,
+    /// The bindings are all the configuration makes (no `--binding` selection, every
+    /// `[[auto_bind]]` rule expanded): a registry this deployment keeps that none of them names
+    /// is stranded, and reported.
+    pub complete: bool,
 }
 
 /// Tunables of the engine (from `[reconcile]`).
@@ -39,6 +43,8 @@ pub struct EngineSettings {
     /// The longest a rotation may hold its binding's lock before the switch: one that took
     /// longer (a process frozen, calls retried for long) stops short of writing Qovery.
     pub lease_ttl: Duration,
+    /// This deployment (`reconcile.instance`): the registries whose marker names it are its.
+    pub instance: String,
 }
 
 impl From<&crate::config::ReconcileConfig> for EngineSettings {
@@ -48,6 +54,7 @@ impl From<&crate::config::ReconcileConfig> for EngineSettings {
             check_attempts: c.check_attempts,
             check_interval: c.check_interval.0,
             lease_ttl: c.lease_ttl.0,
+            instance: c.instance.clone(),
         }
     }
 }
@@ -81,11 +88,17 @@ pub enum BindingOutcome {
     /// Something is in the way regwarden will not touch.
     Blocked,
     Failed,
+    /// A Qovery registry this deployment keeps whose marker names a binding the configuration
+    /// no longer makes: nothing renews its token.
+    Stranded,
 }
 
 impl BindingOutcome {
     pub fn is_failure(self) -> bool {
-        matches!(self, BindingOutcome::Failed | BindingOutcome::Blocked)
+        matches!(
+            self,
+            BindingOutcome::Failed | BindingOutcome::Blocked | BindingOutcome::Stranded
+        )
     }
 }
 
@@ -146,7 +159,7 @@ fn held_of(observed: &Observed) -> Option<HeldToken> {
 impl Engine {
     /// One pass over `bindings`: observe, plan, and (unless a dry run) apply.
     pub async fn run(&self, bindings: &[Binding], options: PassOptions) -> Vec<BindingReport> {
-        if bindings.is_empty() {
+        if bindings.is_empty() && !options.complete {
             return Vec::new();
         }
         // One list of Qovery registries serves every binding of the pass.
@@ -160,6 +173,12 @@ impl Engine {
                     .collect();
             }
         };
+        // Auto-bound projects that moved keep their registry; then no two projects may share
+        // a binding name or a registry.
+        let bindings = &super::bindings::block_collisions(super::bindings::follow_moves(
+            bindings.to_vec(),
+            &registries,
+        ));
         let progress = super::progress::Progress::new(bindings.len());
         // A semaphore bounds the work; every binding's future exists from the start, which at
         // thousands of bindings is a few kilobytes each.
@@ -182,8 +201,15 @@ impl Engine {
                 report
             }
         });
-        let reports = futures_util::future::join_all(futures).await;
+        let mut reports = futures_util::future::join_all(futures).await;
         progress.finish();
+        if options.complete {
+            reports.extend(
+                stranded(bindings, &registries, &self.settings.instance)
+                    .into_iter()
+                    .map(BindingReport::from),
+            );
+        }
         reports
     }
 
@@ -194,6 +220,12 @@ impl Engine {
         options: PassOptions,
     ) -> BindingReport {
         let report = BindingReport::new(b);
+        if let Some(why) = &b.blocked {
+            let mut report = report;
+            report.outcome = BindingOutcome::Blocked;
+            report.error = Some(why.clone());
+            return report;
+        }
         let observed = match self.observe(b, registry).await {
             Ok(o) => o,
             Err(e) => return report.fail(tokens_unreadable(b, &e)),
@@ -234,7 +266,17 @@ impl Engine {
                 })
             })
             .collect();
-        Ok(Observed { tokens, registry })
+        let mut observed = Observed {
+            tokens,
+            registry,
+            gitlab_registry: Some(self.registry_url.clone()),
+            distrusted: None,
+        };
+        observed.distrust_inconsistent_marker(b);
+        if let Some(why) = &observed.distrusted {
+            tracing::warn!("{why}");
+        }
+        Ok(observed)
     }
 
     /// Under the binding's lock: observe afresh (another holder may just have acted on it),
@@ -268,7 +310,9 @@ impl Engine {
         match result {
             Ok(()) => report,
             // Blocked stays blocked: something is in the way, not broken.
-            Err(ActError::Blocked(why)) => {
+            Err(ActError::Blocked(why))
+            | Err(ActError::Rotation(super::rotation::RotationError::Blocked(why))) => {
+                report.outcome = BindingOutcome::Blocked;
                 report.error = Some(why);
                 report
             }
@@ -295,6 +339,9 @@ impl Engine {
         let the_plan = plan(b, &observed, Utc::now(), options.force);
         report.plan = the_plan.clone();
         report.held = held_of(&observed);
+        if let Some(why) = &observed.distrusted {
+            report.actions.push(why.clone());
+        }
         if let Some(why) = the_plan.blocked {
             report.outcome = BindingOutcome::Blocked;
             return Err(ActError::Blocked(why));
@@ -388,6 +435,9 @@ fn dry_run_report(
     the_plan: Plan,
 ) -> BindingReport {
     report.held = held_of(observed);
+    if let Some(why) = &observed.distrusted {
+        report.actions.push(why.clone());
+    }
     if let Some(why) = &the_plan.blocked {
         report.outcome = BindingOutcome::Blocked;
         report.error = Some(why.clone());
@@ -402,14 +452,14 @@ fn dry_run_report(
                 username.as_deref().unwrap_or("unknown"),
                 b.policy.credential,
                 namespace_label(&b.namespace),
-                b.repository,
+                b.repository_label(),
             ));
         } else if let Some(reason) = &the_plan.rotate {
             report.actions.push(format!(
                 "would rotate ({reason}): create a {} for {}, check it against {}, switch Qovery registry {:?}",
                 b.policy.credential,
                 namespace_label(&b.namespace),
-                b.repository,
+                b.repository_label(),
                 b.qovery_registry
             ));
         }
@@ -421,6 +471,88 @@ fn dry_run_report(
     }
     report.plan = the_plan;
     report
+}
+
+/// A Qovery registry this deployment keeps (its instance in the marker) whose marker names a
+/// binding the configuration no longer makes: a binding removed from the configuration, a
+/// project an `[[auto_bind]]` rule no longer makes one for (destroyed, moved out of the group,
+/// its registry turned off). Its token expires unrenewed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Stranded {
+    pub registry: String,
+    pub binding: String,
+    pub token_id: u64,
+    pub fingerprint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin: Option<crate::marker::Pin>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+impl Stranded {
+    pub fn message(&self) -> String {
+        let pinned = self
+            .pin
+            .map(|p| {
+                let at = self
+                    .path
+                    .as_ref()
+                    .map(|x| format!(" ({x})"))
+                    .unwrap_or_default();
+                format!(", {p}{at}")
+            })
+            .unwrap_or_default();
+        let expires = self.expires.map_or("never".to_string(), |d| d.to_string());
+        format!(
+            "Qovery registry {:?} is kept for binding {:?}{pinned}, which the configuration no longer makes: nothing renews its token {} (expires {expires}). Bind it again, or delete the registry once no service uses it",
+            self.registry, self.binding, self.token_id
+        )
+    }
+}
+
+/// The registries of `instance` that none of `bindings` keeps (by binding name or registry).
+pub fn stranded(bindings: &[Binding], registries: &[Registry], instance: &str) -> Vec<Stranded> {
+    registries
+        .iter()
+        .filter(|r| !r.is_cluster_owned())
+        .filter_map(|r| Some((r, r.marker.as_ref()?)))
+        // Token 0 is `ci register`'s marker: a credential the pipeline had, no token of ours.
+        .filter(|(_, m)| m.token_id != 0 && m.instance == instance)
+        .filter(|(r, m)| {
+            !bindings
+                .iter()
+                .any(|b| b.name == m.binding || b.qovery_registry == r.name)
+        })
+        .map(|(r, m)| Stranded {
+            registry: r.name.clone(),
+            binding: m.binding.clone(),
+            token_id: m.token_id,
+            fingerprint: m.fingerprint.clone(),
+            expires: m.expires,
+            pin: m.pin,
+            path: m.path.clone(),
+        })
+        .collect()
+}
+
+impl From<Stranded> for BindingReport {
+    fn from(s: Stranded) -> Self {
+        BindingReport {
+            binding: s.binding.clone(),
+            outcome: BindingOutcome::Stranded,
+            plan: Plan::default(),
+            actions: Vec::new(),
+            error: Some(s.message()),
+            held: Some(HeldToken {
+                token_id: s.token_id,
+                fingerprint: s.fingerprint.clone(),
+                expires: s.expires,
+            }),
+            rotated_token: None,
+        }
+    }
 }
 
 /// Why a binding's work under its lock stopped.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 
-use crate::config::Policy;
+use crate::config::{CredentialKind, Policy};
 use crate::gitlab::Namespace;
 use crate::marker::Marker;
 
@@ -20,10 +20,20 @@ pub struct Binding {
     /// binding one project never take each other's tokens for their own.
     pub instance: String,
     pub namespace: Namespace,
-    /// The repository the registry check pulls (and pushes, with `write_registry`).
-    pub repository: String,
+    /// The repository the registry check pulls (and pushes, with `write_registry`), when the
+    /// configuration names one; else the bound project's own path, as GitLab reports it when
+    /// the token is made (it moves with a rename).
+    pub repository: Option<String>,
     pub qovery_registry: String,
     pub policy: Policy,
+    /// The bound project's id, when it is known without asking GitLab (an `[[auto_bind]]`
+    /// listing, a numeric `project`).
+    pub pinned: Option<u64>,
+    /// Made by an `[[auto_bind]]` rule: its names come from templates over paths that move.
+    pub from_rule: bool,
+    /// Why nothing may be done for it, known before any call (two projects that map to one
+    /// binding name or Qovery registry).
+    pub blocked: Option<String>,
 }
 
 impl Binding {
@@ -40,6 +50,18 @@ impl Binding {
     /// When the token named `name` was made, if it is one of this binding's.
     pub fn made_at(&self, name: &str) -> Option<DateTime<Utc>> {
         created_at(&self.name, &self.instance, name)
+    }
+
+    /// What the check pulls, for messages: the configured repository, or the project's path.
+    pub fn repository_label(&self) -> String {
+        match (&self.repository, &self.namespace) {
+            (Some(r), _) => r.clone(),
+            (None, Namespace::Project(p)) if p.parse::<u64>().is_ok() => {
+                format!("the path of project {p}")
+            }
+            (None, Namespace::Project(p)) => p.clone(),
+            (None, Namespace::Group(g)) => format!("group {g}"),
+        }
     }
 }
 
@@ -125,15 +147,62 @@ pub struct OwnedToken {
 }
 
 /// What a binding looks like in GitLab and Qovery right now.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Observed {
     /// The binding's active regwarden tokens.
     pub tokens: Vec<OwnedToken>,
     /// The Qovery registry named by the binding, if it exists.
     pub registry: Option<crate::qovery::Registry>,
+    /// This GitLab's registry: a registry regwarden takes over must point there.
+    pub gitlab_registry: Option<reqwest::Url>,
+    /// Why the registry's marker was not believed, when it was not (it names another token
+    /// than the username Qovery holds): the registry is then taken over like one set up by
+    /// hand, and no token is revoked on its word.
+    pub distrusted: Option<String>,
 }
 
 impl Observed {
+    /// Sets aside a marker of this binding that the username Qovery holds contradicts. Anyone
+    /// with access to the Qovery organization can edit a description: a marker naming another
+    /// of regwarden's tokens would have regwarden revoke the one Qovery really holds. The
+    /// username cannot be edited without the password, so it has the last word: a deploy
+    /// token's username carries its id (`gitlab+deploy-token-<id>`), an access token's is its
+    /// name (regwarden sends it), a service account's is the account's.
+    pub fn distrust_inconsistent_marker(&mut self, binding: &Binding) {
+        let Some(registry) = &mut self.registry else {
+            return;
+        };
+        let (Some(marker), Some(username)) = (&registry.marker, &registry.username) else {
+            return;
+        };
+        if marker.instance != binding.instance || marker.binding != binding.name {
+            return;
+        }
+        let held = self.tokens.iter().find(|t| t.id == marker.token_id);
+        let consistent = match binding.policy.credential {
+            CredentialKind::DeployToken => {
+                *username == format!("gitlab+deploy-token-{}", marker.token_id)
+            }
+            CredentialKind::AccessToken => match held {
+                Some(t) => t.name == *username,
+                // The marker's token is gone: the username may still name another live one.
+                None => !self.tokens.iter().any(|t| t.name == *username),
+            },
+            CredentialKind::ServiceAccount => binding
+                .policy
+                .service_account
+                .as_deref()
+                .is_some_and(|a| a.eq_ignore_ascii_case(username)),
+        };
+        if !consistent {
+            self.distrusted = Some(format!(
+                "the marker of Qovery registry {:?} names token {}, but Qovery holds username {username:?}: the marker was edited or is stale, so regwarden takes the registry over like one set up by hand and revokes nothing on its word",
+                registry.name, marker.token_id
+            ));
+            registry.marker = None;
+        }
+    }
+
     pub fn marker(&self) -> Option<&Marker> {
         self.registry.as_ref().and_then(|r| r.marker.as_ref())
     }
@@ -294,6 +363,21 @@ pub fn plan(binding: &Binding, observed: &Observed, now: DateTime<Utc>, force: F
             m.binding
         ));
     }
+    // A registry regwarden did not write (no marker) or a default deployment's, taken over:
+    // only when it points at this GitLab's registry, or regwarden would rewrite a registry of
+    // another service with a GitLab credential.
+    if let (Some(r), Some(ours)) = (&observed.registry, &observed.gitlab_registry)
+        && (marker.is_none() || adopt.is_some())
+        && !r.points_at(ours)
+    {
+        return blocked(format!(
+            "Qovery registry {:?} points at {}, not at this GitLab's registry {}: regwarden does not take it over; bind another qovery_registry, or point that registry at {} first",
+            r.name,
+            r.url_label(),
+            ours.as_str().trim_end_matches('/'),
+            ours.as_str().trim_end_matches('/'),
+        ));
+    }
     let held = observed.held();
     let rotate = if adopt.is_some() {
         adopt
@@ -349,7 +433,10 @@ pub fn revocations(
         .iter()
         .filter(|t| Some(t.id) != held.map(|h| h.id))
         .filter_map(|t| {
-            let reason = match marker.and_then(|m| m.retired_at(t.id)) {
+            let retired = marker
+                .and_then(|m| m.retired_at(t.id))
+                .map(|since| retired_since(since, held, grace, now));
+            let reason = match retired {
                 Some(since) if in_grace(since, grace, now) => return None,
                 Some(_) => RevokeReason::GraceOver,
                 None => RevokeReason::NeverSwitched,
@@ -360,6 +447,23 @@ pub fn revocations(
             })
         })
         .collect()
+}
+
+/// When a token the marker lists as retired at `since` really stopped being held, as far as
+/// its grace period goes. The marker is text anyone with Qovery access can edit: a time in the
+/// future is capped at now, and at the held token's creation plus one grace period (a real
+/// switch happens moments after its token is made), so an edited marker can at most double a
+/// grace period, never keep a token for ever.
+pub fn retired_since(
+    since: DateTime<Utc>,
+    held: Option<&OwnedToken>,
+    grace: chrono::Duration,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let cap = held
+        .and_then(|h| h.created.checked_add_signed(grace))
+        .map_or(now, |c| c.min(now));
+    since.min(cap)
 }
 
 /// How an instance is named in messages.
@@ -403,9 +507,12 @@ mod tests {
             name: "api".into(),
             instance: String::new(),
             namespace: Namespace::Project("acme/api".into()),
-            repository: "acme/api".into(),
+            repository: None,
             qovery_registry: "gitlab-acme-api".into(),
             policy: Policy::default(), // 30d lifetime, rotate 7d before, 1h grace
+            pinned: None,
+            from_rule: false,
+            blocked: None,
         }
     }
 
@@ -452,7 +559,11 @@ mod tests {
     }
 
     fn observed(tokens: Vec<OwnedToken>, registry: Option<Registry>) -> Observed {
-        Observed { tokens, registry }
+        Observed {
+            tokens,
+            registry,
+            ..Observed::default()
+        }
     }
 
     #[test]
@@ -625,8 +736,9 @@ mod tests {
             })
         );
 
-        // A marker edited to retire a token at the end of its calendar keeps it in its grace
-        // period, and so would a time too late for chrono to add the grace to.
+        // A marker edited to retire a token at the end of its calendar is read as retired no
+        // later than the held token's creation plus one grace period: no overflow, no token
+        // kept for ever.
         let held = token(2, at(20, 0));
         let retired = token(1, at(1, 0));
         let registry = registry_retiring(Some(2), "1@99991231T235959Z");
@@ -638,7 +750,7 @@ mod tests {
             at(24, 0),
             Force::No,
         );
-        assert!(p.revoke.is_empty(), "{p:?}");
+        assert_eq!(p.revoke.len(), 1, "{p:?}");
         assert!(in_grace(
             DateTime::<Utc>::MAX_UTC,
             chrono::Duration::hours(1),
@@ -746,6 +858,116 @@ mod tests {
             vec![Revoke {
                 token: orphan,
                 reason: RevokeReason::NeverSwitched
+            }]
+        );
+    }
+
+    /// A registry whose marker names token `marker_token`, and which holds `username`.
+    fn holding(marker_token: u64, username: &str) -> Registry {
+        let mut r = registry(Some(marker_token));
+        r.username = Some(username.into());
+        r
+    }
+
+    #[test]
+    fn a_marker_the_username_contradicts_is_set_aside_and_nothing_is_revoked_on_its_word() {
+        // Qovery holds deploy token 1; someone edited the marker to name token 2, another of
+        // this binding's tokens.
+        let held = token(1, at(20, 0));
+        let other = token(2, at(24, 10));
+        let mut obs = observed(
+            vec![held.clone(), other.clone()],
+            Some(holding(2, "gitlab+deploy-token-1")),
+        );
+        obs.distrust_inconsistent_marker(&binding());
+        assert!(
+            obs.distrusted
+                .as_deref()
+                .unwrap()
+                .contains("gitlab+deploy-token-1")
+        );
+        let p = plan(&binding(), &obs, at(24, 11), Force::No);
+        assert_eq!(
+            p.rotate,
+            Some(RotateReason::TakeOver {
+                username: Some("gitlab+deploy-token-1".into())
+            })
+        );
+        assert!(
+            p.revoke.is_empty(),
+            "the token Qovery holds is not revoked: {p:?}"
+        );
+
+        // A marker that agrees with the username is believed.
+        let mut fine = observed(vec![held], Some(holding(1, "gitlab+deploy-token-1")));
+        fine.distrust_inconsistent_marker(&binding());
+        assert!(fine.distrusted.is_none() && fine.marker().is_some());
+    }
+
+    #[test]
+    fn an_access_token_marker_is_checked_against_the_token_name_qovery_holds() {
+        let mut b = binding();
+        b.policy.credential = CredentialKind::AccessToken;
+        let held = token(1, at(20, 0));
+        let other = token(2, at(24, 10));
+        let mut obs = observed(
+            vec![held.clone(), other.clone()],
+            Some(holding(2, &held.name)),
+        );
+        obs.distrust_inconsistent_marker(&b);
+        assert!(obs.distrusted.is_some());
+        // The marker's token is gone, and the username names a live one: also set aside.
+        let mut gone = observed(vec![held.clone()], Some(holding(9, &held.name)));
+        gone.distrust_inconsistent_marker(&b);
+        assert!(gone.distrusted.is_some());
+        let mut ok = observed(vec![held.clone()], Some(holding(1, &held.name)));
+        ok.distrust_inconsistent_marker(&b);
+        assert!(ok.distrusted.is_none());
+    }
+
+    #[test]
+    fn a_registry_that_is_not_this_gitlabs_is_never_taken_over() {
+        let mut r = registry(None);
+        r.kind = RegistryKind::GenericCr;
+        r.url = Some("https://quay.io".into());
+        let mut obs = observed(vec![], Some(r.clone()));
+        obs.gitlab_registry =
+            Some(reqwest::Url::parse("https://registry.example.com:5050").unwrap());
+        let p = plan(&binding(), &obs, at(24, 0), Force::No);
+        let why = p.blocked.expect("blocked");
+        assert!(
+            why.contains("https://quay.io") && why.contains("registry.example.com:5050"),
+            "{why}"
+        );
+        assert!(p.rotate.is_none() && p.revoke.is_empty());
+        // The same registry pointing at this GitLab's registry is taken over.
+        r.url = Some("https://registry.example.com:5050".into());
+        obs.registry = Some(r);
+        assert!(matches!(
+            plan(&binding(), &obs, at(24, 0), Force::No).rotate,
+            Some(RotateReason::TakeOver { .. })
+        ));
+    }
+
+    #[test]
+    fn a_retired_time_in_the_future_buys_at_most_one_more_grace_period() {
+        let held = token(2, at(20, 0));
+        let retired = token(1, at(1, 0));
+        let obs = observed(
+            vec![held, retired.clone()],
+            Some(registry_retiring(Some(2), "1@99991231T235959Z")),
+        );
+        // Within the held token's first hour (plus one grace period), kept; later, revoked.
+        assert!(
+            plan(&binding(), &obs, at(20, 1), Force::No)
+                .revoke
+                .is_empty()
+        );
+        assert_eq!(
+            plan(&binding(), &obs, at(20, 3), Force::No).revoke,
+            vec![Revoke {
+                token: retired,
+                reason: RevokeReason::GraceOver
             }]
         );
     }

@@ -14,13 +14,16 @@
 use chrono::{DateTime, Utc};
 
 use super::crash;
+use super::engine::namespace_label;
 use super::engine::{BindingReport, Engine, HeldToken};
 use super::journal::Journal;
-use super::plan::{Binding, Observed, OwnedToken, grace_end, in_grace, revocations, to_chrono};
+use super::plan::{
+    Binding, Observed, OwnedToken, grace_end, in_grace, retired_since, revocations, to_chrono,
+};
 use crate::config::Scope;
 use crate::credential::{Credential, Fingerprint};
 use crate::gitlab::TokenSpec;
-use crate::marker::Marker;
+use crate::marker::{Marker, Pin};
 use crate::outbound::ApiError;
 use crate::qovery::RegistryWrite;
 use crate::registry::{self, Access};
@@ -39,17 +42,19 @@ pub enum RotationError {
     LostLock(String),
     #[error("Qovery refused the new credential: {0}")]
     Refused(#[source] ApiError),
-    #[error("Qovery did not take the new credential: {0}")]
-    NotTaken(#[source] ApiError),
+    /// Something is in the way that regwarden will not act around (the binding's path names
+    /// another project than the one its registry serves).
+    #[error("{0}")]
+    Blocked(String),
     /// Qovery may hold either token: neither was revoked.
     #[error(
         "the switch to token {token_id} may have reached Qovery or not ({write}), and reading \
-         the registry back failed ({read})"
+         the registry back did not settle it ({read})"
     )]
     Unknown {
         token_id: u64,
         write: ApiError,
-        read: ApiError,
+        read: String,
     },
 }
 
@@ -60,7 +65,6 @@ impl RotationError {
         match self {
             RotationError::Create(e) => RotationError::Create(scrub(e)),
             RotationError::Refused(e) => RotationError::Refused(scrub(e)),
-            RotationError::NotTaken(e) => RotationError::NotTaken(scrub(e)),
             RotationError::Unknown {
                 token_id,
                 write,
@@ -68,7 +72,7 @@ impl RotationError {
             } => RotationError::Unknown {
                 token_id,
                 write: scrub(write),
-                read: scrub(read),
+                read: credential.scrub(&read),
             },
             other => other,
         }
@@ -83,11 +87,26 @@ pub(super) struct Rotation<'a> {
     pub journal: Journal<'a>,
 }
 
+/// What a binding is about, as GitLab says now.
+pub(super) struct Target {
+    pin: Pin,
+    /// The project's (or group's) full path now.
+    path: String,
+}
+
 /// A token this rotation made, with its credential (its secret lives only here).
 pub(super) struct New {
     token: OwnedToken,
     credential: Credential,
     fingerprint: Fingerprint,
+    target: Target,
+}
+
+impl New {
+    /// The repository the check pulls: the configured one, else the project's path now.
+    fn repository<'a>(&'a self, b: &'a Binding) -> &'a str {
+        b.repository.as_deref().unwrap_or(&self.target.path)
+    }
 }
 
 impl New {
@@ -135,44 +154,105 @@ impl Rotation<'_> {
         Ok(())
     }
 
-    /// Whether the bound project has a registry to pull from: GitLab exposes an image prefix
-    /// for every project of an instance with a registry, so only the project's
-    /// `container_registry_access_level` tells. A token for a project without one would fail
-    /// the check, be revoked, and be made again every pass.
-    async fn registry_enabled(&self) -> Result<(), RotationError> {
-        let crate::gitlab::Namespace::Project(p) = &self.binding.namespace else {
-            return Ok(());
+    /// What the binding is about now, asked of GitLab by its id or path: the project's (or
+    /// group's) id and current path, before any token is made.
+    ///
+    /// - A binding is pinned to that id: when the registry's marker (this binding's) pins
+    ///   another one, the path now names another project or group (a rename, then a newcomer
+    ///   at the old path): the binding is blocked, nothing is made or revoked.
+    /// - A project without a registry gets no token: GitLab exposes an image prefix for every
+    ///   project of an instance with a registry, so only `container_registry_access_level`
+    ///   tells, and a token would fail the check, be revoked, and be made again every pass.
+    async fn target(&self) -> Result<Target, RotationError> {
+        let gitlab = &self.engine.gitlab;
+        let b = self.binding;
+        let target = match &b.namespace {
+            crate::gitlab::Namespace::Project(p) => {
+                let project = gitlab.project(p).await.map_err(RotationError::Create)?;
+                if !project.has_registry() {
+                    return Err(RotationError::Create(ApiError::Setup {
+                        service: "GitLab",
+                        message: format!(
+                            "project {} has its container registry disabled (container_registry_access_level = {}), so no token is made: turn it on in the project's Settings > General > Visibility, project features, permissions > Container registry, or remove the binding",
+                            project.path_with_namespace,
+                            project
+                                .container_registry_access_level
+                                .as_deref()
+                                .unwrap_or("disabled")
+                        ),
+                    }));
+                }
+                Target {
+                    pin: Pin::Project(project.id),
+                    path: project.path_with_namespace,
+                }
+            }
+            crate::gitlab::Namespace::Group(g) => {
+                let group = gitlab.group(g).await.map_err(RotationError::Create)?;
+                Target {
+                    pin: Pin::Group(group.id),
+                    path: group.full_path,
+                }
+            }
         };
-        let project = self
-            .engine
-            .gitlab
-            .project(p)
-            .await
-            .map_err(RotationError::Create)?;
-        if project.has_registry() {
-            return Ok(());
+        let pinned = self
+            .observed
+            .marker()
+            .filter(|m| m.binding == b.name && m.instance == b.instance)
+            .and_then(|m| m.pin.map(|pin| (pin, m.path.clone())))
+            .or(b.pinned.map(|id| (Pin::Project(id), None)));
+        if let Some((pin, was)) = pinned
+            && pin != target.pin
+        {
+            let now = match pin {
+                Pin::Project(id) => gitlab
+                    .project(&id.to_string())
+                    .await
+                    .map(|p| format!("now at {}", p.path_with_namespace)),
+                Pin::Group(id) => gitlab
+                    .group(&id.to_string())
+                    .await
+                    .map(|g| format!("now at {}", g.full_path)),
+            }
+            .unwrap_or_else(|e| {
+                if e.is_not_found() {
+                    "gone, or out of the API token's sight".into()
+                } else {
+                    format!("not readable now: {e}")
+                }
+            });
+            return Err(RotationError::Blocked(format!(
+                "{} is now {} ({}), but Qovery registry {:?} serves {pin}{} ({now}): a path that moved to another {} is not followed, and no token of it reaches that registry. If the new one is meant, remove the marker line from the registry's description; else bind {pin} by id or by its new path",
+                namespace_label(&b.namespace),
+                target.pin,
+                target.path,
+                b.qovery_registry,
+                was.map(|w| format!(", checked at {w}")).unwrap_or_default(),
+                match target.pin {
+                    Pin::Project(_) => "project",
+                    Pin::Group(_) => "group",
+                },
+            )));
         }
-        Err(RotationError::Create(ApiError::Setup {
-            service: "GitLab",
-            message: format!(
-                "project {} has its container registry disabled (container_registry_access_level = {}), so no token is made: turn it on in the project's Settings > General > Visibility, project features, permissions > Container registry, or remove the binding",
-                project.path_with_namespace,
-                project
-                    .container_registry_access_level
-                    .as_deref()
-                    .unwrap_or("disabled")
-            ),
-        }))
+        Ok(target)
     }
 
     /// Step 1: a new GitLab token, named for the binding, expiring after its lifetime.
     async fn create(&self, report: &mut BindingReport) -> Result<New, RotationError> {
-        if let Err(e) = self.registry_enabled().await {
-            self.journal
-                .step("create", "failed", &e.to_string(), None)
-                .await;
-            return Err(e);
-        }
+        let target = match self.target().await {
+            Ok(t) => t,
+            Err(e) => {
+                let outcome = if matches!(e, RotationError::Blocked(_)) {
+                    "blocked"
+                } else {
+                    "failed"
+                };
+                self.journal
+                    .step("create", outcome, &e.to_string(), None)
+                    .await;
+                return Err(e);
+            }
+        };
         let b = self.binding;
         // Token names have a one-second grain: the creation time is kept at that grain too.
         let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_else(Utc::now);
@@ -209,6 +289,7 @@ impl Rotation<'_> {
             },
             fingerprint: credential.fingerprint(),
             credential,
+            target,
         };
         self.journal
             .step("create", "ok", &name, Some(new.id()))
@@ -235,7 +316,7 @@ impl Rotation<'_> {
             let check = registry::check(
                 &self.engine.http,
                 &self.engine.registry_url,
-                &b.repository,
+                new.repository(b),
                 access,
                 &new.credential,
             )
@@ -249,6 +330,11 @@ impl Rotation<'_> {
         };
         if !check.is_ok() {
             return Err(RotationError::Check(check.explanation));
+        }
+        // Invariant I1 needs a check that could have failed: a registry that lets anyone in
+        // proves nothing about this credential.
+        if let Err(why) = check.proves_the_credential() {
+            return Err(RotationError::Check(why));
         }
         self.journal
             .step("test", "ok", &check.explanation, Some(new.id()))
@@ -290,14 +376,18 @@ impl Rotation<'_> {
             &new.fingerprint,
             new.token.expires_at.map(|e| e.date_naive()),
         );
+        marker.pin = Some(new.target.pin);
+        marker.path = Some(new.target.path.clone());
         // Entries whose grace is over, or whose token is gone, leave the retired list.
         let switch_time = Utc::now();
         let grace = to_chrono(b.policy.grace_period.0);
+        let held = observed.held();
         marker.retired = observed
             .marker()
             .map(|m| m.retired.clone())
             .unwrap_or_default()
             .into_iter()
+            .map(|(id, at)| (id, retired_since(at, held, grace, switch_time)))
             .filter(|(id, at)| {
                 in_grace(*at, grace, switch_time) && observed.tokens.iter().any(|t| t.id == *id)
             })
@@ -359,19 +449,30 @@ impl Rotation<'_> {
         if write.certainly_not_applied() {
             return Err(RotationError::Refused(write));
         }
-        match engine
+        // A read-back that still shows the previous marker does not settle it either: the
+        // write may yet be applied (a request Qovery is still processing), and revoking the new
+        // token then would break every deploy. The next pass reads the marker again.
+        let read = match engine
             .qovery
             .registry_by_name(&engine.organization, &self.binding.qovery_registry)
             .await
         {
-            Ok(Some(r)) if r.marker.as_ref().is_some_and(|m| m.token_id == token_id) => Ok(()),
-            Ok(_) => Err(RotationError::NotTaken(write)),
-            Err(read) => Err(RotationError::Unknown {
-                token_id,
-                write,
-                read,
-            }),
-        }
+            Ok(Some(r)) if r.marker.as_ref().is_some_and(|m| m.token_id == token_id) => {
+                return Ok(());
+            }
+            Ok(Some(r)) => format!(
+                "it still names token {}",
+                r.marker
+                    .map_or("none".to_string(), |m| m.token_id.to_string())
+            ),
+            Ok(None) => "the registry is not there".to_string(),
+            Err(read) => format!("the read failed: {read}"),
+        };
+        Err(RotationError::Unknown {
+            token_id,
+            write,
+            read,
+        })
     }
 
     /// Step 4: tokens due now go (a previous one whose grace period is zero or over, any

@@ -116,6 +116,30 @@ impl CredentialCheck {
     pub fn is_ok(&self) -> bool {
         self.outcome == Outcome::Ok
     }
+
+    /// Whether a passed check proves anything about this credential: only a grant the token
+    /// realm made for it does (GitLab's realm refuses a wrong or revoked token with 401, and
+    /// lists in the JWT's `access` claim what this one may do). A registry that answers
+    /// `/v2/` without asking for credentials, one with Basic auth (which may let anyone pull),
+    /// or a realm whose token is not a JWT, would let any token pass: inconclusive.
+    pub fn proves_the_credential(&self) -> Result<(), String> {
+        let why = match (self.auth, &self.granted) {
+            (Some(AuthScheme::Bearer), Some(granted)) if !granted.is_empty() => return Ok(()),
+            (Some(AuthScheme::None), _) => {
+                "the registry answered /v2/ without asking for credentials"
+            }
+            (Some(AuthScheme::Basic), _) => {
+                "the registry asks for Basic auth instead of tokens from a realm"
+            }
+            (Some(AuthScheme::Bearer), _) => {
+                "the realm's token is not a JWT whose access claim could be read"
+            }
+            (None, _) => "the registry named no auth scheme",
+        };
+        Err(format!(
+            "the check is inconclusive: {why}, so any token would pass it; regwarden hands Qovery only a credential a token realm (GitLab's /jwt/auth) granted access for: point gitlab.registry_url at the registry GitLab uses, with token auth"
+        ))
+    }
 }
 
 /// One failed step: the outcome it leads to, a sentence, and what the peer said.

@@ -295,18 +295,21 @@ impl Worker {
         {
             tracing::warn!("cannot read the API token file again: {e}");
         }
+        let mut complete = false;
         let (selected, force, failed_rules) = match payload {
             JobPayload::Reconcile { bindings, reason } => {
                 tracing::info!(%reason, "reconcile pass");
                 if reason == "timer" {
                     self.keep_api_token_alive().await?;
                 }
+                complete = bindings.is_none();
                 let resolved = match &bindings {
                     None => bindings::resolve(&self.config, &self.engine.gitlab).await,
                     Some(names) => {
                         bindings::resolve_named(&self.config, &self.engine.gitlab, names).await
                     }
                 };
+                complete &= resolved.failed_rules.is_empty();
                 (resolved.bindings, Force::No, resolved.failed_rules)
             }
             JobPayload::Event { event, received_ms } => {
@@ -354,6 +357,7 @@ impl Worker {
                 PassOptions {
                     dry_run: false,
                     force,
+                    complete,
                 },
             )
             .await;
@@ -395,7 +399,8 @@ impl Worker {
     /// The token inventory of the bindings as gauges: the soonest expiry per binding, kind
     /// and managed or not. Label sets that no longer exist go.
     async fn observe_inventory(&self, bindings: &[Binding]) {
-        let inventory = crate::inventory::collect(&self.engine, bindings).await;
+        // The timer's pass already reports stranded registries.
+        let inventory = crate::inventory::collect(&self.engine, bindings, false).await;
         for gap in &inventory.gaps {
             tracing::warn!(binding = %gap.binding, "token inventory: {}", gap.message);
         }
@@ -530,12 +535,15 @@ mod tests {
             name: name.into(),
             instance: String::new(),
             namespace: ns,
-            repository: "x".into(),
+            repository: Some("x".into()),
             qovery_registry: format!("r-{name}"),
             policy: Policy {
                 credential,
                 ..Policy::default()
             },
+            pinned: None,
+            from_rule: false,
+            blocked: None,
         }
     }
 

@@ -255,6 +255,7 @@ qovery_registry = "auto-{project_path_slug}"
         "GET /api/v4/projects/{id}",
         "GET /api/v4/groups/{id}/projects",
         "GET /api/v4/user",
+        "GET /api/v4/groups/{id}",
         "GET /api/v4/projects/{id}/deploy_tokens",
         "POST /api/v4/projects/{id}/deploy_tokens",
         "DELETE /api/v4/projects/{id}/deploy_tokens/{token_id}",

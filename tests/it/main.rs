@@ -12,6 +12,7 @@ mod exit_codes;
 mod faithful;
 mod gitlab_client;
 mod gitlab_contract;
+mod identity;
 mod image;
 mod invariants;
 mod own_token;

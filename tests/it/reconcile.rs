@@ -795,6 +795,7 @@ async fn a_registry_set_up_by_hand_is_taken_over_and_its_credential_left_alone()
     w.qovery.add_hand_made_registry(
         crate::support::world::ORG,
         crate::support::world::QOVERY_REGISTRY,
+        &w.registry_url,
         "alice",
         &pat.token,
     );

@@ -90,8 +90,13 @@ async fn a_hand_made_credential_qovery_holds_pages_someone_before_it_expires() {
     for t in w.gitlab.state.lock().unwrap().deploy_tokens.iter_mut() {
         t.expires_at = Some(in_ten_days);
     }
-    w.qovery
-        .add_hand_made_registry(ORG, QOVERY_REGISTRY, &theirs.username, &theirs.token);
+    w.qovery.add_hand_made_registry(
+        ORG,
+        QOVERY_REGISTRY,
+        &w.registry_url,
+        &theirs.username,
+        &theirs.token,
+    );
 
     let soon = w
         .regwarden(&["tokens", "--within", "30d", "--output", "json"])
@@ -160,7 +165,7 @@ async fn a_persons_token_qovery_holds_is_shown_and_paged_though_its_expiry_is_un
         .gitlab
         .add_access_token(Owner::User, "alice-laptop", &["read_registry"]);
     w.qovery
-        .add_hand_made_registry(ORG, QOVERY_REGISTRY, "alice", &pat.token);
+        .add_hand_made_registry(ORG, QOVERY_REGISTRY, &w.registry_url, "alice", &pat.token);
 
     let run = w
         .regwarden(&["tokens", "--within", "30d", "--output", "json"])

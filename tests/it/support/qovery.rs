@@ -201,11 +201,13 @@ impl FakeQovery {
     }
 
     /// A registry a person set up by hand, as Qovery's guide for GitLab says: a credential
-    /// regwarden did not make, and no marker.
+    /// regwarden did not make, no marker, the URL of the GitLab registry `url` (`GITLAB_CR`
+    /// for gitlab.com's, `GENERIC_CR` for a self-managed one).
     pub fn add_hand_made_registry(
         &self,
         org: &str,
         name: &str,
+        url: &str,
         username: &str,
         password: &str,
     ) -> String {
@@ -213,6 +215,10 @@ impl FakeQovery {
         let mut s = lock(&self.state);
         let r = s.registries.iter_mut().find(|r| r.id == id).unwrap();
         r.description = "Set up by hand for the api team.".into();
+        r.url = url.into();
+        if !url.contains("registry.gitlab.com") {
+            r.kind = "GENERIC_CR".into();
+        }
         r.username = Some(username.into());
         r.password = Some(password.into());
         id

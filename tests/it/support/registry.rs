@@ -19,6 +19,8 @@ pub enum Auth<'a> {
     },
     /// `auth.htpasswd` with this (bcrypt) htpasswd file.
     Htpasswd { file: &'a Path },
+    /// No `auth` section: anyone pulls and pushes (a misconfigured registry).
+    Anonymous,
 }
 
 pub struct Tls<'a> {
@@ -78,6 +80,7 @@ impl Registry {
                     file.display()
                 )
             }
+            Auth::Anonymous => String::new(),
         };
         let tls_yaml = match &tls {
             Some(t) => format!(
@@ -87,9 +90,14 @@ impl Registry {
             ),
             None => String::new(),
         };
+        let auth = if auth_yaml.is_empty() {
+            String::new()
+        } else {
+            format!("auth:\n{auth_yaml}")
+        };
         // Port 0: the registry binds a port the system picks and logs it, at level info.
         let config = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n  secret: regwarden-test-upload-secret\n{tls_yaml}auth:\n{auth_yaml}",
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n  secret: regwarden-test-upload-secret\n{tls_yaml}{auth}",
             root.join("data").display()
         );
         let config_path = root.join("config.yml");

@@ -42,6 +42,8 @@ pub struct Settings {
     pub reconcile: &'static str,
     /// Lines added to `[gitlab]`.
     pub gitlab: String,
+    /// The registry lets anyone in (no token auth): a misconfigured registry.
+    pub anonymous_registry: bool,
 }
 
 impl Default for Settings {
@@ -53,6 +55,7 @@ impl Default for Settings {
             gitlab_url: None,
             reconcile: "",
             gitlab: String::new(),
+            anonymous_registry: false,
         }
     }
 }
@@ -68,11 +71,16 @@ impl World {
         gitlab.add_project(PROJECT);
         let gitlab_token = gitlab.admin_token();
         let ca = PrivateCa::generate(dir.path());
+        let realm = gitlab.realm();
         let registry = Registry::start(
             dir.path(),
-            Auth::Token {
-                realm: &gitlab.realm(),
-                signer_cert: gitlab.signer_cert(),
+            if settings.anonymous_registry {
+                Auth::Anonymous
+            } else {
+                Auth::Token {
+                    realm: &realm,
+                    signer_cert: gitlab.signer_cert(),
+                }
             },
             Some(Tls {
                 cert: &ca.server_cert,

@@ -20,6 +20,7 @@ pub(super) fn routes() -> Router<App> {
         .route("/api/v4/personal_access_tokens/self", get(token_self))
         .route("/api/v4/user", get(current_user))
         .route("/api/v4/projects/{id}", get(get_project))
+        .route("/api/v4/groups/{id}", get(get_group))
         .route("/api/v4/groups/{id}/projects", get(group_projects))
 }
 
@@ -274,6 +275,37 @@ async fn get_project(
             Json(project_json(&s, s.project_by_id(pid).unwrap())).into_response()
         }
         Ok(_) => unreachable!("a project route names a project"),
+        Err(r) => r,
+    }
+}
+
+/// `GET /groups/:id` (`lib/api/groups.rb`, `Entities::GroupDetail`): a group the caller has
+/// a role in, by id or full path (no redirects), else 404.
+async fn get_group(State(app): State<App>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let s = app.lock();
+    match s.authorized_owner_at(Kind::Group, &id, &headers, GUEST) {
+        Ok((Owner::Group(gid), _)) => {
+            let g = s.group_by_id(gid).unwrap();
+            let parent = g
+                .path
+                .rsplit_once('/')
+                .and_then(|(parent, _)| s.group(parent))
+                .map(|p| p.id);
+            let name = g.path.rsplit('/').next().unwrap_or(&g.path);
+            Json(json!({
+                "id": g.id,
+                "name": name,
+                "path": name,
+                "full_path": g.path,
+                "full_name": g.path.replace('/', " / "),
+                "parent_id": parent,
+                "visibility": "private",
+                "projects": [],
+                "shared_projects": [],
+            }))
+            .into_response()
+        }
+        Ok(_) => unreachable!("a group route names a group"),
         Err(r) => r,
     }
 }

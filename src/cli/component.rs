@@ -492,7 +492,10 @@ async fn rotate(args: RotateArgs, timeout: std::time::Duration) -> Result<(), Fa
             .filter(|s| !s.trim().is_empty()),
         service_account_home: args.service_account_home,
         create_service_account: args.create_service_account,
-    };
+        // Sharing is judged from a configuration file; a pipeline has none.
+        allow_shared_write: false,
+    }
+    .for_binding(&name, &t.project_path);
     if policy.credential == CredentialKind::ServiceAccount && policy.service_account.is_none() {
         return Err(Failure::Usage(
             "--credential service_account needs --service-account USERNAME (or REGWARDEN_SERVICE_ACCOUNT): the GitLab service account whose tokens regwarden mints".into(),

@@ -104,6 +104,9 @@ pub async fn run(path: Option<&Path>, args: ConfigCheckArgs) -> Result<(), Failu
                 .replace("19700101T000000Z", "<UTC time>")
         )),
     ));
+    for (key, warning) in config.warnings() {
+        findings.push(Finding::warn(&key, warning));
+    }
     let gitlab_token = config.gitlab_token_source().read();
     let qovery_token = config.qovery_token_source().read();
     if args.online {

@@ -22,7 +22,7 @@ pub use secrets::{SecretError, SecretSource};
 pub use spans::KeyPath;
 use spans::SpanIndex;
 pub use units::{ByteSize, HumanDuration};
-pub use validate::{check_binding_name, check_instance};
+pub use validate::{SharedAccount, check_binding_name, check_instance};
 
 /// The whole configuration file.
 #[derive(Debug, Deserialize)]
@@ -311,6 +311,49 @@ pub struct Policy {
     pub service_account_home: AccountHome,
     /// Create the account when it does not exist.
     pub create_service_account: bool,
+    /// Allow `write_registry` through a service account another binding uses too (whose
+    /// credentials then push wherever any of those bindings may).
+    pub allow_shared_write: bool,
+}
+
+/// The placeholders a `service_account` username may use, so that each binding (or each
+/// project of an `[[auto_bind]]` rule) gets an account of its own.
+pub const ACCOUNT_PLACEHOLDERS: &[&str] = &["binding", "project_path_slug"];
+
+impl Policy {
+    /// Whether `service_account` is a template that differs per binding.
+    pub fn account_is_templated(&self) -> bool {
+        self.service_account.as_deref().is_some_and(|a| {
+            ACCOUNT_PLACEHOLDERS
+                .iter()
+                .any(|p| a.contains(&format!("{{{p}}}")))
+        })
+    }
+
+    /// The policy of binding `binding` on the project or group at `path`: its `service_account`
+    /// template filled (`{binding}`, `{project_path_slug}`).
+    pub fn for_binding(mut self, binding: &str, path: &str) -> Self {
+        if let Some(a) = &self.service_account {
+            self.service_account = Some(
+                a.replace("{binding}", binding)
+                    .replace("{project_path_slug}", &slug(path)),
+            );
+        }
+        self
+    }
+}
+
+/// `acme/Platform_API` -> `acme-platform-api`: what `{project_path_slug}` gives.
+pub fn slug(path: &str) -> String {
+    let mut out = String::new();
+    for c in path.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
 }
 
 impl Default for Policy {
@@ -324,6 +367,7 @@ impl Default for Policy {
             service_account: None,
             service_account_home: AccountHome::Group,
             create_service_account: false,
+            allow_shared_write: false,
         }
     }
 }
@@ -340,6 +384,7 @@ pub struct PolicyOverrides {
     pub service_account: Option<String>,
     pub service_account_home: Option<AccountHome>,
     pub create_service_account: Option<bool>,
+    pub allow_shared_write: Option<bool>,
 }
 
 impl PolicyOverrides {
@@ -353,6 +398,7 @@ impl PolicyOverrides {
             || self.service_account.is_some()
             || self.service_account_home.is_some()
             || self.create_service_account.is_some()
+            || self.allow_shared_write.is_some()
     }
 
     pub fn apply_to(&self, defaults: &Policy) -> Policy {
@@ -375,6 +421,9 @@ impl PolicyOverrides {
             create_service_account: self
                 .create_service_account
                 .unwrap_or(defaults.create_service_account),
+            allow_shared_write: self
+                .allow_shared_write
+                .unwrap_or(defaults.allow_shared_write),
         }
     }
 }

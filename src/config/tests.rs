@@ -378,3 +378,92 @@ fn one_service_account_username_lives_in_one_home() {
     let p = problems(&rule);
     assert_eq!(p[0].key, "auto_bind[0].service_account_home", "{p:?}");
 }
+
+const TWO_PROJECTS_ONE_ACCOUNT: &str = r#"
+[defaults]
+credential = "service_account"
+service_account = "regwarden-pull"
+
+[[binding]]
+name = "api"
+project = "acme/api"
+qovery_registry = "gitlab-acme-api"
+
+[[binding]]
+name = "web"
+project = "acme/web"
+qovery_registry = "gitlab-acme-web"
+"#;
+
+#[test]
+fn one_account_for_bindings_of_different_projects_is_warned_about_by_name() {
+    let config = parse(&format!("{MINIMAL}{TWO_PROJECTS_ONE_ACCOUNT}")).unwrap();
+    let warnings = config.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let (key, text) = &warnings[0];
+    assert_eq!(key, "binding[0].service_account");
+    assert!(
+        text.contains("\"api\" (acme/api)")
+            && text.contains("\"web\" (acme/web)")
+            && text.contains("interchangeable"),
+        "{text}"
+    );
+    // A template gives each binding an account of its own: nothing to warn about.
+    let own = TWO_PROJECTS_ONE_ACCOUNT.replace("\"regwarden-pull\"", "\"regwarden-{binding}\"");
+    let config = parse(&format!("{MINIMAL}{own}")).unwrap();
+    assert!(config.warnings().is_empty());
+    let api = crate::reconcile::bindings::explicit(&config);
+    assert_eq!(
+        api[0].policy.service_account.as_deref(),
+        Some("regwarden-api")
+    );
+    assert_eq!(
+        api[1].policy.service_account.as_deref(),
+        Some("regwarden-web")
+    );
+    // So is a rule whose account is one name for all its projects.
+    let rule = format!(
+        "{MINIMAL}\n[[auto_bind]]\ngroup = \"acme\"\nqovery_registry = \"gitlab-{{project_path_slug}}\"\ncredential = \"service_account\"\nservice_account = \"regwarden-pull\"\n"
+    );
+    let warnings = parse(&rule).unwrap().warnings();
+    assert!(
+        warnings[0]
+            .1
+            .contains("every project of [[auto_bind]] group acme"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn write_registry_through_a_shared_account_is_refused_unless_allowed() {
+    let pushing = TWO_PROJECTS_ONE_ACCOUNT.replace(
+        "name = \"web\"",
+        "name = \"web\"\nscopes = [\"read_registry\", \"write_registry\"]",
+    );
+    let p = problems(&format!("{MINIMAL}{pushing}"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "binding[1].scopes");
+    assert!(
+        p[0].message.contains("allow_shared_write") && p[0].message.contains("{binding}"),
+        "{}",
+        p[0].message
+    );
+    let allowed = pushing.replace(
+        "name = \"web\"",
+        "name = \"web\"\nallow_shared_write = true",
+    );
+    assert!(parse(&format!("{MINIMAL}{allowed}")).is_ok());
+}
+
+#[test]
+fn an_account_template_may_only_use_its_placeholders() {
+    let p = problems(&format!(
+        "{MINIMAL}\n[defaults]\ncredential = \"service_account\"\nservice_account = \"rw-{{project_id}}\"\n"
+    ));
+    assert_eq!(p[0].key, "defaults.service_account", "{p:?}");
+    assert!(
+        p[0].message.contains("{binding} or {project_path_slug}"),
+        "{}",
+        p[0].message
+    );
+}

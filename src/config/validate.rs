@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use super::spans::{KeyPath, SpanIndex};
 use super::{
-    AccountHome, Config, CredentialKind, HttpUrl, Invalid, OwnTokenKind, Policy, Problem, Scope,
-    TEMPLATE_PLACEHOLDERS,
+    ACCOUNT_PLACEHOLDERS, AccountHome, Config, CredentialKind, HttpUrl, Invalid, OwnTokenKind,
+    Policy, Problem, Scope, TEMPLATE_PLACEHOLDERS,
 };
 
 impl Config {
@@ -272,6 +272,20 @@ impl Config {
 
         self.check_account_homes(&mut problem);
         self.check_api_token_can_mint(&mut problem);
+        for shared in self.shared_accounts() {
+            for (at, writes, allowed) in &shared.users {
+                if *writes && !*allowed {
+                    problem(
+                        at.field("scopes"),
+                        format!(
+                            "write_registry through service account {:?}, which {} share, lets each of their credentials push wherever any of them may: give each binding an account of its own (service_account = \"regwarden-{{binding}}\"), or set allow_shared_write = true",
+                            shared.username,
+                            shared.who.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
 
         let mut groups: HashMap<&str, usize> = HashMap::new();
         for (i, a) in self.auto_binds.iter().enumerate() {
@@ -298,7 +312,115 @@ impl Config {
     }
 }
 
+/// A service account several bindings (or the projects of one rule) use.
+pub struct SharedAccount {
+    pub username: String,
+    /// The bindings and rules that share it, as a person reads them.
+    pub who: Vec<String>,
+    /// Each user: its key, whether it asks for `write_registry`, whether it allows sharing that.
+    pub users: Vec<(KeyPath, bool, bool)>,
+}
+
 impl Config {
+    /// The service accounts that serve more than one project: bindings of different projects
+    /// under one username, or an `[[auto_bind]]` rule whose username is no template (every
+    /// project of the group then shares it). Their credentials are interchangeable: each pulls
+    /// (and, with `write_registry`, pushes) every project the account is a member of.
+    pub fn shared_accounts(&self) -> Vec<SharedAccount> {
+        struct User {
+            at: KeyPath,
+            who: String,
+            path: String,
+            writes: bool,
+            allowed: bool,
+            rule: bool,
+        }
+        let mut by_name: Vec<(String, Vec<User>)> = Vec::new();
+        let explicit = self.bindings.iter().enumerate().map(|(i, b)| {
+            let path = b
+                .project
+                .clone()
+                .or_else(|| b.group.clone())
+                .unwrap_or_default();
+            let policy = b
+                .policy
+                .apply_to(&self.defaults)
+                .for_binding(&b.name, &path);
+            (
+                KeyPath::new("binding").index(i),
+                format!("binding {:?} ({path})", b.name),
+                path,
+                policy,
+                false,
+            )
+        });
+        let rules = self.auto_binds.iter().enumerate().map(|(i, a)| {
+            (
+                KeyPath::new("auto_bind").index(i),
+                format!("every project of [[auto_bind]] group {}", a.group),
+                a.group.clone(),
+                a.policy.apply_to(&self.defaults),
+                true,
+            )
+        });
+        for (at, who, path, policy, rule) in explicit.chain(rules) {
+            let (CredentialKind::ServiceAccount, Some(username)) =
+                (policy.credential, &policy.service_account)
+            else {
+                continue;
+            };
+            if rule && policy.account_is_templated() {
+                continue;
+            }
+            let user = User {
+                at,
+                who,
+                path,
+                writes: policy.scopes.contains(&Scope::WriteRegistry),
+                allowed: policy.allow_shared_write,
+                rule,
+            };
+            let key = username.to_lowercase();
+            match by_name.iter_mut().find(|(n, _)| *n == key) {
+                Some((_, users)) => users.push(user),
+                None => by_name.push((key, vec![user])),
+            }
+        }
+        by_name
+            .into_iter()
+            .filter(|(_, users)| {
+                users.iter().any(|u| u.rule)
+                    || users.iter().any(|u| users.iter().any(|v| v.path != u.path))
+            })
+            .map(|(username, users)| SharedAccount {
+                username,
+                who: users.iter().map(|u| u.who.clone()).collect(),
+                users: users
+                    .into_iter()
+                    .map(|u| (u.at, u.writes, u.allowed))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// What `config check` warns about, by key: nothing invalid, but worth knowing.
+    pub fn warnings(&self) -> Vec<(String, String)> {
+        self.shared_accounts()
+            .into_iter()
+            .map(|shared| {
+                let at = shared.users[0].0.field("service_account").to_string();
+                (
+                    at,
+                    format!(
+                        "service account {:?} serves {}: their credentials are interchangeable (each pulls every project the account is a member of); give each binding an account of its own with service_account = \"regwarden-{{binding}}\"",
+                        shared.username,
+                        shared.who.join(", ")
+                    ),
+                )
+            })
+            .collect()
+    }
+
     /// Where the bindings (explicit first, then the rules) ask for `credential`: their keys.
     pub fn uses_credential(&self, credential: CredentialKind) -> Vec<KeyPath> {
         let explicit = self.bindings.iter().enumerate().map(|(i, b)| {
@@ -360,7 +482,9 @@ impl Config {
                 .unwrap_or_default();
             (
                 KeyPath::new("binding").index(i),
-                b.policy.apply_to(&self.defaults),
+                b.policy
+                    .apply_to(&self.defaults)
+                    .for_binding(&b.name, &path),
                 path,
                 b.project.is_some(),
             )
@@ -379,6 +503,10 @@ impl Config {
             else {
                 continue;
             };
+            // A rule's template gives each of its projects an account of its own.
+            if policy.account_is_templated() {
+                continue;
+            }
             let home = match policy.service_account_home {
                 AccountHome::Group => format!("group {}", top(&path)),
                 AccountHome::Project if is_project => format!("project {path}"),
@@ -448,7 +576,7 @@ fn check_policy(policy: &Policy, at: KeyPath, problem: &mut impl FnMut(KeyPath, 
                 "is required with credential = \"service_account\": the username of the GitLab service account whose tokens regwarden mints, e.g. service_account = \"regwarden-pull\"".into(),
             ),
             Some(name) => {
-                if let Err(why) = check_gitlab_username(name) {
+                if let Err(why) = check_account_template(name) {
                     problem(at.field("service_account"), why.to_string());
                 }
             }
@@ -491,6 +619,26 @@ fn check_policy(policy: &Policy, at: KeyPath, problem: &mut impl FnMut(KeyPath, 
             ),
         );
     }
+}
+
+/// A service account's username, or a template of one over [`ACCOUNT_PLACEHOLDERS`]: what it
+/// gives must be a GitLab username.
+fn check_account_template(template: &str) -> Result<(), Invalid> {
+    let mut sample = template.to_string();
+    for p in ACCOUNT_PLACEHOLDERS {
+        sample = sample.replace(&format!("{{{p}}}"), "x");
+    }
+    if sample.contains('{') || sample.contains('}') {
+        return Err(Invalid(format!(
+            "{template:?} has a placeholder a service account cannot use: use {}",
+            ACCOUNT_PLACEHOLDERS
+                .iter()
+                .map(|p| format!("{{{p}}}"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )));
+    }
+    check_gitlab_username(&sample)
 }
 
 /// A GitLab username: letters, digits, `_`, `-` and `.`, starting with a letter, digit or

@@ -8,18 +8,7 @@ use crate::gitlab::{GitlabClient, Namespace, Project};
 use crate::marker::Pin;
 use crate::qovery::Registry;
 
-/// `acme/Platform_API` -> `acme-platform-api`.
-pub fn slug(path: &str) -> String {
-    let mut out = String::new();
-    for c in path.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    out.trim_matches('-').to_string()
-}
+pub use crate::config::slug;
 
 fn fill(template: &str, project: &Project, group: &str) -> String {
     let mut out = template.to_string();
@@ -55,7 +44,10 @@ pub fn explicit(config: &Config) -> Vec<Binding> {
                 namespace,
                 repository: b.repository.clone(),
                 qovery_registry: b.qovery_registry.clone(),
-                policy: b.policy.apply_to(&config.defaults),
+                policy: b.policy.apply_to(&config.defaults).for_binding(
+                    &b.name,
+                    b.project.as_deref().or(b.group.as_deref()).unwrap_or(""),
+                ),
                 from_rule: false,
                 blocked: None,
             }
@@ -319,12 +311,15 @@ fn auto_binding(config: &Config, rule: &AutoBindConfig, project: &Project) -> Op
         return None;
     }
     Some(Binding {
-        name,
         instance: config.reconcile.instance.clone(),
         namespace: Namespace::Project(project.path_with_namespace.clone()),
         repository: None,
         qovery_registry: fill(&rule.qovery_registry, project, &rule.group),
-        policy: rule.policy.apply_to(&config.defaults),
+        policy: rule
+            .policy
+            .apply_to(&config.defaults)
+            .for_binding(&name, &project.path_with_namespace),
+        name,
         pinned: Some(project.id),
         from_rule: true,
         blocked: None,

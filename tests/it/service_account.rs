@@ -498,3 +498,48 @@ async fn a_token_whose_creation_answer_was_lost_is_deleted_before_the_next_try()
         "the token whose answer was lost was deleted, not left live"
     );
 }
+
+#[tokio::test]
+async fn a_templated_account_gives_each_binding_an_account_that_reaches_its_project_only() {
+    let w = World::with(Settings {
+        extra: "credential = \"service_account\"\nservice_account = \"regwarden-{binding}\"\ncreate_service_account = true\n\n[[binding]]\nname = \"web\"\nproject = \"acme/web\"\nqovery_registry = \"gitlab-acme-web\"\ncredential = \"service_account\"\nservice_account = \"regwarden-{binding}\"\ncreate_service_account = true\n".into(),
+        ..Settings::default()
+    })
+    .await;
+    w.gitlab.add_project("acme/web");
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    let mut names: Vec<String> = w
+        .gitlab
+        .service_accounts()
+        .into_iter()
+        .map(|a| a.username)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["regwarden-api", "regwarden-web"]);
+    // Each account is a member of its own project only: the credential Qovery holds for
+    // acme/web cannot pull acme/api.
+    let web = w.qovery.registry_named("gitlab-acme-web").unwrap();
+    assert_eq!(web.username.as_deref(), Some("regwarden-web"));
+    let http = regwarden::outbound::client(Some(&w.ca), Duration::from_secs(5)).unwrap();
+    let credential = regwarden::credential::Credential::new(
+        web.username.unwrap(),
+        secrecy::SecretString::from(web.password.unwrap()),
+    );
+    let check = regwarden::registry::check(
+        &http,
+        &reqwest::Url::parse(&w.registry_url).unwrap(),
+        PROJECT,
+        regwarden::registry::Access::Pull,
+        &credential,
+    )
+    .await;
+    assert_eq!(
+        check.outcome,
+        regwarden::registry::Outcome::NoAccess,
+        "{check:?}"
+    );
+    assert!(w.can_pull("gitlab-acme-api").await);
+}

@@ -1,7 +1,8 @@
 //! The benchmark of `ci/bench/reconcile.sh`: N bindings against the fakes with a latency
 //! added to every API call, the real registry (TLS, private CA) behind the fake GitLab's
-//! realm. Runs the given regwarden binary twice (a pass that rotates every binding, then a
-//! steady-state pass) and prints wall times and API calls per binding. With CREDENTIAL
+//! realm. Runs the given regwarden binary three times (a pass that rotates every binding, a
+//! steady-state pass, then a forced pass in which each registry serves two services) and prints
+//! wall times and API calls per binding, GitLab and Qovery counted apart. With CREDENTIAL
 //! `service_account`, every binding mints tokens of one group service account (made by the
 //! first pass), as a team moving off personal tokens would set it up.
 //!
@@ -100,11 +101,35 @@ async fn main() {
         latency.as_millis()
     );
     let mut failed = false;
-    for (label, extra) in [("rotate-all pass", false), ("steady-state pass", true)] {
+    for (label, extra) in [
+        ("rotate-all pass", false),
+        ("steady-state pass", true),
+        (
+            "forced pass, each registry serving a container and a job",
+            false,
+        ),
+    ] {
+        if label.starts_with("forced") {
+            // What a rotation reads of Qovery once services use the registries: their list,
+            // then each service's image (then the registry check of each distinct image).
+            for r in qovery.registries() {
+                let project = r.name.trim_start_matches("gitlab-bench-");
+                let image = format!("bench/{project}:v1");
+                qovery.add_service(&r.id, "CONTAINER", project, "production", &image);
+                qovery.add_service(&r.id, "CRON", "report", "production", &image);
+            }
+        }
+        let force: &[&str] = if label.starts_with("forced") {
+            &["--force"]
+        } else {
+            &[]
+        };
         let before = counts(&gitlab, &qovery);
         let started = Instant::now();
         let out = tokio::process::Command::new(binary)
-            .args(["reconcile", "--output", "json", "--config"])
+            .arg("reconcile")
+            .args(force)
+            .args(["--output", "json", "--config"])
             .arg(&config_path)
             .env("GITLAB_TOKEN", &gitlab_token)
             .env("QOVERY_API_TOKEN", &qovery_token)

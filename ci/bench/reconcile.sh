@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Times reconcile passes over many bindings against the fakes, with a latency added to every
-# API call: a pass that rotates every binding, then a steady-state pass (nothing to do).
+# API call: a pass that rotates every binding, a steady-state pass (nothing to do), then a
+# forced pass in which each Qovery registry serves a container and a job (the rotation reads
+# them, and checks their image).
 # Prints wall times and API calls per binding, for deploy-token bindings and for bindings that
 # share one service account. BINDINGS (default 1000), LATENCY_MS (20), CONCURRENCY (8, the
 # default of reconcile.concurrency) and CREDENTIALS ("deploy_token service_account") change

@@ -280,10 +280,15 @@ async fn probe_service_accounts(config: &Config, client: &GitlabClient) -> Vec<F
         }
         seen.push((home.clone(), username.clone()));
         let result = async {
-            let account = client
-                .service_account(&home, &username)
-                .await
-                .map_err(|e| missing_for_accounts(e, &home))?;
+            let account = match client.service_account(&home, &username).await {
+                Ok(account) => account,
+                Err(e) => {
+                    return Err(match client.explain_missing_home(e, &ns).await {
+                        e @ ApiError::Setup { .. } => anyhow::Error::new(e),
+                        e => missing_for_accounts(e, &home),
+                    });
+                }
+            };
             match account {
                 Some(a) => {
                     let tokens = client

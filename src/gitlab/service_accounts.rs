@@ -155,7 +155,12 @@ impl GitlabClient {
             return Ok(Home::Group(top.clone()));
         }
         let top = match ns {
-            Namespace::Group(g) if g.parse::<u64>().is_err() => top_level(g),
+            // A path says its top-level group: no call (a steady pass stays at one call per
+            // binding). A user namespace shows up as a 404 for the group, explained then
+            // (`explain_missing_home`).
+            Namespace::Group(g) | Namespace::Project(g) if g.parse::<u64>().is_err() => {
+                top_level(g)
+            }
             Namespace::Group(g) => top_level(&self.group(g).await?.full_path),
             Namespace::Project(p) => {
                 let project = self.project(p).await?;
@@ -177,6 +182,25 @@ impl GitlabClient {
             .unwrap_or_else(|e| e.into_inner())
             .insert(ns.clone(), top.clone());
         Ok(Home::Group(top))
+    }
+
+    /// `e`, or, when it is GitLab's 404 for the group home of a project that lives in a user's
+    /// personal namespace, what that means.
+    pub async fn explain_missing_home(&self, e: ApiError, ns: &Namespace) -> ApiError {
+        let Namespace::Project(p) = ns else { return e };
+        if !(e.is_not_found() && e.message().contains("Group Not Found")) {
+            return e;
+        }
+        match self.project(p).await {
+            Ok(project) if project.in_user_namespace() => ApiError::Setup {
+                service: SERVICE,
+                message: format!(
+                    "project {} is in the personal namespace of a user, which has no group and so no group service accounts: set service_account_home = \"project\" (or \"instance\" on self-managed GitLab)",
+                    project.path_with_namespace
+                ),
+            },
+            _ => e,
+        }
     }
 
     /// The service account `username` of `home`, if it exists.

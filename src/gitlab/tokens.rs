@@ -85,7 +85,11 @@ impl GitlabClient {
             CredentialKind::ServiceAccount => {
                 let (home, username) = self.account_of(policy, ns).await?;
                 // No account yet: no tokens yet (a rotation creates it, or says it is missing).
-                let Some(account) = self.service_account(&home, username).await? else {
+                let found = match self.service_account(&home, username).await {
+                    Ok(found) => found,
+                    Err(e) => return Err(self.explain_missing_home(e, ns).await),
+                };
+                let Some(account) = found else {
                     return Ok(Vec::new());
                 };
                 let listed = match self.account_tokens(&home, account.id, named).await {
@@ -163,7 +167,11 @@ impl GitlabClient {
             }
             CredentialKind::ServiceAccount => {
                 let (home, username) = self.account_of(policy, ns).await?;
-                let account = match self.service_account(&home, username).await? {
+                let found = match self.service_account(&home, username).await {
+                    Ok(found) => found,
+                    Err(e) => return Err(self.explain_missing_home(e, ns).await),
+                };
+                let account = match found {
                     Some(a) => a,
                     None if policy.create_service_account => {
                         self.create_service_account(&home, username).await?

@@ -284,6 +284,11 @@ pub struct Api {
     auth_value: std::sync::Arc<std::sync::RwLock<SecretString>>,
     message_fields: &'static [&'static str],
     pub retry: RetryPolicy,
+    /// When the service last asked regwarden (with a 429) to wait: until then, shared by every
+    /// clone, no request is sent. A short wait is waited; a long one (Qovery's hourly quota)
+    /// fails each call at once, so that a pass that meets it stops cleanly instead of spending
+    /// more of the quota, and the next pass goes on.
+    paused_until: std::sync::Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl Api {
@@ -303,6 +308,33 @@ impl Api {
             auth_value: std::sync::Arc::new(std::sync::RwLock::new(auth_value)),
             message_fields,
             retry: RetryPolicy::default(),
+            paused_until: Default::default(),
+        }
+    }
+
+    /// Waits out a short pause the service asked for; a long one is this call's error.
+    async fn respect_pause(&self) -> Result<(), ApiError> {
+        let until = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(until) = until else { return Ok(()) };
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        if left <= self.retry.max_rate_limit_wait {
+            tokio::time::sleep(left).await;
+            return Ok(());
+        }
+        Err(ApiError::RateLimited {
+            service: self.service,
+            retry_after: left,
+        })
+    }
+
+    fn pause_for(&self, wait: Duration) {
+        let until = tokio::time::Instant::now() + wait;
+        let mut paused = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if paused.is_none_or(|p| p < until) {
+            *paused = Some(until);
         }
     }
 
@@ -339,6 +371,7 @@ impl Api {
         query: &[(&str, String)],
         body: Option<&serde_json::Value>,
     ) -> Result<Reply, ApiError> {
+        self.respect_pause().await?;
         let value = self
             .auth_value
             .read()
@@ -408,10 +441,14 @@ impl Api {
             });
         }
         let message = self.message_of(&body);
+        let wait = rate_limit_wait(&headers);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            self.pause_for(wait);
+        }
         Err(ApiError::from_status(
             self.service,
             status,
-            rate_limit_wait(&headers),
+            wait,
             one_line(&message, 300),
         ))
     }
@@ -458,7 +495,8 @@ fn rate_limit_wait(headers: &HeaderMap) -> Duration {
     if let Some(secs) = number("retry-after") {
         return Duration::from_secs(secs);
     }
-    if let Some(reset) = number("ratelimit-reset") {
+    // `RateLimit-Reset` (the IETF draft), `X-RateLimit-Reset` (Qovery's documentation).
+    if let Some(reset) = number("ratelimit-reset").or_else(|| number("x-ratelimit-reset")) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())

@@ -9,10 +9,22 @@ use reqwest::{Method, Url};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::registry::{Registry, RegistryWrite};
-use super::wire::{AssociatedService, ContainerRegistry, Organization, RegistryRequest, Results};
+use super::wire::{
+    AssociatedService, ContainerRegistry, ContainerSource, Job, Organization, RegistryRequest,
+    Results,
+};
 use crate::outbound::{Api, ApiError, RetryPolicy};
 
 const SERVICE: &str = "Qovery";
+
+/// An image a Qovery service deploys: its path in the registry and its tag.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DeployedImage {
+    #[serde(skip)]
+    pub registry_id: Option<String>,
+    pub image_name: String,
+    pub tag: String,
+}
 
 /// A client of Qovery's REST API.
 #[derive(Clone)]
@@ -203,6 +215,56 @@ impl QoveryClient {
         } else {
             Ok(())
         }
+    }
+
+    /// The image a service deploys (`getContainer`, `getJob`): `None` for a job Qovery builds
+    /// from a Dockerfile, or a kind of service that deploys no image.
+    pub async fn service_image(
+        &self,
+        service: &AssociatedService,
+    ) -> Result<Option<DeployedImage>, ApiError> {
+        let id = &service.service_id;
+        let source = match service.service_type.as_str() {
+            "CONTAINER" => Some(
+                self.api
+                    .idempotent(Method::GET, &format!("container/{id}"), &[], None)
+                    .await?
+                    .json::<ContainerSource>(SERVICE)?,
+            ),
+            "LIFECYCLE" | "CRON" | "JOB" => {
+                self.api
+                    .idempotent(Method::GET, &format!("job/{id}"), &[], None)
+                    .await?
+                    .json::<Job>(SERVICE)?
+                    .source
+                    .image
+            }
+            _ => None,
+        };
+        Ok(source.map(|s| DeployedImage {
+            registry_id: s.registry_id.or(s.registry.map(|r| r.id)),
+            image_name: s.image_name,
+            tag: s.tag,
+        }))
+    }
+
+    /// Every image the services of registry `id` deploy from it, with the service that does:
+    /// one `associatedServices` read, then one read per service (Qovery's API has no list of
+    /// images). Images a service pulls from another registry are left out.
+    pub async fn deployed_images(
+        &self,
+        org: &str,
+        id: &str,
+    ) -> Result<Vec<(AssociatedService, DeployedImage)>, ApiError> {
+        let mut images = Vec::new();
+        for service in self.associated_services(org, id).await? {
+            if let Some(image) = self.service_image(&service).await?
+                && image.registry_id.as_deref().is_none_or(|r| r == id)
+            {
+                images.push((service, image));
+            }
+        }
+        Ok(images)
     }
 
     /// The services that deploy images from a registry.

@@ -5,6 +5,6 @@ mod client;
 mod registry;
 mod wire;
 
-pub use client::QoveryClient;
+pub use client::{DeployedImage, QoveryClient};
 pub use registry::{Registry, RegistryKind, RegistryWrite};
 pub use wire::{AssociatedService, Organization};

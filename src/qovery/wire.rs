@@ -107,6 +107,36 @@ pub struct AssociatedService {
     pub service_type: String,
 }
 
+/// `ContainerSource` (`ContainerResponse` has its fields at the top level; a job's
+/// `source.image` is one): the image a service deploys, and from which registry.
+#[derive(Deserialize)]
+pub(super) struct ContainerSource {
+    pub image_name: String,
+    pub tag: String,
+    #[serde(default)]
+    pub registry_id: Option<String>,
+    #[serde(default)]
+    pub registry: Option<RegistryRef>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RegistryRef {
+    pub id: String,
+}
+
+/// `JobResponse` (a lifecycle or cron job): its `source` is an image, or a Dockerfile Qovery
+/// builds (`docker`), which pulls nothing from a registry of the user's.
+#[derive(Deserialize)]
+pub(super) struct Job {
+    pub source: JobSource,
+}
+
+#[derive(Deserialize)]
+pub(super) struct JobSource {
+    #[serde(default)]
+    pub image: Option<ContainerSource>,
+}
+
 #[derive(Deserialize)]
 pub(super) struct Results<T> {
     pub results: Vec<T>,

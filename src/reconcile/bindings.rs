@@ -198,20 +198,35 @@ pub fn block_collisions(bindings: Vec<Binding>) -> Vec<Binding> {
 /// strands the registry the services use nor makes a second one; `{project_id}` in the
 /// templates gives names that never move in the first place.
 pub fn follow_moves(bindings: Vec<Binding>, registries: &[Registry]) -> Vec<Binding> {
+    let names: Vec<String> = bindings.iter().map(|b| b.name.clone()).collect();
     bindings
         .into_iter()
         .map(|mut b| {
             let (true, None, Some(id)) = (b.from_rule, &b.blocked, b.pinned) else {
                 return b;
             };
-            let pinned_here = registries.iter().find(|r| {
+            let ours = |r: &&Registry| {
                 r.marker
                     .as_ref()
                     .is_some_and(|m| m.instance == b.instance && m.pin == Some(Pin::Project(id)))
+            };
+            // Its own registry, under the template's names: nothing moved.
+            if registries
+                .iter()
+                .filter(ours)
+                .any(|r| r.marker.as_ref().is_some_and(|m| m.binding == b.name))
+            {
+                return b;
+            }
+            // A registry of the same project kept for another binding of the configuration
+            // (an explicit one of that project, say) is that binding's, not a moved one.
+            let moved = registries.iter().filter(ours).find(|r| {
+                r.marker
+                    .as_ref()
+                    .is_some_and(|m| !names.contains(&m.binding))
             });
-            if let Some(r) = pinned_here
+            if let Some(r) = moved
                 && let Some(m) = &r.marker
-                && (r.name != b.qovery_registry || m.binding != b.name)
             {
                 tracing::info!(
                     project = id,
@@ -329,6 +344,81 @@ fn auto_binding(config: &Config, rule: &AutoBindConfig, project: &Project) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn auto(name: &str, path: &str, id: u64) -> Binding {
+        Binding {
+            name: name.into(),
+            instance: String::new(),
+            namespace: Namespace::Project(path.into()),
+            repository: None,
+            qovery_registry: format!("gitlab-{name}"),
+            policy: Default::default(),
+            pinned: Some(id),
+            from_rule: true,
+            blocked: None,
+        }
+    }
+
+    fn kept(registry: &str, binding: &str, id: u64) -> Registry {
+        let description = format!(
+            "regwarden: binding={binding} token_id=1 fingerprint=sha256:0 expires=never project={id}"
+        );
+        Registry {
+            id: registry.into(),
+            name: registry.into(),
+            kind: crate::qovery::RegistryKind::GenericCr,
+            url: None,
+            username: None,
+            marker: crate::marker::Marker::find(&description),
+            description,
+            cluster: None,
+            services: None,
+        }
+    }
+
+    #[test]
+    fn a_moved_project_keeps_its_registry_but_never_takes_another_bindings() {
+        // acme/web (id 7) renamed acme/shop: the template now says "shop".
+        let moved = follow_moves(
+            vec![auto("shop", "acme/shop", 7)],
+            &[kept("gitlab-web", "web", 7)],
+        );
+        assert_eq!(
+            (moved[0].name.as_str(), moved[0].qovery_registry.as_str()),
+            ("web", "gitlab-web")
+        );
+        // A project an explicit binding also binds: its registry is the explicit one's.
+        let mut explicit = auto("api", "acme/api", 1);
+        explicit.from_rule = false;
+        let both = follow_moves(
+            vec![explicit, auto("auto-api", "acme/api", 1)],
+            &[
+                kept("gitlab-api", "api", 1),
+                kept("gitlab-auto-api", "auto-api", 1),
+            ],
+        );
+        assert_eq!(both[1].name, "auto-api");
+        let first_pass = follow_moves(
+            vec![auto("auto-api", "acme/api", 1)],
+            &[kept("gitlab-api", "api", 1)],
+        );
+        assert_eq!(
+            first_pass[0].name, "api",
+            "no other binding keeps it: followed"
+        );
+        let with_explicit = {
+            let mut explicit = auto("api", "acme/api", 1);
+            explicit.from_rule = false;
+            follow_moves(
+                vec![explicit, auto("auto-api", "acme/api", 1)],
+                &[kept("gitlab-api", "api", 1)],
+            )
+        };
+        assert_eq!(
+            with_explicit[1].name, "auto-api",
+            "the explicit binding's registry stays its own"
+        );
+    }
 
     #[test]
     fn slugs_are_lowercase_and_dashed() {

@@ -232,7 +232,11 @@ impl Engine {
         };
         let first = plan(b, &observed, Utc::now(), options.force);
         if options.dry_run {
-            return dry_run_report(report, b, &observed, first);
+            let mut report = dry_run_report(report, b, &observed, first);
+            if report.outcome == BindingOutcome::Planned && report.plan.rotate.is_some() {
+                report.actions.extend(self.images_to_check(&observed).await);
+            }
+            return report;
         }
         if let Some(why) = &first.blocked {
             let mut report = report;
@@ -395,6 +399,46 @@ impl Engine {
         self.qovery
             .registry_by_name(&self.organization, &b.qovery_registry)
             .await
+    }
+
+    /// For a dry run: the images a rotation would check the new credential against, as
+    /// lines of the report.
+    async fn images_to_check(&self, observed: &Observed) -> Vec<String> {
+        let Some(registry) = &observed.registry else {
+            return Vec::new();
+        };
+        if registry.services == Some(0) {
+            return Vec::new();
+        }
+        match self
+            .qovery
+            .deployed_images(&self.organization, &registry.id)
+            .await
+        {
+            Ok(images) if images.is_empty() => Vec::new(),
+            Ok(images) => {
+                let list: Vec<String> = images
+                    .iter()
+                    .map(|(service, image)| {
+                        format!(
+                            "{}:{} ({} {:?}, {:?})",
+                            image.image_name,
+                            image.tag,
+                            super::rotation::service_kind(&service.service_type),
+                            service.service_name,
+                            service.environment_name
+                        )
+                    })
+                    .collect();
+                vec![format!(
+                    "would check the new credential against the images the registry's services deploy: {}",
+                    list.join(", ")
+                )]
+            }
+            Err(e) => vec![format!(
+                "cannot read which images the registry's services deploy (a rotation would need to): {e}"
+            )],
+        }
     }
 
     /// Revokes one of the binding's tokens; a failure is journaled and left to a later pass

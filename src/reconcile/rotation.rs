@@ -87,6 +87,16 @@ pub(super) struct Rotation<'a> {
     pub journal: Journal<'a>,
 }
 
+/// How a Qovery service type reads in a sentence.
+pub fn service_kind(service_type: &str) -> &'static str {
+    match service_type {
+        "CONTAINER" => "container",
+        "LIFECYCLE" => "lifecycle job",
+        "CRON" => "cron job",
+        _ => "service",
+    }
+}
+
 /// What a binding is about, as GitLab says now.
 pub(super) struct Target {
     pin: Pin,
@@ -336,14 +346,91 @@ impl Rotation<'_> {
         if let Err(why) = check.proves_the_credential() {
             return Err(RotationError::Check(why));
         }
+        let served = self.test_deployed_images(new, report).await?;
+        let explanation = match served {
+            Some(summary) => format!("{}; {summary}", check.explanation),
+            None => check.explanation,
+        };
         self.journal
-            .step("test", "ok", &check.explanation, Some(new.id()))
+            .step("test", "ok", &explanation, Some(new.id()))
             .await;
-        report.actions.push(format!(
-            "checked token {}: {}",
-            new.token.id, check.explanation
-        ));
+        report
+            .actions
+            .push(format!("checked token {}: {explanation}", new.token.id));
         Ok(())
+    }
+
+    /// The rest of step 2: the new credential must serve every image that the Qovery services
+    /// using this registry deploy from it (`associatedServices`, then each container's or job's
+    /// image and tag): a token of one project must not reach a registry that also serves
+    /// another project's images. Read once per rotation, never in a steady pass.
+    async fn test_deployed_images(
+        &self,
+        new: &New,
+        report: &mut BindingReport,
+    ) -> Result<Option<String>, RotationError> {
+        let Some(registry) = &self.observed.registry else {
+            // A registry not made yet serves nobody.
+            return Ok(None);
+        };
+        if registry.services == Some(0) {
+            return Ok(None);
+        }
+        let engine = self.engine;
+        let deployed = engine
+            .qovery
+            .deployed_images(&engine.organization, &registry.id)
+            .await
+            .map_err(|e| {
+                RotationError::Check(format!(
+                    "cannot read which images the services of Qovery registry {:?} deploy, so the new credential cannot be checked against them: {e}",
+                    registry.name
+                ))
+            })?;
+        let mut checked: Vec<String> = Vec::new();
+        for (service, image) in &deployed {
+            let reference = format!("{}:{}", image.image_name, image.tag);
+            if checked.contains(&reference) {
+                continue;
+            }
+            let check = registry::check_image(
+                &engine.http,
+                &engine.registry_url,
+                &image.image_name,
+                &image.tag,
+                &new.credential,
+            )
+            .await;
+            let refusal = if check.is_ok() {
+                check.proves_the_credential().err()
+            } else {
+                Some(check.explanation.clone())
+            };
+            if let Some(why) = refusal {
+                return Err(RotationError::Check(format!(
+                    "{} {:?} in environment {:?} (Qovery project {:?}) deploys {reference} from this registry, which the new credential cannot pull: {why}",
+                    service_kind(&service.service_type),
+                    service.service_name,
+                    service.environment_name,
+                    service.project_name,
+                )));
+            }
+            if check.tag_missing {
+                report.actions.push(format!(
+                    "note: {} {:?} in environment {:?} deploys {reference}, which the registry does not hold: no credential can pull that tag",
+                    service_kind(&service.service_type),
+                    service.service_name,
+                    service.environment_name,
+                ));
+            }
+            checked.push(reference);
+        }
+        Ok((!checked.is_empty()).then(|| {
+            format!(
+                "and every image the registry's services deploy: {}",
+                checked.join(", ")
+            )
+        }))
     }
 
     /// Step 3: Qovery gets the new credential and a marker naming it; the token it held joins

@@ -110,6 +110,12 @@ pub struct CredentialCheck {
     /// `true` when the repository exists but holds no image yet (404 `NAME_UNKNOWN`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub repository_empty: bool,
+    /// The tag whose manifest was asked for, when one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// `true` when that tag is not in the repository (404): no credential could pull it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tag_missing: bool,
 }
 
 impl CredentialCheck {
@@ -174,6 +180,39 @@ pub async fn check(
     access: Access,
     credential: &Credential,
 ) -> CredentialCheck {
+    check_flow(client, registry, repository, access, None, credential).await
+}
+
+/// Checks that `credential` can pull image `repository:tag`: the same flow as [`check`],
+/// then the tag's manifest (`HEAD /v2/<repository>/manifests/<tag>`) with the realm's token.
+/// A tag the registry does not hold is reported (`tag_missing`), not a refusal: no credential
+/// could pull it.
+pub async fn check_image(
+    client: &reqwest::Client,
+    registry: &Url,
+    repository: &str,
+    tag: &str,
+    credential: &Credential,
+) -> CredentialCheck {
+    check_flow(
+        client,
+        registry,
+        repository,
+        Access::Pull,
+        Some(tag),
+        credential,
+    )
+    .await
+}
+
+async fn check_flow(
+    client: &reqwest::Client,
+    registry: &Url,
+    repository: &str,
+    access: Access,
+    tag: Option<&str>,
+    credential: &Credential,
+) -> CredentialCheck {
     let mut report = CredentialCheck {
         outcome: Outcome::Ok,
         explanation: String::new(),
@@ -187,12 +226,15 @@ pub async fn check(
         auth: None,
         realm: None,
         repository_empty: false,
+        tag: tag.map(str::to_string),
+        tag_missing: false,
     };
     let flow = Flow {
         client,
         base: directory_url(registry, ""),
         repository,
         access,
+        tag,
         credential,
     };
     match flow.run(&mut report).await {
@@ -218,6 +260,8 @@ struct Flow<'a> {
     base: Url,
     repository: &'a str,
     access: Access,
+    /// A tag whose manifest must be readable too.
+    tag: Option<&'a str>,
     credential: &'a Credential,
 }
 
@@ -269,7 +313,68 @@ impl Flow<'_> {
                 .with_detail(error_summary(ping).await));
             }
         };
-        self.list_tags(auth, report).await
+        let listed = self.list_tags(&auth, report).await?;
+        match self.tag {
+            Some(tag) if !report.repository_empty => self.manifest(&auth, tag, report).await,
+            Some(_) => {
+                report.tag_missing = true;
+                Ok(listed)
+            }
+            None => Ok(listed),
+        }
+    }
+
+    /// `HEAD /v2/<repository>/manifests/<tag>`: the deployed tag is there and this credential
+    /// may read it.
+    async fn manifest(
+        &self,
+        auth: &Auth,
+        tag: &str,
+        report: &mut CredentialCheck,
+    ) -> Result<String, Failure> {
+        let url = self.url(&format!("v2/{}/manifests/{tag}", self.repository))?;
+        let request = self.authorize(self.client.head(url), auth).header(
+            header::ACCEPT,
+            "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
+             application/vnd.docker.distribution.manifest.list.v2+json, \
+             application/vnd.docker.distribution.manifest.v2+json",
+        );
+        let response = self.send(request, "the registry").await?;
+        match response.status() {
+            s if s.is_success() => Ok(format!("the credential can pull {}:{tag}", self.repository)),
+            StatusCode::NOT_FOUND => {
+                report.tag_missing = true;
+                Ok(format!(
+                    "the credential can pull {}, which has no tag {tag}",
+                    self.repository
+                ))
+            }
+            status @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(Failure::new(
+                Outcome::NoAccess,
+                format!(
+                    "the registry refused the manifest of {}:{tag} ({status})",
+                    self.repository
+                ),
+            )),
+            status => Err(Failure::new(
+                Outcome::Unreachable,
+                format!(
+                    "HEAD /v2/{}/manifests/{tag} answered {status}",
+                    self.repository
+                ),
+            )),
+        }
+    }
+
+    fn authorize(&self, request: reqwest::RequestBuilder, auth: &Auth) -> reqwest::RequestBuilder {
+        match auth {
+            Auth::Bearer(token) => request.bearer_auth(token),
+            Auth::Basic => request.basic_auth(
+                &self.credential.username,
+                Some(self.credential.password.expose_secret()),
+            ),
+            Auth::None => request,
+        }
     }
 
     fn url(&self, path: &str) -> Result<Url, Failure> {
@@ -429,21 +534,16 @@ impl Flow<'_> {
         Ok(())
     }
 
-    async fn list_tags(&self, auth: Auth, report: &mut CredentialCheck) -> Result<String, Failure> {
+    async fn list_tags(
+        &self,
+        auth: &Auth,
+        report: &mut CredentialCheck,
+    ) -> Result<String, Failure> {
         let url = self.url(&format!("v2/{}/tags/list", self.repository))?;
-        let mut request = self.client.get(url);
-        let auth_label = match &auth {
-            Auth::Bearer(token) => {
-                request = request.bearer_auth(token);
-                "the realm's token"
-            }
-            Auth::Basic => {
-                request = request.basic_auth(
-                    &self.credential.username,
-                    Some(self.credential.password.expose_secret()),
-                );
-                "the credential"
-            }
+        let request = self.authorize(self.client.get(url), auth);
+        let auth_label = match auth {
+            Auth::Bearer(_) => "the realm's token",
+            Auth::Basic => "the credential",
             Auth::None => "no credential at all",
         };
         let response = self.send(request, "the registry").await?;

@@ -253,6 +253,7 @@ async fn a_registry_that_is_not_this_gitlabs_is_never_taken_over() {
         ORG,
         QOVERY_REGISTRY,
         "https://quay.io",
+        &["robot/app:v1"],
         "robot",
         "quay-robot-password",
     );

@@ -8,6 +8,7 @@ mod check;
 mod ci_component;
 mod ci_endpoint;
 mod config_cli;
+mod deployed_images;
 mod exit_codes;
 mod faithful;
 mod gitlab_client;

@@ -199,7 +199,7 @@ async fn a_foreign_organization_is_forbidden_and_a_bad_token_unauthorized() {
 #[tokio::test]
 async fn cluster_registries_and_their_services_are_never_touched() {
     let w = world().await;
-    let id = w.qovery.add_registry(ORG, "registry-cluster", true, 0);
+    let id = w.qovery.add_registry(ORG, "registry-cluster", true, &[]);
     let cluster_registry = w.client().registry(ORG, &id).await.unwrap().unwrap();
     assert!(cluster_registry.is_cluster_owned());
 
@@ -233,7 +233,12 @@ async fn cluster_registries_and_their_services_are_never_touched() {
 #[tokio::test]
 async fn associated_services_are_listed() {
     let w = world().await;
-    let id = w.qovery.add_registry(ORG, "gitlab-acme-api", false, 2);
+    let id = w.qovery.add_registry(
+        ORG,
+        "gitlab-acme-api",
+        false,
+        &["acme/api:v1", "acme/web:v2"],
+    );
 
     let services = w.client().associated_services(ORG, &id).await.unwrap();
     let registry = w.client().registry(ORG, &id).await.unwrap().unwrap();

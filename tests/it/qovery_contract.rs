@@ -1,5 +1,5 @@
 //! The contract with Qovery: every kind of request the Qovery client sends for container
-//! registries goes through Prism serving Qovery's own OpenAPI
+//! registries (and for the images their services deploy) goes through Prism serving Qovery's own OpenAPI
 //! (`tests/fixtures/qovery-openapi-container-registry.yaml`) as a validating proxy in front of
 //! the fake. A request that breaks the spec, or an answer of the fake that does, fails the test.
 
@@ -22,7 +22,12 @@ async fn every_registry_request_follows_qoverys_openapi() {
     };
     let qovery = FakeQovery::start().await;
     let token = qovery.add_organization(ORG, "acme");
-    let cluster_registry = qovery.add_registry(ORG, "registry-cluster", true, 3);
+    let cluster_registry = qovery.add_registry(
+        ORG,
+        "registry-cluster",
+        true,
+        &["acme/a:v1", "acme/b:v1", "acme/c:v1"],
+    );
     let prism = Prism::proxy(&bin, &qovery_openapi(), &qovery.url());
     let http = regwarden::outbound::client(None, Duration::from_secs(20)).unwrap();
     let client = QoveryClient::new(
@@ -58,11 +63,44 @@ async fn every_registry_request_follows_qoverys_openapi() {
         .associated_services(ORG, &cluster_registry)
         .await
         .unwrap();
+    // What each service deploys: containers (getContainer) and jobs of both kinds (getJob).
+    qovery.add_service(
+        &cluster_registry,
+        "LIFECYCLE",
+        "migrate",
+        "production",
+        "acme/tools:v3",
+    );
+    qovery.add_service(
+        &cluster_registry,
+        "CRON",
+        "report",
+        "staging",
+        "acme/report:v1",
+    );
+    let images = client
+        .deployed_images(ORG, &cluster_registry)
+        .await
+        .unwrap();
     client.delete_registry(ORG, &edited).await.unwrap();
 
     assert_eq!(listed.len(), 2);
     assert_eq!(edited.kind, RegistryKind::GenericCr);
     assert_eq!(services.len(), 3);
+    let deployed: Vec<String> = images
+        .iter()
+        .map(|(s, i)| format!("{} {}:{}", s.service_type, i.image_name, i.tag))
+        .collect();
+    assert_eq!(
+        deployed,
+        [
+            "CONTAINER acme/a:v1",
+            "CONTAINER acme/b:v1",
+            "CONTAINER acme/c:v1",
+            "LIFECYCLE acme/tools:v3",
+            "CRON acme/report:v1"
+        ]
+    );
     assert!(qovery.registry_named("gitlab-acme-api").is_none());
 }
 

@@ -796,6 +796,7 @@ async fn a_registry_set_up_by_hand_is_taken_over_and_its_credential_left_alone()
         crate::support::world::ORG,
         crate::support::world::QOVERY_REGISTRY,
         &w.registry_url,
+        &["acme/api:v1"],
         "alice",
         &pat.token,
     );

@@ -304,13 +304,11 @@ async fn a_destroyed_project_loses_its_unused_qovery_registry_and_keeps_a_used_o
     let body = system_hook("project_destroy", project_id, PROJECT);
 
     // Used by two services: kept, with a warning in the journal.
-    w.qovery
-        .state
-        .lock()
-        .unwrap()
-        .registries
-        .iter_mut()
-        .for_each(|r| r.associated_services = 2);
+    let registry_id = w.qovery_registry().unwrap().id;
+    for name in ["api", "worker"] {
+        w.qovery
+            .add_service(&registry_id, "CONTAINER", name, "production", "acme/api:v1");
+    }
     let (code, _) = s
         .post_webhook(signed("msg_destroy_1", &body, "System Hook"), &body)
         .await;
@@ -336,13 +334,7 @@ async fn a_destroyed_project_loses_its_unused_qovery_registry_and_keeps_a_used_o
     assert!(w.qovery_registry().is_some());
 
     // Unused: deleted.
-    w.qovery
-        .state
-        .lock()
-        .unwrap()
-        .registries
-        .iter_mut()
-        .for_each(|r| r.associated_services = 0);
+    w.qovery.remove_services(&registry_id);
     let (code, _) = s
         .post_webhook(signed("msg_destroy_2", &body, "System Hook"), &body)
         .await;

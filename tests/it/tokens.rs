@@ -94,6 +94,7 @@ async fn a_hand_made_credential_qovery_holds_pages_someone_before_it_expires() {
         ORG,
         QOVERY_REGISTRY,
         &w.registry_url,
+        &[],
         &theirs.username,
         &theirs.token,
     );
@@ -164,8 +165,14 @@ async fn a_persons_token_qovery_holds_is_shown_and_paged_though_its_expiry_is_un
     let pat = w
         .gitlab
         .add_access_token(Owner::User, "alice-laptop", &["read_registry"]);
-    w.qovery
-        .add_hand_made_registry(ORG, QOVERY_REGISTRY, &w.registry_url, "alice", &pat.token);
+    w.qovery.add_hand_made_registry(
+        ORG,
+        QOVERY_REGISTRY,
+        &w.registry_url,
+        &[],
+        "alice",
+        &pat.token,
+    );
 
     let run = w
         .regwarden(&["tokens", "--within", "30d", "--output", "json"])

@@ -5,8 +5,10 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router, middleware};
@@ -43,13 +45,75 @@ pub struct Registry {
     pub cluster: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
-    pub associated_services: usize,
     pub created_at: String,
     pub updated_at: String,
 }
 
+/// A Qovery service that deploys an image from one of the organization's registries: a
+/// container, or a lifecycle or cron job (`ContainerRegistryAssociatedServiceType`).
+#[derive(Clone, Debug)]
+pub struct Service {
+    pub id: String,
+    pub name: String,
+    /// `CONTAINER`, `LIFECYCLE` or `CRON`.
+    pub service_type: String,
+    pub environment_id: String,
+    pub environment_name: String,
+    pub project_id: String,
+    pub project_name: String,
+    pub registry_id: String,
+    /// The image's path in the registry (for GitLab: `group/project[/image]`).
+    pub image_name: String,
+    pub tag: String,
+}
+
+impl Service {
+    /// `ContainerRegistryAssociatedServicesResponse`: its seven fields, all required.
+    fn associated_json(&self) -> Value {
+        json!({
+            "project_id": self.project_id,
+            "project_name": self.project_name,
+            "environment_id": self.environment_id,
+            "environment_name": self.environment_name,
+            "service_id": self.id,
+            "service_name": self.name,
+            "service_type": self.service_type,
+        })
+    }
+
+    /// `ContainerSource`, for the registry `r`.
+    fn source_json(&self, r: &Registry) -> Value {
+        json!({
+            "image_name": self.image_name,
+            "tag": self.tag,
+            "registry_id": r.id,
+            "registry": {"id": r.id, "name": r.name, "url": r.url, "kind": r.kind},
+        })
+    }
+
+    /// What `ContainerResponse` and `BaseJobResponse` require besides the source.
+    fn base_json(&self, service_type: &str) -> Value {
+        json!({
+            "id": self.id,
+            "created_at": "2026-01-01T00:00:00Z",
+            "environment": {"id": self.environment_id},
+            "maximum_cpu": 16000,
+            "maximum_memory": 16384,
+            "maximum_gpu": 0,
+            "name": self.name,
+            "cpu": 500,
+            "memory": 512,
+            "gpu": 0,
+            "healthchecks": {},
+            "auto_preview": false,
+            "icon_uri": "app://qovery-console/container",
+            "service_type": service_type,
+        })
+    }
+}
+
 impl Registry {
-    fn json(&self) -> Value {
+    fn json(&self, services: usize) -> Value {
         let mut v = json!({
             "id": self.id,
             "created_at": self.created_at,
@@ -58,7 +122,7 @@ impl Registry {
             "kind": self.kind,
             "description": self.description,
             "url": self.url,
-            "associated_services_count": self.associated_services,
+            "associated_services_count": services,
             "config": {},
         });
         if let Some(u) = &self.username {
@@ -87,6 +151,10 @@ pub struct QoveryState {
     /// API token -> the organization it belongs to
     pub tokens: Vec<(String, String)>,
     pub registries: Vec<Registry>,
+    pub services: Vec<Service>,
+    /// Requests the organization's API token may still make before Qovery answers 429 (its
+    /// documented limit is 1,000 an hour): `None`, no limit.
+    pub requests_left: Option<usize>,
     /// Answer 403 rather than 404 for a registry that does not exist (reference §1).
     pub missing_as_forbidden: bool,
     pub credential_check: Option<CredentialCheck>,
@@ -98,6 +166,15 @@ impl QoveryState {
     fn uuid(&mut self) -> String {
         self.next_id += 1;
         format!("00000000-0000-4000-8000-{:012x}", self.next_id)
+    }
+
+    /// How many services deploy from registry `id`.
+    fn services_of(&self, id: &str) -> usize {
+        self.services.iter().filter(|s| s.registry_id == id).count()
+    }
+
+    fn registry_json(&self, r: &Registry) -> Value {
+        r.json(self.services_of(&r.id))
     }
 }
 
@@ -143,6 +220,9 @@ impl FakeQovery {
                 "/organization/{organizationId}/containerRegistry/{containerRegistryId}/associatedServices",
                 get(associated_services),
             )
+            .route("/container/{containerId}", get(get_container))
+            .route("/job/{jobId}", get(get_job))
+            .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit))
             .route_layer(middleware::from_fn_with_state(faults.clone(), inject))
             .with_state(state.clone());
         Self {
@@ -178,40 +258,96 @@ impl FakeQovery {
         token
     }
 
-    /// Adds a registry directly (as if made in the console); returns its id.
-    pub fn add_registry(&self, org: &str, name: &str, cluster: bool, services: usize) -> String {
+    /// Adds a registry directly (as if made in the console), with one container service per
+    /// image (`path:tag`) deployed from it; returns its id.
+    pub fn add_registry(&self, org: &str, name: &str, cluster: bool, images: &[&str]) -> String {
+        let id = {
+            let mut s = lock(&self.state);
+            let id = s.uuid();
+            let now = Utc::now().to_rfc3339();
+            s.registries.push(Registry {
+                id: id.clone(),
+                organization: org.into(),
+                name: name.into(),
+                kind: if cluster { "ECR" } else { "GITLAB_CR" }.into(),
+                description: String::new(),
+                url: "https://registry.gitlab.com".into(),
+                cluster: cluster.then(|| "00000000-0000-4000-8000-00000000c1c1".to_string()),
+                username: Some("someone".into()),
+                password: Some("set-in-the-console".into()),
+                created_at: now.clone(),
+                updated_at: now,
+            });
+            id
+        };
+        for (i, image) in images.iter().enumerate() {
+            self.add_service(
+                &id,
+                "CONTAINER",
+                &format!("{name}-{i}"),
+                "production",
+                image,
+            );
+        }
+        id
+    }
+
+    /// A service of environment `environment` deploying `image` (`path:tag`) from registry
+    /// `registry_id`: `service_type` `CONTAINER`, `LIFECYCLE` or `CRON`. Returns its id.
+    pub fn add_service(
+        &self,
+        registry_id: &str,
+        service_type: &str,
+        name: &str,
+        environment: &str,
+        image: &str,
+    ) -> String {
+        let (image_name, tag) = image.rsplit_once(':').expect("an image as path:tag");
         let mut s = lock(&self.state);
         let id = s.uuid();
-        let now = Utc::now().to_rfc3339();
-        s.registries.push(Registry {
+        let environment_id = s.uuid();
+        s.services.push(Service {
             id: id.clone(),
-            organization: org.into(),
             name: name.into(),
-            kind: if cluster { "ECR" } else { "GITLAB_CR" }.into(),
-            description: String::new(),
-            url: "https://registry.gitlab.com".into(),
-            cluster: cluster.then(|| "00000000-0000-4000-8000-00000000c1c1".to_string()),
-            username: Some("someone".into()),
-            password: Some("set-in-the-console".into()),
-            associated_services: services,
-            created_at: now.clone(),
-            updated_at: now,
+            service_type: service_type.into(),
+            environment_id,
+            environment_name: environment.into(),
+            project_id: "00000000-0000-4000-8000-0000000000a1".into(),
+            project_name: "acme".into(),
+            registry_id: registry_id.into(),
+            image_name: image_name.into(),
+            tag: tag.into(),
         });
         id
     }
 
+    /// The services of registry `registry_id` are deleted (or moved to another registry).
+    pub fn remove_services(&self, registry_id: &str) {
+        lock(&self.state)
+            .services
+            .retain(|s| s.registry_id != registry_id);
+    }
+
+    /// From now on, Qovery answers 429 once the organization's token has made `n` more
+    /// requests (`None`: no limit).
+    pub fn limit_requests(&self, n: Option<usize>) {
+        lock(&self.state).requests_left = n;
+    }
+
     /// A registry a person set up by hand, as Qovery's guide for GitLab says: a credential
     /// regwarden did not make, no marker, the URL of the GitLab registry `url` (`GITLAB_CR`
-    /// for gitlab.com's, `GENERIC_CR` for a self-managed one).
+    /// for gitlab.com's, `GENERIC_CR` for a self-managed one), and a container service per
+    /// image it serves (`path:tag`).
     pub fn add_hand_made_registry(
         &self,
         org: &str,
         name: &str,
         url: &str,
+        images: &[&str],
         username: &str,
         password: &str,
     ) -> String {
-        let id = self.add_registry(org, name, false, 1);
+        let id = self.add_registry(org, name, false, images);
         let mut s = lock(&self.state);
         let r = s.registries.iter_mut().find(|r| r.id == id).unwrap();
         r.description = "Set up by hand for the api team.".into();
@@ -305,7 +441,7 @@ async fn list_registries(
         .registries
         .iter()
         .filter(|r| r.organization == org)
-        .map(Registry::json)
+        .map(|r| s.registry_json(r))
         .collect();
     Json(json!({ "results": results })).into_response()
 }
@@ -422,11 +558,10 @@ async fn create_registry(
         cluster: None,
         username: request.username,
         password: request.password,
-        associated_services: 0,
         created_at: now.clone(),
         updated_at: now,
     };
-    let json = registry.json();
+    let json = s.registry_json(&registry);
     s.registries.push(registry);
     (StatusCode::CREATED, Json(json)).into_response()
 }
@@ -453,7 +588,7 @@ async fn get_registry(
         .iter()
         .find(|r| r.id == id && r.organization == org)
     {
-        Some(r) => Json(r.json()).into_response(),
+        Some(r) => Json(s.registry_json(r)).into_response(),
         None => missing(&s),
     }
 }
@@ -503,7 +638,8 @@ async fn edit_registry(
     // the harsher reading.
     registry.password = request.password;
     registry.updated_at = Utc::now().to_rfc3339();
-    Json(registry.json()).into_response()
+    let registry = registry.clone();
+    Json(s.registry_json(&registry)).into_response()
 }
 
 async fn delete_registry(
@@ -522,7 +658,7 @@ async fn delete_registry(
     else {
         return missing(&s);
     };
-    if s.registries[pos].associated_services > 0 {
+    if s.services_of(&id) > 0 {
         return error(
             StatusCode::BAD_REQUEST,
             "This container registry is used by services",
@@ -548,18 +684,109 @@ async fn associated_services(
     else {
         return missing(&s);
     };
-    let results: Vec<Value> = (0..registry.associated_services)
-        .map(|i| {
-            json!({
-                "project_id": "00000000-0000-4000-8000-0000000000a1",
-                "project_name": "acme",
-                "environment_id": "00000000-0000-4000-8000-0000000000e1",
-                "environment_name": "production",
-                "service_id": format!("00000000-0000-4000-8000-{:012x}", 0x5e0 + i),
-                "service_name": format!("api-{i}"),
-                "service_type": "CONTAINER",
-            })
-        })
+    let results: Vec<Value> = s
+        .services
+        .iter()
+        .filter(|x| x.registry_id == registry.id)
+        .map(Service::associated_json)
         .collect();
     Json(json!({ "results": results })).into_response()
+}
+
+/// A service and its registry, once the token may read them (its organization's).
+fn service_of<'a>(
+    s: &'a QoveryState,
+    headers: &HeaderMap,
+    id: &str,
+    types: &[&str],
+) -> Result<(&'a Service, &'a Registry), Response> {
+    let service = s
+        .services
+        .iter()
+        .find(|x| x.id == id && types.contains(&x.service_type.as_str()))
+        .ok_or_else(|| missing(s))?;
+    let registry = s
+        .registries
+        .iter()
+        .find(|r| r.id == service.registry_id)
+        .ok_or_else(|| missing(s))?;
+    authorize(s, headers, &registry.organization)?;
+    Ok((service, registry))
+}
+
+/// `getContainer` (`GET /container/{containerId}`): `ContainerResponse`, whose
+/// `ContainerSource` fields (`image_name`, `tag`, `registry_id`, `registry`) are at its top
+/// level.
+async fn get_container(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let s = lock(&state);
+    match service_of(&s, &headers, &id, &["CONTAINER"]) {
+        Ok((service, registry)) => {
+            let mut body = service.base_json("CONTAINER");
+            for (k, v) in service.source_json(registry).as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            body["min_running_instances"] = json!(1);
+            body["max_running_instances"] = json!(1);
+            Json(body).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+/// `getJob` (`GET /job/{jobId}`): a `LifecycleJobResponse` or `CronJobResponse` (by
+/// `job_type`), whose image is `source.image`.
+async fn get_job(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let s = lock(&state);
+    match service_of(&s, &headers, &id, &["LIFECYCLE", "CRON"]) {
+        Ok((service, registry)) => {
+            let mut body = service.base_json("JOB");
+            body["source"] = json!({ "image": service.source_json(registry) });
+            body["job_type"] = json!(service.service_type);
+            body["schedule"] = if service.service_type == "CRON" {
+                json!({"cronjob": {"timezone": "Etc/UTC", "scheduled_at": "0 3 * * *"}})
+            } else {
+                json!({"on_start": {}})
+            };
+            Json(body).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+/// Qovery's rate limit ("1000 requests per hour per API token", reference §1): once the
+/// budget a test set is spent, 429 with `Retry-After` and `X-RateLimit-*`, without acting.
+async fn rate_limit(
+    State(state): State<Shared>,
+    request: axum::http::Request<Body>,
+    next: Next,
+) -> Response {
+    {
+        let mut s = lock(&state);
+        if let Some(left) = &mut s.requests_left {
+            if *left == 0 {
+                let mut r = error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+                let reset = Utc::now().timestamp() + 3600;
+                for (name, value) in [
+                    ("retry-after", "3600".to_string()),
+                    ("x-ratelimit-limit", "1000".to_string()),
+                    ("x-ratelimit-remaining", "0".to_string()),
+                    ("x-ratelimit-reset", reset.to_string()),
+                ] {
+                    r.headers_mut()
+                        .insert(name, axum::http::HeaderValue::from_str(&value).unwrap());
+                }
+                return r;
+            }
+            *left -= 1;
+        }
+    }
+    next.run(request).await
 }

@@ -167,6 +167,25 @@ pub struct ServerConfig {
     pub request_timeout: HumanDuration,
     /// Connections open at once; one more is answered 503 and closed.
     pub max_connections: usize,
+    /// Webhook keys that speak only for some namespaces (`[[server.webhook_key]]`): a
+    /// delivery they sign about another namespace is refused.
+    #[serde(rename = "webhook_key")]
+    pub webhook_keys: Vec<WebhookKeyConfig>,
+}
+
+/// `[[server.webhook_key]]`: a signing token or a secret token (from a variable or a file),
+/// valid only for events about projects and groups under `namespaces`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookKeyConfig {
+    /// A variable holding `whsec_...` signing tokens (comma-separated).
+    pub signing_token_env: Option<String>,
+    pub signing_token_file: Option<PathBuf>,
+    /// A variable holding legacy `X-Gitlab-Token` secrets (comma-separated).
+    pub secret_token_env: Option<String>,
+    pub secret_token_file: Option<PathBuf>,
+    /// The full paths of the groups (or projects) this key speaks for.
+    pub namespaces: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -185,6 +204,7 @@ impl Default for ServerConfig {
             header_read_timeout: HumanDuration::from_secs(10),
             request_timeout: HumanDuration::from_secs(30),
             max_connections: 512,
+            webhook_keys: Vec::new(),
         }
     }
 }

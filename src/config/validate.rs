@@ -87,6 +87,28 @@ impl Config {
                 ),
             );
         }
+        for (i, k) in self.server.webhook_keys.iter().enumerate() {
+            let at = KeyPath::new("server").field("webhook_key").index(i);
+            let signing = k.signing_token_env.is_some() || k.signing_token_file.is_some();
+            let secret = k.secret_token_env.is_some() || k.secret_token_file.is_some();
+            if signing == secret {
+                problem(
+                    at.clone(),
+                    "names one signing token (signing_token_env or signing_token_file) or one secret token (secret_token_env or secret_token_file)".into(),
+                );
+            }
+            if k.namespaces.is_empty() {
+                problem(
+                    at.field("namespaces"),
+                    "must list the groups or projects this key speaks for, e.g. namespaces = [\"acme\"] (a key for every namespace goes in server.signing_tokens_env)".into(),
+                );
+            }
+            for (j, ns) in k.namespaces.iter().enumerate() {
+                if let Err(why) = check_gitlab_path(ns) {
+                    problem(at.field("namespaces").index(j), why.to_string());
+                }
+            }
+        }
         for (key, value) in [
             ("timestamp_tolerance", self.server.timestamp_tolerance),
             ("reconcile_interval", self.server.reconcile_interval),

@@ -80,6 +80,27 @@ impl Event {
         }
     }
 
+    /// The full paths of the projects and groups the event is about (a move's old path too):
+    /// what a scoped webhook key must speak for.
+    pub fn namespaces(&self) -> Vec<&str> {
+        fn owner(o: &TokenOwner) -> &str {
+            match o {
+                TokenOwner::Project(p) => &p.path,
+                TokenOwner::Group(g) => &g.path,
+            }
+        }
+        match self {
+            Event::DeployTokenExpiring { owner: o, .. }
+            | Event::AccessTokenExpiring { owner: o, .. } => vec![owner(o)],
+            Event::ProjectCreated { project } | Event::ProjectDestroyed { project } => {
+                vec![&project.path]
+            }
+            Event::ProjectRenamed { project, old_path }
+            | Event::ProjectTransferred { project, old_path } => vec![&project.path, old_path],
+            Event::Ignored { .. } => Vec::new(),
+        }
+    }
+
     /// The path of the project the event is about, when it is about one project (a group
     /// token's expiry is not).
     pub fn project_path(&self) -> Option<&str> {

@@ -34,6 +34,9 @@ pub enum EdgeError {
     /// Authenticated, but nothing here for it; the reason is logged.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// A webhook signed with a key scoped to other namespaces than the event's.
+    #[error("webhook key out of scope: {0}")]
+    OutOfScope(String),
     /// The CI endpoint is off (`server.ci_audience` is not set).
     #[error("the CI endpoint is off")]
     CiOff,
@@ -52,7 +55,7 @@ impl EdgeError {
             }
             EdgeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             EdgeError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            EdgeError::Forbidden(_) => StatusCode::FORBIDDEN,
+            EdgeError::Forbidden(_) | EdgeError::OutOfScope(_) => StatusCode::FORBIDDEN,
             EdgeError::CiOff => StatusCode::NOT_FOUND,
             EdgeError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             EdgeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -76,6 +79,9 @@ impl EdgeError {
                  expiry): give the job an id_tokens entry whose aud is this server's URL",
             ),
             EdgeError::Forbidden(_) => refused("this server binds nothing for that project"),
+            EdgeError::OutOfScope(_) => refused(
+                "the key this delivery is signed with does not speak for the namespace of its event",
+            ),
             EdgeError::CiOff => {
                 refused("the CI endpoint is off: set server.ci_audience to this server's URL")
             }

@@ -38,8 +38,22 @@ pub enum JobPayload {
 #[derive(Debug, PartialEq, Eq)]
 enum Action {
     Nothing(String),
-    Pass { bindings: Vec<String>, force: Force },
-    Destroyed { bindings: Vec<String> },
+    Pass {
+        bindings: Vec<String>,
+        force: Force,
+    },
+    /// A project was renamed or transferred, as the event says: the bindings' tokens are
+    /// re-checked once GitLab confirms that its path is another than the one they were checked
+    /// at.
+    Moved {
+        bindings: Vec<String>,
+        project_id: u64,
+    },
+    /// A project was destroyed, as the event says: acted on once GitLab answers 404 for it.
+    Destroyed {
+        project_id: u64,
+        path: String,
+    },
 }
 
 fn project_matches(b: &Binding, path: &str, id: u64) -> bool {
@@ -85,11 +99,11 @@ fn expiring(
     }
 }
 
-/// Which bindings an event received at `received` concerns, and what to do about them. An
-/// expiry forces a rotation only while Qovery still holds the token that expires, and a move
-/// only while it holds a token made before the move: several deliveries of one event (a
-/// project, a group and a system hook; a redelivery) make one rotation.
-fn action(event: &Event, all: &[Binding], received: chrono::DateTime<chrono::Utc>) -> Action {
+/// Which bindings an event concerns, and what to do about them. An expiry forces a rotation
+/// only while Qovery still holds the token that expires, and a move (once GitLab confirms it)
+/// only while Qovery holds a token made before it: several deliveries of one event (a project,
+/// a group and a system hook; a redelivery) make one rotation.
+fn action(event: &Event, all: &[Binding]) -> Action {
     match event {
         Event::DeployTokenExpiring {
             owner,
@@ -146,25 +160,20 @@ fn action(event: &Event, all: &[Binding], received: chrono::DateTime<chrono::Utc
             if hit.is_empty() {
                 Action::Nothing(format!("no binding covers {} or {old_path}", project.path))
             } else {
-                // The repository path changed: a new token is checked against the new path.
-                Action::Pass {
+                // The repository path may have changed: confirmed with GitLab first.
+                Action::Moved {
                     bindings: hit,
-                    force: Force::IfMadeBefore { at: received },
+                    project_id: project.id,
                 }
             }
         }
-        Event::ProjectDestroyed { project } => {
-            let hit = names(
-                all.iter()
-                    .filter(|b| project_matches(b, &project.path, project.id))
-                    .map(|b| b.name.clone()),
-            );
-            if hit.is_empty() {
-                Action::Nothing(format!("no binding covers {}", project.path))
-            } else {
-                Action::Destroyed { bindings: hit }
-            }
-        }
+        // Whether a binding or a rule covers the project was judged at the intake; what its
+        // registries are is read from their markers, by the project's id (an auto-bound
+        // project that is gone has no binding any more).
+        Event::ProjectDestroyed { project } => Action::Destroyed {
+            project_id: project.id,
+            path: project.path.clone(),
+        },
         Event::Ignored { event } => Action::Nothing(format!("{event} is not handled")),
     }
 }
@@ -323,7 +332,7 @@ impl Worker {
                     .into_iter()
                     .filter(|f| event.project_path().is_none_or(|p| f.could_cover(p)))
                     .collect();
-                match action(&event, &resolved.bindings, received) {
+                match action(&event, &resolved.bindings) {
                     Action::Nothing(why) if failed_rules.is_empty() => {
                         tracing::info!(event = event.kind(), "nothing to do: {why}");
                         return Ok(());
@@ -338,13 +347,20 @@ impl Worker {
                         force,
                         failed_rules,
                     ),
-                    Action::Destroyed { bindings } => {
-                        let gone: Vec<Binding> = resolved
+                    Action::Moved {
+                        bindings,
+                        project_id,
+                    } => {
+                        let named: Vec<Binding> = resolved
                             .bindings
                             .into_iter()
                             .filter(|b| bindings.contains(&b.name))
                             .collect();
-                        self.project_destroyed(&gone).await?;
+                        let moved = self.moved(named, project_id).await?;
+                        (moved, Force::IfMadeBefore { at: received }, failed_rules)
+                    }
+                    Action::Destroyed { project_id, path } => {
+                        self.project_destroyed(project_id, &path).await?;
                         (Vec::new(), Force::No, failed_rules)
                     }
                 }
@@ -449,32 +465,99 @@ impl Worker {
 
     /// A bound project is gone, and its tokens with it. Its Qovery registry is deleted when
     /// no service uses it; otherwise it is kept and a warning says why.
-    async fn project_destroyed(&self, gone: &[Binding]) -> anyhow::Result<()> {
+    /// Of the bindings a rename or transfer event names, those whose registry holds a token
+    /// checked at another path than the project's path now, by its id: an event is a hint,
+    /// never proof (any holder of a webhook key could send one), and a rotation is worth it
+    /// only when the path really moved. A marker without a path (written before regwarden
+    /// kept one) counts as moved.
+    async fn moved(&self, bindings: Vec<Binding>, project_id: u64) -> anyhow::Result<Vec<Binding>> {
+        let now = match self.engine.gitlab.project(&project_id.to_string()).await {
+            Ok(p) => p.path_with_namespace,
+            Err(e) if e.is_not_found() => {
+                tracing::info!(
+                    project = project_id,
+                    "a move event for a project GitLab does not have (any more): nothing to re-check"
+                );
+                return Ok(Vec::new());
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context("cannot confirm the move with GitLab"));
+            }
+        };
+        let registries = self
+            .engine
+            .qovery
+            .registries(&self.engine.organization)
+            .await
+            .context("cannot read the Qovery registries")?;
+        let total = bindings.len();
+        let moved: Vec<Binding> = bindings
+            .into_iter()
+            .filter(|b| {
+                let marker = registries
+                    .iter()
+                    .find(|r| r.name == b.qovery_registry)
+                    .and_then(|r| r.marker.as_ref());
+                marker.is_none_or(|m| m.path.as_deref() != Some(now.as_str()))
+            })
+            .collect();
+        if moved.len() < total {
+            tracing::info!(
+                project = project_id,
+                path = %now,
+                "a move event: the tokens of {} binding(s) were already checked at the project's path now",
+                total - moved.len()
+            );
+        }
+        Ok(moved)
+    }
+
+    /// A project-destroyed event, confirmed: only when GitLab answers 404 for the project's
+    /// id, and only for the registries whose marker pins that id and names this deployment.
+    /// Each is deleted when no Qovery service uses it, else kept with a warning.
+    async fn project_destroyed(&self, project_id: u64, path: &str) -> anyhow::Result<()> {
+        match self.engine.gitlab.project(&project_id.to_string()).await {
+            Err(e) if e.is_not_found() => {}
+            Ok(p) => {
+                tracing::warn!(
+                    project = project_id,
+                    path = %p.path_with_namespace,
+                    "a destroy event for a project GitLab still has: ignored"
+                );
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context("cannot confirm the destroy with GitLab"));
+            }
+        }
         let org = &self.engine.organization;
-        for b in gone {
-            let registry = self
-                .engine
-                .qovery
-                .registry_by_name(org, &b.qovery_registry)
-                .await
-                .with_context(|| format!("cannot read Qovery registry {:?}", b.qovery_registry))?;
-            let Some(registry) = registry else { continue };
-            let ours = registry
+        let instance = &self.engine.settings.instance;
+        let registries = self
+            .engine
+            .qovery
+            .registries(org)
+            .await
+            .context("cannot read the Qovery registries")?;
+        for registry in registries.iter().filter(|r| {
+            r.marker.as_ref().is_some_and(|m| {
+                m.instance == *instance && m.pin == Some(crate::marker::Pin::Project(project_id))
+            })
+        }) {
+            let binding = registry
                 .marker
                 .as_ref()
-                .is_some_and(|m| m.binding == b.name);
-            let (step, outcome, reason) = if !ours || registry.is_cluster_owned() {
+                .map(|m| m.binding.clone())
+                .unwrap_or_default();
+            let (outcome, reason) = if registry.is_cluster_owned() {
                 (
-                    "delete_registry",
                     "skipped",
-                    "the registry is not one regwarden manages".to_string(),
+                    "the registry belongs to a Qovery cluster".to_string(),
                 )
             } else if registry.services.unwrap_or(1) > 0 {
                 (
-                    "delete_registry",
                     "kept",
                     format!(
-                        "the project is gone but {} service(s) still use Qovery registry {:?}",
+                        "project {project_id} ({path}) is gone but {} service(s) still use Qovery registry {:?}",
                         registry.services.unwrap_or(0),
                         registry.name
                     ),
@@ -482,27 +565,29 @@ impl Worker {
             } else {
                 self.engine
                     .qovery
-                    .delete_registry(org, &registry)
+                    .delete_registry(org, registry)
                     .await
                     .with_context(|| {
                         format!("cannot delete Qovery registry {:?}", registry.name)
                     })?;
                 (
-                    "delete_registry",
                     "ok",
-                    format!("project gone; deleted Qovery registry {:?}", registry.name),
+                    format!(
+                        "project {project_id} ({path}) is gone; deleted Qovery registry {:?}",
+                        registry.name
+                    ),
                 )
             };
             if outcome == "kept" {
-                tracing::warn!(binding = %b.name, "{reason}");
+                tracing::warn!(binding = %binding, "{reason}");
             }
             let _ = self
                 .store
                 .record(&JournalEntry {
                     at_ms: now_ms(),
-                    binding: b.name.clone(),
+                    binding,
                     rotation: None,
-                    step: step.into(),
+                    step: "delete_registry".into(),
                     outcome: outcome.into(),
                     reason,
                     token_id: None,
@@ -572,10 +657,6 @@ mod tests {
         ]
     }
 
-    fn received() -> chrono::DateTime<chrono::Utc> {
-        chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap()
-    }
-
     fn project(path: &str) -> ProjectRef {
         ProjectRef {
             id: 7,
@@ -592,7 +673,7 @@ mod tests {
             expires_at: "2026-12-01 00:00:00 UTC".into(),
         };
         assert_eq!(
-            action(&e, &all(), received()),
+            action(&e, &all()),
             Action::Pass {
                 bindings: vec!["api".into()],
                 force: Force::IfHolding { token_id: 1 }
@@ -608,7 +689,7 @@ mod tests {
             token_name: "ci-pull".into(),
             expires_at: "x".into(),
         };
-        assert!(matches!(action(&e, &all(), received()), Action::Nothing(_)));
+        assert!(matches!(action(&e, &all()), Action::Nothing(_)));
     }
 
     #[test]
@@ -623,7 +704,7 @@ mod tests {
             expires_at: "2026-12-01".into(),
         };
         assert_eq!(
-            action(&e, &all(), received()),
+            action(&e, &all()),
             Action::Pass {
                 bindings: vec!["grp".into()],
                 force: Force::IfHolding { token_id: 1 }
@@ -643,7 +724,7 @@ mod tests {
             expires_at: "2026-12-01 00:00:00 UTC".into(),
         };
         assert_eq!(
-            action(&e, &all(), received()),
+            action(&e, &all()),
             Action::Pass {
                 bindings: vec!["shared".into()],
                 force: Force::IfHolding { token_id: 4 }
@@ -658,17 +739,17 @@ mod tests {
             old_path: "acme/api".into(),
         };
         assert_eq!(
-            action(&renamed, &all(), received()),
-            Action::Pass {
+            action(&renamed, &all()),
+            Action::Moved {
                 bindings: vec!["api".into()],
-                force: Force::IfMadeBefore { at: received() }
+                project_id: 7
             }
         );
         let created = Event::ProjectCreated {
             project: project("acme/web"),
         };
         assert_eq!(
-            action(&created, &all(), received()),
+            action(&created, &all()),
             Action::Pass {
                 bindings: vec!["web".into()],
                 force: Force::No
@@ -678,17 +759,15 @@ mod tests {
             project: project("acme/web"),
         };
         assert_eq!(
-            action(&destroyed, &all(), received()),
+            action(&destroyed, &all()),
             Action::Destroyed {
-                bindings: vec!["web".into()]
+                project_id: 7,
+                path: "acme/web".into()
             }
         );
         let elsewhere = Event::ProjectCreated {
             project: project("other/thing"),
         };
-        assert!(matches!(
-            action(&elsewhere, &all(), received()),
-            Action::Nothing(_)
-        ));
+        assert!(matches!(action(&elsewhere, &all()), Action::Nothing(_)));
     }
 }

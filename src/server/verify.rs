@@ -51,18 +51,70 @@ impl Rejection {
 
 /// How a request proved itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Authenticated {
+pub enum Proof {
     Signature,
     SecretToken,
 }
 
+/// What a verified request may speak for: everything, or the namespaces (full paths of groups
+/// or projects) of the scoped keys that signed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Any,
+    Namespaces(Vec<String>),
+}
+
+impl Scope {
+    /// Whether an event about the project or group at `path` is this scope's.
+    pub fn covers(&self, path: &str) -> bool {
+        match self {
+            Scope::Any => true,
+            Scope::Namespaces(all) => all.iter().any(|ns| {
+                path == ns
+                    || path
+                        .strip_prefix(ns.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            }),
+        }
+    }
+}
+
+/// A verified request: how, and what for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authenticated {
+    pub proof: Proof,
+    pub scope: Scope,
+}
+
+/// One accepted secret, and the namespaces it speaks for (`None`: all).
+struct Key<T> {
+    secret: T,
+    scope: Option<std::sync::Arc<[String]>>,
+}
+
 pub struct Verifier {
-    signing_keys: Vec<SecretBox<Vec<u8>>>,
+    signing_keys: Vec<Key<SecretBox<Vec<u8>>>>,
     /// SHA-256 of each secret token: comparing digests takes the same time whatever the
     /// lengths.
-    token_digests: Vec<[u8; 32]>,
+    token_digests: Vec<Key<[u8; 32]>>,
     require_signature: bool,
     tolerance: Duration,
+}
+
+/// The scope of the keys that matched: any, when one of them is unscoped; else the union of
+/// theirs. Computed once the constant-time comparisons are over.
+fn scope_of<T>(keys: &[Key<T>], matched: &[bool]) -> Scope {
+    let mut namespaces = Vec::new();
+    for (key, hit) in keys.iter().zip(matched) {
+        if !hit {
+            continue;
+        }
+        match &key.scope {
+            None => return Scope::Any,
+            Some(ns) => namespaces.extend(ns.iter().cloned()),
+        }
+    }
+    Scope::Namespaces(namespaces)
 }
 
 /// Splits a comma-separated secret list; empty items are dropped.
@@ -124,13 +176,36 @@ impl Verifier {
         require_signature: bool,
         tolerance: Duration,
     ) -> Result<Verifier, SetupError> {
+        Self::scoped(
+            signing_tokens.iter().map(|t| (t.clone(), None)).collect(),
+            secret_tokens.iter().map(|t| (t.clone(), None)).collect(),
+            require_signature,
+            tolerance,
+        )
+    }
+
+    /// Like [`Verifier::new`], each secret with the namespaces it speaks for (`None`: all).
+    pub fn scoped(
+        signing_tokens: Vec<(String, Option<Vec<String>>)>,
+        secret_tokens: Vec<(String, Option<Vec<String>>)>,
+        require_signature: bool,
+        tolerance: Duration,
+    ) -> Result<Verifier, SetupError> {
         let signing_keys = signing_tokens
-            .iter()
-            .map(|t| signing_key(t).map(|k| SecretBox::new(Box::new(k))))
+            .into_iter()
+            .map(|(t, scope)| {
+                signing_key(&t).map(|k| Key {
+                    secret: SecretBox::new(Box::new(k)),
+                    scope: scope.map(Into::into),
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let token_digests = secret_tokens
-            .iter()
-            .map(|t| Sha256::digest(t.as_bytes()).into())
+            .into_iter()
+            .map(|(t, scope)| Key {
+                secret: Sha256::digest(t.as_bytes()).into(),
+                scope: scope.map(Into::into),
+            })
             .collect();
         let verifier = Verifier {
             signing_keys,
@@ -174,9 +249,44 @@ impl Verifier {
             &server.secret_tokens_env,
             server.secret_tokens_file.as_deref(),
         )?;
-        Self::new(
-            &signing,
-            &tokens,
+        let mut signing: Vec<_> = signing.into_iter().map(|t| (t, None)).collect();
+        let mut tokens: Vec<_> = tokens.into_iter().map(|t| (t, None)).collect();
+        for key in &server.webhook_keys {
+            let scope = Some(key.namespaces.clone());
+            // A scoped key must be there: a variable it names that is unset is a mistake.
+            let strict = |key: &'static str,
+                          env: &Option<String>,
+                          file: &Option<std::path::PathBuf>| {
+                match (env, file) {
+                    (None, None) => Ok(Vec::new()),
+                    (env, file) => (SecretSource {
+                        key,
+                        env: env.as_deref().unwrap_or(""),
+                        file: file.as_deref(),
+                    })
+                    .read()
+                    .map(|s| split(&s))
+                    .map_err(SetupError::from),
+                }
+            };
+            for t in strict(
+                "server.webhook_key.signing_token_env",
+                &key.signing_token_env,
+                &key.signing_token_file,
+            )? {
+                signing.push((t, scope.clone()));
+            }
+            for t in strict(
+                "server.webhook_key.secret_token_env",
+                &key.secret_token_env,
+                &key.secret_token_file,
+            )? {
+                tokens.push((t, scope.clone()));
+            }
+        }
+        Self::scoped(
+            signing,
+            tokens,
             server.require_signature,
             server.timestamp_tolerance.0,
         )
@@ -212,12 +322,20 @@ impl Verifier {
         };
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         // Every secret is compared, so the time taken does not tell which one matched.
-        let matched = self
+        let hits: Vec<subtle::Choice> = self
             .token_digests
             .iter()
-            .fold(subtle::Choice::from(0), |acc, d| acc | d.ct_eq(&presented));
+            .map(|d| d.secret.ct_eq(&presented))
+            .collect();
+        let matched = hits
+            .iter()
+            .fold(subtle::Choice::from(0), |acc, hit| acc | *hit);
         if bool::from(matched) {
-            Ok(Authenticated::SecretToken)
+            let hits: Vec<bool> = hits.into_iter().map(bool::from).collect();
+            Ok(Authenticated {
+                proof: Proof::SecretToken,
+                scope: scope_of(&self.token_digests, &hits),
+            })
         } else {
             Err(Rejection::BadToken)
         }
@@ -259,23 +377,31 @@ impl Verifier {
         // Every key against every candidate, without stopping at a match: the time taken
         // does not tell which key or candidate matched.
         let mut matched = subtle::Choice::from(0);
+        let mut hits = Vec::with_capacity(self.signing_keys.len());
         for key in &self.signing_keys {
-            let mut mac =
-                HmacSha256::new_from_slice(key.expose_secret()).expect("HMAC takes any key length");
+            let mut mac = HmacSha256::new_from_slice(key.secret.expose_secret())
+                .expect("HMAC takes any key length");
             mac.update(id.as_bytes());
             mac.update(b".");
             mac.update(timestamp.as_bytes());
             mac.update(b".");
             mac.update(body);
             let expected = mac.finalize().into_bytes();
+            let mut hit = subtle::Choice::from(0);
             for candidate in &candidates {
                 // Lengths are public (a SHA-256 HMAC is 32 bytes); ct_eq of unequal lengths
                 // is false.
-                matched |= expected[..].ct_eq(candidate.as_slice());
+                hit |= expected[..].ct_eq(candidate.as_slice());
             }
+            matched |= hit;
+            hits.push(hit);
         }
         if bool::from(matched) {
-            Ok(Authenticated::Signature)
+            let hits: Vec<bool> = hits.into_iter().map(bool::from).collect();
+            Ok(Authenticated {
+                proof: Proof::Signature,
+                scope: scope_of(&self.signing_keys, &hits),
+            })
         } else {
             Err(Rejection::BadSignature)
         }
@@ -286,6 +412,36 @@ impl Verifier {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn a_scope_covers_its_namespaces_and_what_is_below_them() {
+        let acme = Scope::Namespaces(vec!["acme".into(), "tools/ci".into()]);
+        assert!(acme.covers("acme") && acme.covers("acme/api") && acme.covers("tools/ci/x"));
+        assert!(!acme.covers("acme2/api") && !acme.covers("tools") && !acme.covers("other/acme"));
+        assert!(Scope::Any.covers("anything/at/all"));
+    }
+
+    #[test]
+    fn a_scoped_key_lends_its_scope_and_an_unscoped_one_lends_all() {
+        let scoped = |ns: &str| Some(vec![ns.to_string()]);
+        let v = Verifier::scoped(
+            vec![(SECRET.into(), scoped("acme"))],
+            vec![("only-other".into(), scoped("other")), ("all".into(), None)],
+            false,
+            Duration::from_secs(300),
+        )
+        .unwrap();
+        let signed = v.verify(&signed(SIGNATURE, ID, TS), BODY, TS).unwrap();
+        assert_eq!(signed.scope, Scope::Namespaces(vec!["acme".into()]));
+        let mut h = HeaderMap::new();
+        h.insert("x-gitlab-token", HeaderValue::from_static("only-other"));
+        assert_eq!(
+            v.verify(&h, BODY, TS).unwrap().scope,
+            Scope::Namespaces(vec!["other".into()])
+        );
+        h.insert("x-gitlab-token", HeaderValue::from_static("all"));
+        assert_eq!(v.verify(&h, BODY, TS).unwrap().scope, Scope::Any);
+    }
 
     // Computed independently:
     //   key=$(printf 'regwarden-test-signing-key-32b!!' | xxd -p -c 256)
@@ -323,7 +479,10 @@ mod tests {
         let v = verifier(&[SECRET], &[], false);
         assert_eq!(
             v.verify(&signed(SIGNATURE, ID, TS), BODY, TS + 10),
-            Ok(Authenticated::Signature)
+            Ok(Authenticated {
+                proof: Proof::Signature,
+                scope: Scope::Any
+            })
         );
     }
 
@@ -334,7 +493,10 @@ mod tests {
         let several = format!("v1,AAAA {SIGNATURE} v2,ignored");
         assert_eq!(
             v.verify(&signed(&several, ID, TS), BODY, TS),
-            Ok(Authenticated::Signature)
+            Ok(Authenticated {
+                proof: Proof::Signature,
+                scope: Scope::Any
+            })
         );
     }
 
@@ -412,7 +574,10 @@ mod tests {
         );
         assert_eq!(
             v.verify(&signed(&sixteen, ID, TS), BODY, TS),
-            Ok(Authenticated::Signature)
+            Ok(Authenticated {
+                proof: Proof::Signature,
+                scope: Scope::Any
+            })
         );
     }
 
@@ -434,7 +599,10 @@ mod tests {
         };
         assert_eq!(
             v.verify(&with("second"), BODY, TS),
-            Ok(Authenticated::SecretToken)
+            Ok(Authenticated {
+                proof: Proof::SecretToken,
+                scope: Scope::Any
+            })
         );
         assert_eq!(v.verify(&with("secon"), BODY, TS), Err(Rejection::BadToken));
         assert_eq!(
@@ -517,7 +685,7 @@ mod properties {
             let good = sign(&key, &id, ts, &body);
             prop_assert_eq!(
                 v.verify(&headers(&good, &id, ts), &body, ts + skew),
-                Ok(Authenticated::Signature)
+                Ok(Authenticated { proof: Proof::Signature, scope: Scope::Any })
             );
             let forged = sign(&other_key, &id, ts, &body);
             prop_assert_eq!(

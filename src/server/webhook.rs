@@ -68,15 +68,18 @@ impl FromRequest<AppState> for Delivery {
         let headers = request.headers().clone();
         let body = Bytes::from_request(request, app).await?;
         let now = chrono::Utc::now().timestamp();
-        if let Err(rejection) = app.verifier.verify(&headers, &body, now) {
-            app.metrics
-                .verification_failures
-                .get_or_create(&super::metrics::ReasonLabels {
-                    reason: rejection.label().into(),
-                })
-                .inc();
-            return Err(EdgeError::WebhookRefused(rejection));
-        }
+        let authenticated = match app.verifier.verify(&headers, &body, now) {
+            Ok(a) => a,
+            Err(rejection) => {
+                app.metrics
+                    .verification_failures
+                    .get_or_create(&super::metrics::ReasonLabels {
+                        reason: rejection.label().into(),
+                    })
+                    .inc();
+                return Err(EdgeError::WebhookRefused(rejection));
+            }
+        };
         let event_header = headers
             .get("x-gitlab-event")
             .and_then(|v| v.to_str().ok())
@@ -95,11 +98,46 @@ impl FromRequest<AppState> for Delivery {
                 (event, Some(e.to_string()))
             }
         };
+        // A scoped key speaks only for its namespaces: an event about another one is refused,
+        // so that a key given to one group's hooks cannot move another group's bindings.
+        if let Some(outside) = event
+            .namespaces()
+            .into_iter()
+            .find(|ns| !authenticated.scope.covers(ns))
+        {
+            app.metrics
+                .verification_failures
+                .get_or_create(&super::metrics::ReasonLabels {
+                    reason: "out_of_scope".into(),
+                })
+                .inc();
+            return Err(EdgeError::OutOfScope(format!(
+                "an event about {outside} signed with a key for {:?}",
+                authenticated.scope
+            )));
+        }
         Ok(Delivery {
             key: dedupe_key(&headers, &body),
             event,
             unreadable,
         })
+    }
+}
+
+/// Whether the configuration may bind the project an event is about (its old path too, for a
+/// move); events about tokens are judged by their token's name instead.
+fn covered(config: &crate::config::Config, event: &Event) -> bool {
+    use crate::reconcile::bindings::may_bind;
+    match event {
+        Event::ProjectCreated { project } | Event::ProjectDestroyed { project } => {
+            may_bind(config, &project.path, &project.id.to_string())
+        }
+        Event::ProjectRenamed { project, old_path }
+        | Event::ProjectTransferred { project, old_path } => {
+            let id = project.id.to_string();
+            may_bind(config, &project.path, &id) || may_bind(config, old_path, &id)
+        }
+        _ => true,
     }
 }
 
@@ -113,6 +151,10 @@ pub async fn receive(State(app): State<AppState>, delivery: Delivery) -> Respons
 async fn record(app: AppState, key: String, event: Event, unreadable: Option<String>) -> Response {
     let payload = match &event {
         Event::Ignored { .. } => None,
+        // A project event about a namespace no binding or rule covers is dropped here, before
+        // a job is recorded: anyone holding a webhook key (of another group, say) cannot make
+        // the workers call GitLab for projects regwarden does not bind.
+        e if !covered(&app.config, e) => None,
         // regwarden only ever acts on tokens it named: another token's expiry needs no job.
         Event::DeployTokenExpiring { token_name, .. }
         | Event::AccessTokenExpiring { token_name, .. }

@@ -398,3 +398,170 @@ async fn a_binding_may_name_its_project_by_id() {
     );
     w.assert_converged().await;
 }
+
+fn system_hook(event: &str, project_id: u64, path: &str) -> String {
+    serde_json::json!({
+        "created_at": "2026-11-24T07:30:58Z", "updated_at": "2026-11-24T07:38:22Z",
+        "event_name": event, "name": path.rsplit('/').next().unwrap(),
+        "path": path.rsplit('/').next().unwrap(), "path_with_namespace": path,
+        "project_id": project_id, "project_namespace_id": 1, "owner_name": "A",
+        "owner_email": "a@example.com", "owners": [], "project_visibility": "private"
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_destroy_event_for_a_project_gitlab_still_has_deletes_nothing() {
+    let (w, s) = World::served(Settings::default(), "reconcile_interval = \"1h\"", &[]).await;
+    let body = system_hook("project_destroy", w.gitlab.project_id(PROJECT), PROJECT);
+
+    let (code, _) = s
+        .post_webhook(
+            crate::support::serving::signed("forged", &body, "System Hook"),
+            &body,
+        )
+        .await;
+
+    assert_eq!(code, 202);
+    s.until_idle(&w).await;
+    assert!(w.qovery_registry().is_some(), "the registry is still there");
+    assert!(
+        w.server_log()
+            .contains("a destroy event for a project GitLab still has"),
+        "{}",
+        w.server_log()
+    );
+    s.kill().await;
+}
+
+#[tokio::test]
+async fn a_destroyed_auto_bound_project_loses_its_unused_registry() {
+    let (w, s) = World::served(
+        Settings {
+            extra: AUTO_BIND.into(),
+            ..Settings::default()
+        },
+        "reconcile_interval = \"1h\"",
+        &[],
+    )
+    .await;
+    // The auto-bound project acme/web, rotated by a pass, then destroyed in GitLab.
+    w.gitlab.add_project("acme/web");
+    // The server's own timer pass may hold the binding's lock: a CLI pass then leaves it.
+    for _ in 0..10 {
+        assert_eq!(w.reconcile(&[]).await.code, 0);
+        if w.qovery.registry_named("gitlab-acme-web").is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(w.qovery.registry_named("gitlab-acme-web").is_some());
+    let id = w.gitlab.project_id("acme/web");
+    w.gitlab.destroy_project("acme/web");
+    let body = system_hook("project_destroy", id, "acme/web");
+
+    let (code, _) = s
+        .post_webhook(
+            crate::support::serving::signed("destroy-web", &body, "System Hook"),
+            &body,
+        )
+        .await;
+
+    assert_eq!(code, 202);
+    w.eventually("the registry's deletion", || {
+        w.qovery.registry_named("gitlab-acme-web").is_none()
+    })
+    .await;
+    assert!(w.qovery_registry().is_some(), "the other registry stays");
+    s.kill().await;
+}
+
+#[tokio::test]
+async fn project_events_about_namespaces_nothing_binds_are_dropped_before_any_job() {
+    let (w, s) = World::served(Settings::default(), "reconcile_interval = \"1h\"", &[]).await;
+    w.gitlab.add_project("elsewhere/tool");
+    let reads = || {
+        w.gitlab.calls("GET /api/v4/projects/{id}")
+            + w.gitlab.calls("GET /api/v4/groups/{id}/projects")
+    };
+    let before = reads();
+
+    for (n, event) in ["project_create", "project_destroy", "project_rename"]
+        .iter()
+        .enumerate()
+    {
+        let mut body: serde_json::Value = serde_json::from_str(&system_hook(
+            event,
+            w.gitlab.project_id("elsewhere/tool"),
+            "elsewhere/tool",
+        ))
+        .unwrap();
+        body["old_path_with_namespace"] = serde_json::json!("elsewhere/old-tool");
+        let body = body.to_string();
+        let (code, answer) = s
+            .post_webhook(
+                crate::support::serving::signed(&format!("far-{n}"), &body, "System Hook"),
+                &body,
+            )
+            .await;
+        assert_eq!((code, answer.as_str()), (200, r#"{"status":"ignored"}"#));
+    }
+    // "ignored" is the answer of a delivery recorded without a job.
+    assert_eq!(reads(), before, "GitLab was not asked about the project");
+    s.kill().await;
+}
+
+/// Signing tokens of two scoped keys: one for acme, one for another group.
+const ACME_KEY: &str = "whsec_YWNtZS1vbmx5LXNpZ25pbmcta2V5LTMyLWJ5dGVzISE=";
+const OTHER_KEY: &str = "whsec_b3RoZXItb25seS1zaWduaW5nLWtleS0zMi1ieXRlcyE=";
+
+#[tokio::test]
+async fn a_scoped_webhook_key_is_refused_for_events_about_other_namespaces() {
+    let secrets = tempfile::tempdir().unwrap().keep();
+    let mut server = String::from("reconcile_interval = \"1h\"\n");
+    for (name, key, ns) in [("acme", ACME_KEY, "acme"), ("other", OTHER_KEY, "other")] {
+        let file = secrets.join(name);
+        std::fs::write(&file, key).unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        server.push_str(&format!(
+            "\n[[server.webhook_key]]\nsigning_token_file = \"{}\"\nnamespaces = [\"{ns}\"]\n",
+            file.display()
+        ));
+    }
+    let (w, s) = World::served(Settings::default(), &server, &[]).await;
+    let held = w.held_token().unwrap();
+    let body = w.expiry_payload(held.id, &held.name);
+    let signed = crate::support::serving::signed_with;
+
+    let (refused, answer) = s
+        .post_webhook(
+            signed(OTHER_KEY, "k-1", &body, "Resource Deploy Token Hook"),
+            &body,
+        )
+        .await;
+    let (accepted, _) = s
+        .post_webhook(
+            signed(ACME_KEY, "k-2", &body, "Resource Deploy Token Hook"),
+            &body,
+        )
+        .await;
+
+    assert_eq!(refused, 403, "{answer}");
+    assert!(
+        answer.contains("does not speak for the namespace"),
+        "{answer}"
+    );
+    assert_eq!(accepted, 202);
+    w.eventually("the rotation the acme key asked for", || {
+        w.held_token().is_some_and(|t| t.id != held.id)
+    })
+    .await;
+    let (_, metrics) = s.get("/metrics").await;
+    assert!(
+        metrics
+            .contains(r#"regwarden_webhook_verification_failures_total{reason="out_of_scope"} 1"#),
+        "{metrics}"
+    );
+    s.kill().await;
+}

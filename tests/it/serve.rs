@@ -300,8 +300,9 @@ fn system_hook(event: &str, project_id: u64, path: &str) -> String {
 #[tokio::test]
 async fn a_destroyed_project_loses_its_unused_qovery_registry_and_keeps_a_used_one() {
     let (w, s) = served_world(Settings::default()).await;
-    let project_id = w.gitlab.state.lock().unwrap().projects[0].id;
+    let project_id = w.gitlab.project_id(PROJECT);
     let body = system_hook("project_destroy", project_id, PROJECT);
+    w.gitlab.destroy_project(PROJECT);
 
     // Used by two services: kept, with a warning in the journal.
     let registry_id = w.qovery_registry().unwrap().id;
@@ -457,25 +458,47 @@ async fn sigterm_lets_a_running_job_finish_before_exiting() {
 }
 
 #[tokio::test]
-async fn a_renamed_project_is_checked_again_with_a_new_token() {
+async fn a_renamed_project_is_checked_again_with_a_new_token_once() {
     let (w, s) = served_world(Settings::default()).await;
     let old = w.held_token().unwrap();
-    let project_id = w.gitlab.state.lock().unwrap().projects[0].id;
-    let mut body: serde_json::Value =
-        serde_json::from_str(&system_hook("project_rename", project_id, PROJECT)).unwrap();
-    body["old_path_with_namespace"] = json!("acme/api-old");
-    let body = body.to_string();
+    let project_id = w.gitlab.project_id(PROJECT);
+    let rename = |id: &str| {
+        let mut body: serde_json::Value =
+            serde_json::from_str(&system_hook("project_rename", project_id, "acme/api-v2"))
+                .unwrap();
+        body["old_path_with_namespace"] = json!(PROJECT);
+        let body = body.to_string();
+        (signed(id, &body, "System Hook"), body)
+    };
+    // A rename event GitLab does not confirm (the project is still at acme/api): nothing.
+    let (headers, body) = rename("msg_rename_0");
+    assert_eq!(s.post_webhook(headers, &body).await.0, 202);
+    s.until_idle(&w).await;
+    assert_eq!(
+        w.held_token().unwrap().id,
+        old.id,
+        "no rotation for an unconfirmed move"
+    );
 
-    let (code, _) = s
-        .post_webhook(signed("msg_rename", &body, "System Hook"), &body)
-        .await;
+    w.gitlab.move_project(PROJECT, "acme/api-v2");
+    let (headers, body) = rename("msg_rename_1");
+    let (code, _) = s.post_webhook(headers, &body).await;
 
     assert_eq!(code, 202);
     w.eventually("the rotation", || {
         w.held_token().is_some_and(|t| t.id != old.id)
     })
     .await;
-    assert!(w.qovery_can_pull().await);
+    let marker =
+        regwarden::marker::Marker::find(&w.qovery_registry().unwrap().description).unwrap();
+    assert_eq!(marker.path.as_deref(), Some("acme/api-v2"));
+    let rotated = w.held_token().unwrap();
+    // The same event again (another hook, a replay with another id): the token Qovery holds
+    // was checked at the path GitLab gives now, so nothing more.
+    let (headers, body) = rename("msg_rename_2");
+    assert_eq!(s.post_webhook(headers, &body).await.0, 202);
+    s.until_idle(&w).await;
+    assert_eq!(w.held_token().unwrap().id, rotated.id);
     s.kill().await;
 }
 

@@ -91,8 +91,13 @@ impl World {
 
 /// A body signed as GitLab signs it (Standard Webhooks, with [`SIGNING_TOKEN`]).
 pub fn signed(id: &str, body: &str, event: &str) -> reqwest::header::HeaderMap {
+    signed_with(SIGNING_TOKEN, id, body, event)
+}
+
+/// A body signed with the signing token `secret` (`whsec_...`).
+pub fn signed_with(secret: &str, id: &str, body: &str, event: &str) -> reqwest::header::HeaderMap {
     let ts = chrono::Utc::now().timestamp().to_string();
-    let key = regwarden::server::verify::signing_key(SIGNING_TOKEN).unwrap();
+    let key = regwarden::server::verify::signing_key(secret).unwrap();
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
     mac.update(format!("{id}.{ts}.{body}").as_bytes());
     let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());

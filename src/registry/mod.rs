@@ -682,6 +682,46 @@ fn is_certificate_error(err: &reqwest::Error) -> bool {
 mod tests {
     use super::*;
 
+    fn passed(auth: Option<AuthScheme>, granted: Option<&[&str]>) -> CredentialCheck {
+        CredentialCheck {
+            outcome: Outcome::Ok,
+            explanation: String::new(),
+            detail: None,
+            registry: "https://r.example".into(),
+            repository: "acme/api".into(),
+            username: "u".into(),
+            fingerprint: Credential::new("u", secrecy::SecretString::from("p")).fingerprint(),
+            requested: vec!["pull".into()],
+            granted: granted.map(|g| g.iter().map(|a| a.to_string()).collect()),
+            auth,
+            realm: None,
+            repository_empty: false,
+            tag: None,
+            tag_missing: false,
+        }
+    }
+
+    #[test]
+    fn only_a_grant_the_realm_made_proves_a_credential() {
+        assert!(
+            passed(Some(AuthScheme::Bearer), Some(&["pull"]))
+                .proves_the_credential()
+                .is_ok()
+        );
+        for (check, why) in [
+            (
+                passed(Some(AuthScheme::None), None),
+                "without asking for credentials",
+            ),
+            (passed(Some(AuthScheme::Basic), None), "Basic auth"),
+            (passed(Some(AuthScheme::Bearer), None), "not a JWT"),
+            (passed(Some(AuthScheme::Bearer), Some(&[])), "not a JWT"),
+        ] {
+            let e = check.proves_the_credential().unwrap_err();
+            assert!(e.contains("inconclusive") && e.contains(why), "{e}");
+        }
+    }
+
     #[test]
     fn a_registry_path_prefix_is_kept() {
         let u = Url::parse("https://r.example/prefix").unwrap();

@@ -26,14 +26,31 @@ impl Credential {
     }
 
     /// Removes every occurrence of the secret from a text that came from elsewhere (a server's
-    /// error body, say) before it is shown: a peer may echo what it was sent.
+    /// error body, say) before it is shown: a peer may echo what it was sent, as it was sent
+    /// (the token), or as HTTP Basic auth carries it (`base64(username:token)`, with or
+    /// without padding, in the standard or the URL-safe alphabet). Scrub a whole text before
+    /// shortening it: a cut could leave part of a secret that no longer matches.
     pub fn scrub(&self, text: &str) -> String {
+        use base64::Engine;
+        use base64::engine::general_purpose::{
+            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+        };
         let secret = self.password.expose_secret();
         if secret.is_empty() {
-            text.to_string()
-        } else {
-            text.replace(secret, "[REDACTED]")
+            return text.to_string();
         }
+        let basic = format!("{}:{secret}", self.username);
+        let mut forms = vec![secret.to_string()];
+        for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+            forms.push(engine.encode(basic.as_bytes()));
+        }
+        // Longest first, so that a padded form goes whole before its unpadded prefix.
+        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        let mut out = text.to_string();
+        for form in &forms {
+            out = out.replace(form.as_str(), "[REDACTED]");
+        }
+        out
     }
 }
 
@@ -101,5 +118,22 @@ mod tests {
     fn scrub_removes_an_echoed_password() {
         let c = Credential::new("u", SecretString::from("gldt-hunter2"));
         assert_eq!(c.scrub("bad token gldt-hunter2!"), "bad token [REDACTED]!");
+    }
+
+    #[test]
+    fn scrub_removes_the_basic_auth_form_too() {
+        use base64::Engine;
+        let c = Credential::new("gitlab+deploy-token-7", SecretString::from("gldt-hunter2"));
+        let padded =
+            base64::engine::general_purpose::STANDARD.encode("gitlab+deploy-token-7:gldt-hunter2");
+        let text = format!(
+            "refused Authorization: Basic {padded} and {}",
+            padded.trim_end_matches('=')
+        );
+        let scrubbed = c.scrub(&text);
+        assert_eq!(
+            scrubbed,
+            "refused Authorization: Basic [REDACTED] and [REDACTED]"
+        );
     }
 }

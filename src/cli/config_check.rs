@@ -91,9 +91,18 @@ pub async fn run(path: Option<&Path>, args: ConfigCheckArgs) -> Result<(), Failu
             path.display(),
             config.bindings.len(),
             config.auto_binds.len(),
-            crate::config::redact_url_password(&config.store.url.0)
+            store_label(&config.store)
         )),
     )];
+    match config.store.resolve() {
+        Ok(url) => {
+            use secrecy::ExposeSecret;
+            if let Some(w) = crate::config::StoreConfig::warning(url.expose_secret()) {
+                findings.push(Finding::warn("store.url", w));
+            }
+        }
+        Err(e) => findings.push(Finding::new("store.url", Err(e.into()))),
+    }
     let instance = &config.reconcile.instance;
     findings.push(Finding::new(
         "reconcile.instance",
@@ -151,6 +160,16 @@ pub async fn run(path: Option<&Path>, args: ConfigCheckArgs) -> Result<(), Failu
         Ok(())
     } else {
         Err(Failure::Reported)
+    }
+}
+
+/// Where the store is, for a person: the URL without its password, or where it is read from.
+fn store_label(store: &crate::config::StoreConfig) -> String {
+    match (&store.url, &store.url_env, &store.url_file) {
+        (Some(u), _, _) => crate::config::redact_url_password(&u.0),
+        (None, Some(env), _) => format!("from ${env}"),
+        (None, None, Some(file)) => format!("from {}", file.display()),
+        (None, None, None) => crate::config::DEFAULT_STORE_URL.into(),
     }
 }
 

@@ -188,7 +188,12 @@ fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
 
 /// Opens the store the configuration names.
 async fn open_store(config: &Config) -> Result<crate::store::Store, Failure> {
-    crate::store::Store::open(&config.store.url.0)
+    use secrecy::ExposeSecret;
+    let url = config.store.resolve().map_err(Failure::usage)?;
+    if let Some(warning) = crate::config::StoreConfig::warning(url.expose_secret()) {
+        tracing::warn!("{warning}");
+    }
+    crate::store::Store::open(url.expose_secret())
         .await
         .context("the store")
         .map_err(Failure::failed)

@@ -213,15 +213,85 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// `sqlite://path/to/file.db` (embedded default) or `postgres://...`.
-    pub url: StoreUrl,
+    pub url: Option<StoreUrl>,
+    /// Or a variable holding the URL (a PostgreSQL URL carries a password: a secret).
+    pub url_env: Option<String>,
+    /// Or a file holding it.
+    pub url_file: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
-            url: StoreUrl("sqlite://regwarden.db".into()),
+            url: None,
+            url_env: None,
+            url_file: None,
         }
     }
+}
+
+/// The store when the configuration names none: SQLite, beside the working directory.
+pub const DEFAULT_STORE_URL: &str = "sqlite://regwarden.db";
+
+impl StoreConfig {
+    /// Where the store is, in the text `store.url` holds or in the variable or file it names
+    /// (checked as `store.url` is).
+    pub fn resolve(&self) -> Result<secrecy::SecretString, StoreUrlError> {
+        let url = match (&self.url, &self.url_env, &self.url_file) {
+            (Some(u), _, _) => return Ok(u.0.clone().into()),
+            (None, None, None) => return Ok(DEFAULT_STORE_URL.to_string().into()),
+            (None, env, file) => SecretSource {
+                key: "store.url_env",
+                env: env.as_deref().unwrap_or(""),
+                file: file.as_deref(),
+            }
+            .read()?,
+        };
+        use secrecy::ExposeSecret;
+        check_store_url(url.expose_secret()).map_err(StoreUrlError::Unsupported)?;
+        Ok(url)
+    }
+
+    /// A warning about a store URL: a PostgreSQL server elsewhere than this host, reached
+    /// without `sslmode=verify-full` (or `require`), would see the password and every record in
+    /// clear on the network.
+    pub fn warning(url: &str) -> Option<String> {
+        let parsed = Url::parse(url).ok()?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return None;
+        }
+        let host = parsed.host_str().unwrap_or("");
+        let local = host.is_empty()
+            || host == "localhost"
+            || host
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        let sslmode = parsed
+            .query_pairs()
+            .find(|(k, _)| k == "sslmode")
+            .map(|(_, v)| v.to_string());
+        if local
+            || matches!(
+                sslmode.as_deref(),
+                Some("verify-full" | "require" | "verify-ca")
+            )
+        {
+            return None;
+        }
+        Some(format!(
+            "the store is a PostgreSQL server on {host} reached without sslmode=verify-full: its password and every record cross the network in clear, or to whoever answers; add ?sslmode=verify-full (or require) to the URL"
+        ))
+    }
+}
+
+/// Why the store's URL cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreUrlError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("store.url_env / store.url_file: {0}")]
+    Unsupported(String),
 }
 
 /// How a reconcile pass runs.
@@ -591,20 +661,26 @@ impl fmt::Display for Uuid {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreUrl(pub String);
 
+/// A store URL regwarden can open, or why not (its password never shown).
+fn check_store_url(s: &str) -> Result<(), String> {
+    if ["sqlite:", "postgres://", "postgresql://"]
+        .iter()
+        .any(|p| s.starts_with(p))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "unsupported store URL {:?}: use sqlite://path/to/regwarden.db or postgres://user@host/db",
+            redact_url_password(s)
+        ))
+    }
+}
+
 impl<'de> Deserialize<'de> for StoreUrl {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = String::deserialize(deserializer)?;
-        if ["sqlite:", "postgres://", "postgresql://"]
-            .iter()
-            .any(|p| s.starts_with(p))
-        {
-            Ok(Self(s))
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "unsupported store URL {:?}: use sqlite://path/to/regwarden.db or postgres://user@host/db",
-                redact_url_password(&s)
-            )))
-        }
+        check_store_url(&s).map_err(serde::de::Error::custom)?;
+        Ok(Self(s))
     }
 }
 

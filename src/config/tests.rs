@@ -53,7 +53,12 @@ fn a_minimal_file_takes_documented_defaults() {
     );
     assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(config.server.max_body, ByteSize(1 << 20));
-    assert_eq!(config.store.url.0, "sqlite://regwarden.db");
+    assert!(config.store.url.is_none());
+    use secrecy::ExposeSecret;
+    assert_eq!(
+        config.store.resolve().unwrap().expose_secret(),
+        "sqlite://regwarden.db"
+    );
     assert_eq!(config.defaults, Policy::default());
 }
 
@@ -465,5 +470,56 @@ fn an_account_template_may_only_use_its_placeholders() {
         p[0].message.contains("{binding} or {project_path_slug}"),
         "{}",
         p[0].message
+    );
+}
+
+#[test]
+fn an_api_token_rotated_less_than_a_day_before_expiry_is_refused() {
+    let p = problems(&MINIMAL.replace(
+        "url = \"https://gitlab.com\"",
+        "url = \"https://gitlab.com\"\nown_token_rotate_before = \"12h\"",
+    ));
+    assert_eq!(p[0].key, "gitlab.own_token_rotate_before", "{p:?}");
+    assert!(p[0].message.contains("under a day"), "{}", p[0].message);
+}
+
+#[test]
+fn the_store_url_may_come_from_a_file_and_a_remote_postgres_without_tls_is_warned_about() {
+    use secrecy::ExposeSecret;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("store-url");
+    std::fs::write(
+        &file,
+        "postgres://regwarden:hunter2@db.internal/regwarden\n",
+    )
+    .unwrap();
+    let config = parse(&format!(
+        "{MINIMAL}\n[store]\nurl_file = \"{}\"\n",
+        file.display()
+    ))
+    .unwrap();
+    let url = config.store.resolve().unwrap();
+    assert_eq!(
+        url.expose_secret(),
+        "postgres://regwarden:hunter2@db.internal/regwarden"
+    );
+    let warning = StoreConfig::warning(url.expose_secret()).unwrap();
+    assert!(
+        warning.contains("sslmode=verify-full") && !warning.contains("hunter2"),
+        "{warning}"
+    );
+    assert!(StoreConfig::warning("postgres://u@db.internal/r?sslmode=verify-full").is_none());
+    assert!(StoreConfig::warning("postgres://u@127.0.0.1/r").is_none());
+    assert!(StoreConfig::warning("sqlite://regwarden.db").is_none());
+    // One source only, and what a file holds is checked as store.url is.
+    let p = problems(&format!(
+        "{MINIMAL}\n[store]\nurl = \"sqlite://x.db\"\nurl_env = \"STORE_URL\"\n"
+    ));
+    assert_eq!(p[0].key, "store.url", "{p:?}");
+    std::fs::write(&file, "mysql://u:hunter2@db/x").unwrap();
+    let e = config.store.resolve().unwrap_err().to_string();
+    assert!(
+        e.contains("unsupported store URL") && !e.contains("hunter2"),
+        "{e}"
     );
 }

@@ -68,7 +68,15 @@ impl Config {
                 ),
             );
         }
-        if own.1 >= own.0 {
+        if own.1.0.as_secs() < 86_400 {
+            problem(
+                gitlab.field("own_token_rotate_before"),
+                format!(
+                    "{} is under a day: GitLab tokens expire at the start of a day, so a token would be rotated only once it is dead; use \"1d\" or more",
+                    own.1
+                ),
+            );
+        } else if own.1 >= own.0 {
             problem(
                 gitlab.field("own_token_rotate_before"),
                 format!(
@@ -85,6 +93,22 @@ impl Config {
                 format!(
                     "{aud:?} is not a URL: use the URL GitLab jobs reach this server at, e.g. \"https://regwarden.example.com\""
                 ),
+            );
+        }
+        let store = &self.store;
+        if [
+            store.url.is_some(),
+            store.url_env.is_some(),
+            store.url_file.is_some(),
+        ]
+        .iter()
+        .filter(|set| **set)
+        .count()
+            > 1
+        {
+            problem(
+                KeyPath::new("store").field("url"),
+                "give the store's URL once: store.url, store.url_env or store.url_file".into(),
             );
         }
         for (i, k) in self.server.webhook_keys.iter().enumerate() {

@@ -289,6 +289,9 @@ pub struct Api {
     /// fails each call at once, so that a pass that meets it stops cleanly instead of spending
     /// more of the quota, and the next pass goes on.
     paused_until: std::sync::Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
+    /// A credential this copy sends in its requests (a Qovery registry's password): the
+    /// service's messages are scrubbed of it before they are shortened or kept.
+    scrub: Option<std::sync::Arc<crate::credential::Credential>>,
 }
 
 impl Api {
@@ -309,6 +312,16 @@ impl Api {
             message_fields,
             retry: RetryPolicy::default(),
             paused_until: Default::default(),
+            scrub: None,
+        }
+    }
+
+    /// This API, scrubbing `credential` out of every message the service answers (only this
+    /// copy).
+    pub fn scrubbing(&self, credential: &crate::credential::Credential) -> Api {
+        Api {
+            scrub: Some(std::sync::Arc::new(credential.clone())),
+            ..self.clone()
         }
     }
 
@@ -440,7 +453,10 @@ impl Api {
                 ),
             });
         }
-        let message = self.message_of(&body);
+        let mut message = self.message_of(&body);
+        if let Some(credential) = &self.scrub {
+            message = credential.scrub(&message);
+        }
         let wait = rate_limit_wait(&headers);
         if status == StatusCode::TOO_MANY_REQUESTS {
             self.pause_for(wait);

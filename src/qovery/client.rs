@@ -134,6 +134,20 @@ impl QoveryClient {
         existing: Option<&Registry>,
         write: RegistryWrite<'_>,
     ) -> Result<Registry, ApiError> {
+        // Qovery's error text may quote the request, password included: every message of
+        // these calls is scrubbed of it before it is shortened or kept.
+        let scrubbing = QoveryClient {
+            api: self.api.scrubbing(write.credential),
+        };
+        scrubbing.write(org, existing, write).await
+    }
+
+    async fn write(
+        &self,
+        org: &str,
+        existing: Option<&Registry>,
+        write: RegistryWrite<'_>,
+    ) -> Result<Registry, ApiError> {
         let url = write.url.as_str().trim_end_matches('/');
         let request = |description: &str| RegistryRequest {
             name: write.name,

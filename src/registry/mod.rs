@@ -310,7 +310,7 @@ impl Flow<'_> {
                     Outcome::Unreachable,
                     format!("GET /v2/ answered {status}: this URL does not serve the Docker Registry v2 API"),
                 )
-                .with_detail(error_summary(ping).await));
+                .with_detail(error_summary(ping, self.credential).await));
             }
         };
         let listed = self.list_tags(&auth, report).await?;
@@ -452,28 +452,28 @@ impl Flow<'_> {
                     Outcome::Rejected,
                     "the realm refused the credential (401): the username or token is wrong, or the token is revoked or expired",
                 )
-                .with_detail(error_summary(response).await));
+                .with_detail(error_summary(response, self.credential).await));
             }
             StatusCode::FORBIDDEN => {
                 return Err(Failure::new(
                     Outcome::NoAccess,
                     "the realm accepted the credential but refused registry access (403): the token has no read_registry scope",
                 )
-                .with_detail(error_summary(response).await));
+                .with_detail(error_summary(response, self.credential).await));
             }
             StatusCode::NOT_FOUND => {
                 return Err(Failure::new(
                     Outcome::Unreachable,
                     "the realm answered 404: the container registry is disabled on this GitLab, or the service name is wrong",
                 )
-                .with_detail(error_summary(response).await));
+                .with_detail(error_summary(response, self.credential).await));
             }
             status => {
                 return Err(Failure::new(
                     Outcome::Unreachable,
                     format!("the realm answered {status}"),
                 )
-                .with_detail(error_summary(response).await));
+                .with_detail(error_summary(response, self.credential).await));
             }
         }
         let token = crate::outbound::read_body(response, TOKEN_ANSWER_LIMIT)
@@ -559,7 +559,7 @@ impl Flow<'_> {
                 _ => format!("the credential can {actions} {}", self.repository),
             }),
             StatusCode::NOT_FOUND => {
-                let detail = error_summary(response).await;
+                let detail = error_summary(response, self.credential).await;
                 if detail.as_deref().is_some_and(|d| d.contains("NAME_UNKNOWN")) {
                     report.repository_empty = true;
                     Ok(format!(
@@ -578,7 +578,7 @@ impl Flow<'_> {
                 Outcome::Rejected,
                 "the registry refused the credential (401): the username or token is wrong, or the token is revoked or expired",
             )
-            .with_detail(error_summary(response).await)),
+            .with_detail(error_summary(response, self.credential).await)),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(Failure::new(
                 Outcome::NoAccess,
                 format!(
@@ -586,12 +586,12 @@ impl Flow<'_> {
                     self.repository
                 ),
             )
-            .with_detail(error_summary(response).await)),
+            .with_detail(error_summary(response, self.credential).await)),
             _ => Err(Failure::new(
                 Outcome::Unreachable,
                 format!("GET /v2/{}/tags/list answered {status}", self.repository),
             )
-            .with_detail(error_summary(response).await)),
+            .with_detail(error_summary(response, self.credential).await)),
         }
     }
 }
@@ -645,7 +645,7 @@ const ERROR_ANSWER_LIMIT: usize = 64 << 10;
 
 /// The registry error format: `{"errors":[{"code":"...","message":"..."}]}`; else the start of
 /// the body. Bounded so a misbehaving peer cannot flood a terminal or a log line.
-async fn error_summary(response: Response) -> Option<String> {
+async fn error_summary(response: Response, credential: &Credential) -> Option<String> {
     #[derive(Deserialize)]
     struct Errors {
         errors: Vec<RegistryError>,
@@ -669,7 +669,8 @@ async fn error_summary(response: Response) -> Option<String> {
             .join("; "),
         _ => body,
     };
-    let summary = one_line(&summary, 300);
+    // Scrubbed whole, then shortened: a cut could leave part of a secret.
+    let summary = one_line(&credential.scrub(&summary), 300);
     (!summary.is_empty()).then_some(summary)
 }
 

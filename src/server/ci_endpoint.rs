@@ -23,7 +23,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use reqwest::Url;
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
+use std::sync::Mutex;
 
 use super::AppState;
 use super::edge::EdgeError;
@@ -72,15 +72,25 @@ impl CiAuth {
         }
     }
 
+    /// The key `kid`, from the cache, else from a fetch of the JWKS. The cache's lock is never
+    /// held across the fetch: a slow JWKS (or a flood of unknown kids) does not hold up the
+    /// verification of tokens whose key is known. A fetch claims the right to fetch first, so
+    /// requests arriving meanwhile do not fetch too.
     async fn key(&self, kid: &str) -> Result<DecodingKey, IdTokenError> {
-        let mut keys = self.keys.lock().await;
-        if let Some(k) = keys.by_kid.get(kid) {
-            return Ok(k.clone());
+        {
+            let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(k) = keys.by_kid.get(kid) {
+                return Ok(k.clone());
+            }
+            if keys.next_fetch.is_some_and(|at| Instant::now() < at) {
+                return Err(IdTokenError::UnknownKey(kid.to_string()));
+            }
+            // This request fetches; another one before it is done finds the key unknown.
+            keys.next_fetch = Some(Instant::now() + RETRY_FAILED_FETCH);
         }
-        if keys.next_fetch.is_some_and(|at| Instant::now() < at) {
-            return Err(IdTokenError::UnknownKey(kid.to_string()));
-        }
-        let set = match self.fetch_keys().await {
+        let fetched = self.fetch_keys().await;
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let set = match fetched {
             Ok(set) => {
                 keys.next_fetch = Some(Instant::now() + self.refetch_after);
                 set
@@ -343,12 +353,15 @@ mod tests {
         url: Url,
         kids: Arc<std::sync::Mutex<Vec<&'static str>>>,
         fetches: Arc<AtomicUsize>,
+        /// Milliseconds each answer waits.
+        delay_ms: Arc<AtomicUsize>,
     }
 
     async fn jwks() -> Jwks {
         let kids = Arc::new(std::sync::Mutex::new(vec!["k1"]));
         let fetches = Arc::new(AtomicUsize::new(0));
-        let (k, f) = (kids.clone(), fetches.clone());
+        let delay_ms = Arc::new(AtomicUsize::new(0));
+        let (k, f, d) = (kids.clone(), fetches.clone(), delay_ms.clone());
         let app = Router::new().route(
             "/oauth/discovery/keys",
             get(move || {
@@ -359,13 +372,54 @@ mod tests {
                     .iter()
                     .map(|kid| json!({ "kty": "oct", "kid": kid, "k": "c2VjcmV0LWtleS1tYXRlcmlhbA" }))
                     .collect();
-                async move { Json(json!({ "keys": keys })) }
+                let delay = Duration::from_millis(d.load(Ordering::SeqCst) as u64);
+                async move {
+                    tokio::time::sleep(delay).await;
+                    Json(json!({ "keys": keys }))
+                }
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Jwks { url, kids, fetches }
+        Jwks {
+            url,
+            kids,
+            fetches,
+            delay_ms,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_jwks_fetch_holds_up_no_token_whose_key_is_known() {
+        let server = jwks().await;
+        let http = crate::outbound::client(None, Duration::from_secs(10)).unwrap();
+        let mut auth = CiAuth::new(http, &server.url, "https://regwarden.test");
+        auth.refetch_after = Duration::ZERO;
+        let auth = Arc::new(auth);
+        assert!(auth.key("k1").await.is_ok());
+        server.delay_ms.store(3_000, Ordering::SeqCst);
+        server.kids.lock().unwrap().push("k2");
+
+        let fetching = {
+            let auth = auth.clone();
+            tokio::spawn(async move { auth.key("k2").await.is_ok() })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The fetch takes 3 s: a known key served well within it was not held up by it.
+        let known = tokio::time::timeout(Duration::from_secs(2), auth.key("k1")).await;
+        let unknown_meanwhile = auth.key("k3").await;
+
+        assert!(
+            known.is_ok_and(|k| k.is_ok()),
+            "a known key waited for the fetch"
+        );
+        assert!(
+            unknown_meanwhile.is_err(),
+            "a second fetch is not started meanwhile"
+        );
+        assert!(fetching.await.unwrap(), "the slow fetch still lands");
+        assert_eq!(server.fetches.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

@@ -191,6 +191,18 @@ pub fn now_ms() -> i64 {
 
 /// `now_ms` plus `d`, held at the end of the range: a lease or lock of a thousand years is
 /// "until further notice", not an overflow.
+/// What the deliveries table keeps of a dedupe key: `sha256:<hex>`, one size whatever the key.
+fn key_digest(key: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let mut out = String::with_capacity(71);
+    out.push_str("sha256:");
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
 fn deadline_ms(now_ms: i64, d: Duration) -> i64 {
     now_ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
@@ -378,12 +390,13 @@ impl Store {
              ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key",
             placeholders(batch.len(), 3)
         );
+        // Keys are stored as digests: a `webhook-id` or `Idempotency-Key` comes from the
+        // network and may be long (a PostgreSQL index entry has a size limit, and one long key
+        // would fail a whole batch); a digest has one size, and the table holds no header.
+        let hashed: Vec<String> = batch.iter().map(|d| key_digest(&d.dedupe_key)).collect();
         let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for d in batch {
-            insert = insert
-                .bind(d.dedupe_key.clone())
-                .bind(now)
-                .bind(d.event.clone());
+        for (d, key) in batch.iter().zip(&hashed) {
+            insert = insert.bind(key.clone()).bind(now).bind(d.event.clone());
         }
         let keys = |rows: Vec<sqlx::any::AnyRow>| -> Result<std::collections::HashSet<String>, sqlx::Error> {
             rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
@@ -399,9 +412,9 @@ impl Store {
         };
         // The first occurrence of a new key is the new delivery; later ones are duplicates.
         let mut seen = std::collections::HashSet::new();
-        let inserted: Vec<bool> = batch
+        let inserted: Vec<bool> = hashed
             .iter()
-            .map(|d| new_keys.contains(&d.dedupe_key) && seen.insert(d.dedupe_key.as_str()))
+            .map(|key| new_keys.contains(key) && seen.insert(key.as_str()))
             .collect();
         let jobs: Vec<&String> = batch
             .iter()
@@ -545,9 +558,9 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets deliveries and finished jobs older than `keep`: a redelivery older than that is
-    /// no longer recognised (GitLab resends within hours), dead jobs stay for `history`.
-    /// Returns how many rows went.
+    /// Forgets deliveries and finished jobs (done or dead) older than `keep`: a redelivery
+    /// older than that is no longer recognised (GitLab resends within hours); a dead job's end
+    /// stays in the journal, which `history` reads. Returns how many rows went.
     pub async fn prune(&self, keep: Duration) -> Result<u64, StoreError> {
         let before = now_ms() - keep.as_millis() as i64;
         let deliveries = sqlx::query("DELETE FROM deliveries WHERE received_at_ms < $1")
@@ -555,11 +568,12 @@ impl Store {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        let jobs = sqlx::query("DELETE FROM jobs WHERE status = 'done' AND updated_ms < $1")
-            .bind(before)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let jobs =
+            sqlx::query("DELETE FROM jobs WHERE status IN ('done', 'dead') AND updated_ms < $1")
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
         Ok(deliveries + jobs)
     }
 

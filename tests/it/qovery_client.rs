@@ -274,6 +274,39 @@ async fn a_refusal_carries_qoverys_detail_and_is_not_retried() {
 }
 
 #[tokio::test]
+async fn a_credential_qovery_quotes_is_scrubbed_before_its_message_is_shortened() {
+    use base64::Engine;
+    let w = world().await;
+    let password = "glpat-0123456789abcdefghij";
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("gitlab+deploy-token-7:{password}"));
+    // Long enough that a message cut at 300 characters would end inside the password.
+    for after in [260, 275, 285] {
+        w.qovery.state.lock().unwrap().echo_credential_after = Some(after);
+
+        let err = w
+            .client()
+            .write_registry(ORG, None, request("gitlab-acme-api", password).write())
+            .await
+            .unwrap_err();
+
+        let text = format!("{err} {err:?}");
+        assert!(text.contains("invalid config"), "{text}");
+        for window in password
+            .as_bytes()
+            .windows(8)
+            .chain(basic.as_bytes().windows(8))
+        {
+            let piece = std::str::from_utf8(window).unwrap();
+            assert!(
+                !text.contains(piece),
+                "{piece:?} of the credential is in: {text}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn rate_limits_and_server_errors_are_retried() {
     let w = world().await;
     w.qovery.fail(LIST, Fault::Status(429, Some(0)), 1);

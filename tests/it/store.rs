@@ -209,6 +209,55 @@ async fn racing_workers_claim_each_job_once(store: &Store) {
     assert_eq!((count, all.len()), (12, 12), "every job once, none twice");
 }
 
+/// A webhook id as long as a header can carry (64 KiB of headers) is a key like any other,
+/// in a batch with short ones; dead jobs are pruned like done ones.
+async fn long_keys_are_recorded_and_finished_jobs_pruned(store: &Store) {
+    let long = format!("id:{}", "k".repeat(60_000));
+    let batch = [
+        regwarden::store::NewDelivery {
+            dedupe_key: long.clone(),
+            event: "deploy_token_expiring".into(),
+            payload: Some("{\"job\":\"long\"}".into()),
+        },
+        regwarden::store::NewDelivery {
+            dedupe_key: "id:short".into(),
+            event: "ignored".into(),
+            payload: None,
+        },
+    ];
+    assert_eq!(store.record_deliveries(&batch).await.unwrap(), [true, true]);
+    assert_eq!(
+        store.record_deliveries(&batch).await.unwrap(),
+        [false, false],
+        "redeliveries of both are recognised"
+    );
+    let job = store
+        .claim_job("w", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .settle_job(job.id, JobOutcome::Dead { error: "gave up" })
+        .await
+        .unwrap();
+    let before = store.job_counts().await.unwrap().dead;
+    assert!(before >= 1);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    store.prune(Duration::from_millis(1)).await.unwrap();
+    assert_eq!(
+        store.job_counts().await.unwrap().dead,
+        0,
+        "dead jobs pruned too"
+    );
+    assert!(
+        store
+            .record_delivery(&long, "deploy_token_expiring", None)
+            .await
+            .unwrap(),
+        "a pruned key is new again"
+    );
+}
+
 async fn suite(store: Store) {
     store.ping().await.unwrap();
     journal_is_kept_newest_first_and_filtered(&store).await;
@@ -217,6 +266,7 @@ async fn suite(store: Store) {
     a_delivery_is_recorded_once_and_queues_one_job(&store).await;
     a_job_of_a_dead_worker_is_claimed_again(&store).await;
     racing_workers_claim_each_job_once(&store).await;
+    long_keys_are_recorded_and_finished_jobs_pruned(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

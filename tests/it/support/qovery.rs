@@ -152,6 +152,10 @@ pub struct QoveryState {
     pub tokens: Vec<(String, String)>,
     pub registries: Vec<Registry>,
     pub services: Vec<Service>,
+    /// Refuse every registry write with a 400 whose `detail` quotes the request's credential
+    /// after this many characters (as a server that echoes its input would), in clear and as
+    /// HTTP Basic carries it.
+    pub echo_credential_after: Option<usize>,
     /// Requests the organization's API token may still make before Qovery answers 429 (its
     /// documented limit is 1,000 an hour): `None`, no limit.
     pub requests_left: Option<usize>,
@@ -497,6 +501,21 @@ fn parse_request(body: &Value) -> Result<Request, Response> {
 
 /// Qovery "will verify the credentials and save the configuration": a credential the
 /// registry rejects is refused with 400.
+/// The refusal of a server that quotes what it was sent (`echo_credential_after`).
+fn echo(state: &Shared, request: &Request) -> Option<Response> {
+    use base64::Engine;
+    let after = lock(state).echo_credential_after?;
+    let (user, password) = (request.username.clone()?, request.password.clone()?);
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    Some(error(
+        StatusCode::BAD_REQUEST,
+        &format!(
+            "{} invalid config password={password} authorization=Basic {basic}",
+            "x".repeat(after)
+        ),
+    ))
+}
+
 async fn verify(check: Option<CredentialCheck>, request: &Request) -> Result<(), Response> {
     let (Some(check), Some(username), Some(password)) =
         (check, request.username.clone(), request.password.clone())
@@ -541,6 +560,9 @@ async fn create_registry(
         Ok(r) => r,
         Err(r) => return r,
     };
+    if let Some(r) = echo(&state, &request) {
+        return r;
+    }
     if let Err(r) = verify(check, &request).await {
         return r;
     }
@@ -617,6 +639,9 @@ async fn edit_registry(
         Ok(r) => r,
         Err(r) => return r,
     };
+    if let Some(r) = echo(&state, &request) {
+        return r;
+    }
     if let Err(r) = verify(check, &request).await {
         return r;
     }

@@ -97,6 +97,7 @@ total() { awk '/requests in/ { print $1 }' "$1"; }
 
 # regwarden
 port=$(free_port)
+mport=$(free_port)
 cat >"$work/regwarden.toml" <<TOML
 [gitlab]
 url = "http://127.0.0.1:9"
@@ -118,13 +119,14 @@ run_regwarden() {
   rm -f "$work"/regwarden.db*
   GITLAB_TOKEN=unused QOVERY_API_TOKEN=unused REGWARDEN_WEBHOOK_SECRET="$secret" \
     REGWARDEN_WEBHOOK_SIGNING_TOKEN="$signing" RUST_LOG=error \
-    "$REGWARDEN_BIN" serve --config "$work/regwarden.toml" --listen "127.0.0.1:$port" &
+    "$REGWARDEN_BIN" serve --config "$work/regwarden.toml" --listen "127.0.0.1:$port" \
+      --metrics-listen "127.0.0.1:$mport" &
   rpid=$!; pids+=("$rpid")
   wait_http "http://127.0.0.1:$port/healthz"; sleep 1
 }
 # Deliveries answered 2xx and recorded: accepted (a job queued) and ignored (none needed).
 recorded() {
-  curl -s "http://127.0.0.1:$port/metrics" \
+  curl -s "http://127.0.0.1:$mport/metrics" \
     | awk '/^regwarden_webhook_deliveries_total\{event="deploy_token_expiring",outcome="(accepted|ignored)"\}/ { n += $2 } END { print n + 0 }'
 }
 

@@ -14,6 +14,11 @@ pub struct ServeArgs {
     #[arg(long, env = "REGWARDEN_LISTEN", value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
 
+    /// Address `/metrics` is served on (and nothing else); default: server.metrics_listen
+    /// (loopback).
+    #[arg(long, env = "REGWARDEN_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
     /// Jobs run at once.
     #[arg(long, env = "REGWARDEN_WORKERS", default_value_t = 2)]
     pub workers: usize,
@@ -49,6 +54,7 @@ pub async fn run(path: Option<&Path>, args: ServeArgs) -> Result<(), Failure> {
     let store = engine.store.clone().expect("a store outside dry runs");
     let server = crate::server::Server {
         listen: args.listen.unwrap_or(config.server.listen),
+        metrics_listen: args.metrics_listen.unwrap_or(config.server.metrics_listen),
         config: std::sync::Arc::new(config),
         engine: std::sync::Arc::new(engine),
         store,

@@ -149,6 +149,9 @@ impl RegistryKindSetting {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Where `/metrics` is served, on its own listener: it names bindings, projects and
+    /// token expiries, so never on the public webhook listener. Loopback by default.
+    pub metrics_listen: SocketAddr,
     /// Legacy `X-Gitlab-Token` secrets, comma-separated in the variable.
     pub secret_tokens_env: String,
     pub secret_tokens_file: Option<PathBuf>,
@@ -192,6 +195,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             secret_tokens_env: "REGWARDEN_WEBHOOK_SECRET".into(),
             secret_tokens_file: None,
             signing_tokens_env: "REGWARDEN_WEBHOOK_SIGNING_TOKEN".into(),

@@ -54,6 +54,8 @@ pub struct Server {
     pub store: Store,
     pub verifier: Verifier,
     pub listen: SocketAddr,
+    /// Where `/metrics` is served (and nothing else).
+    pub metrics_listen: SocketAddr,
     pub workers: usize,
     /// How long running jobs may take to finish after a stop signal.
     pub shutdown_grace: Duration,
@@ -69,7 +71,6 @@ pub fn router(state: AppState, max_body: usize, request_timeout: Duration) -> Ro
         .route("/api/v1/ci/reconcile", post(ci_endpoint::reconcile))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| async move {
@@ -80,6 +81,14 @@ pub fn router(state: AppState, max_body: usize, request_timeout: Duration) -> Ro
                 }
             },
         ))
+        .with_state(state)
+}
+
+/// The metrics listener's one route. It names bindings, projects and token expiries: it is
+/// served apart from the webhook listener, on loopback unless told otherwise.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
         .with_state(state)
 }
 
@@ -209,19 +218,38 @@ impl Server {
             ci_pace: Arc::default(),
         };
         let max_body = usize::try_from(self.config.server.max_body.0).unwrap_or(usize::MAX);
+        let metrics_app = metrics_router(state.clone());
         let app = router(state, max_body, self.config.server.request_timeout.0);
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
         let bound = listener.local_addr()?;
-        tracing::info!(listen = %bound, "serving");
+        let metrics_listener = tokio::net::TcpListener::bind(self.metrics_listen).await?;
+        let metrics_bound = metrics_listener.local_addr()?;
+        tracing::info!(listen = %bound, metrics = %metrics_bound, "serving");
+        if !metrics_bound.ip().is_loopback() {
+            tracing::warn!(metrics = %metrics_bound, "/metrics is served beyond loopback: it names bindings, projects and token expiries; keep that address off the public network");
+        }
         // On standard output whatever the log filter: with `--listen 127.0.0.1:0`, the port
         // the system chose is known only here.
         {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "regwarden: listening on http://{bound}");
+            let _ = writeln!(out, "regwarden: metrics on http://{metrics_bound}/metrics");
             let _ = out.flush();
         }
         let (stop_tx, stop_rx) = watch::channel(false);
+        let mut metrics_stop = stop_rx.clone();
+        let metrics_server = tokio::spawn(async move {
+            let stopped = async move {
+                let _ = metrics_stop.changed().await;
+            };
+            if let Err(e) = axum::serve(metrics_listener, metrics_app)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
 
         let process = process_id();
         let mut tasks = tokio::task::JoinSet::new();
@@ -256,6 +284,7 @@ impl Server {
             let _ = stop_tx.send(true);
         })
         .await;
+        metrics_server.abort();
         let deadline = tokio::time::sleep(self.shutdown_grace);
         tokio::pin!(deadline);
         loop {

@@ -413,6 +413,33 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
+    // Mutation testing (`cargo mutants -f src/server/verify.rs`) left these two alive: an
+    // exclusive or where two matches must still count as one, and `>=` at the tolerance's edge.
+
+    #[test]
+    fn two_matches_still_count_as_a_match() {
+        // The same secret configured twice (a rotation that lists it in two places).
+        let v = verifier(&[SECRET, SECRET], &["tok", "tok"], false);
+        assert!(v.verify(&signed(SIGNATURE, ID, TS), BODY, TS).is_ok());
+        let mut h = HeaderMap::new();
+        h.insert("x-gitlab-token", HeaderValue::from_static("tok"));
+        assert!(v.verify(&h, BODY, TS).is_ok());
+        // One key, its signature listed twice in the header.
+        let one = verifier(&[SECRET], &[], false);
+        let twice = format!("{SIGNATURE} {SIGNATURE}");
+        assert!(one.verify(&signed(&twice, ID, TS), BODY, TS).is_ok());
+    }
+
+    #[test]
+    fn a_timestamp_exactly_at_the_tolerance_is_accepted_and_one_second_past_it_is_stale() {
+        let v = verifier(&[SECRET], &[], false);
+        let h = signed(SIGNATURE, ID, TS);
+        assert!(v.verify(&h, BODY, TS + 300).is_ok());
+        assert!(v.verify(&h, BODY, TS - 300).is_ok());
+        assert_eq!(v.verify(&h, BODY, TS + 301), Err(Rejection::Stale));
+        assert_eq!(v.verify(&h, BODY, TS - 301), Err(Rejection::Stale));
+    }
+
     #[test]
     fn a_scope_covers_its_namespaces_and_what_is_below_them() {
         let acme = Scope::Namespaces(vec!["acme".into(), "tools/ci".into()]);

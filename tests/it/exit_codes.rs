@@ -86,7 +86,15 @@ async fn a_store_that_does_not_answer_exits_1_from_every_command_that_uses_it() 
     for args in [
         vec!["reconcile", "--config", config],
         vec!["history", "--config", config],
-        vec!["serve", "--config", config, "--listen", "127.0.0.1:0"],
+        vec![
+            "serve",
+            "--config",
+            config,
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
     ] {
         let run = regwarden(args.clone())
             .env("GITLAB_TOKEN", "glpat-unused")

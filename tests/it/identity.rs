@@ -557,7 +557,7 @@ async fn a_scoped_webhook_key_is_refused_for_events_about_other_namespaces() {
         w.held_token().is_some_and(|t| t.id != held.id)
     })
     .await;
-    let (_, metrics) = s.get("/metrics").await;
+    let (_, metrics) = s.metrics().await;
     assert!(
         metrics
             .contains(r#"regwarden_webhook_verification_failures_total{reason="out_of_scope"} 1"#),

@@ -207,7 +207,8 @@ async fn the_image_serves_by_default_as_a_non_root_user() {
         "{config:#}"
     );
     assert!(
-        config["ExposedPorts"].get("8080/tcp").is_some(),
+        config["ExposedPorts"].get("8080/tcp").is_some()
+            && config["ExposedPorts"].get("9090/tcp").is_some(),
         "{config:#}"
     );
     assert_eq!(config["WorkingDir"], "/var/lib/regwarden", "{config:#}");
@@ -396,7 +397,7 @@ async fn regwarden_serve_runs_in_the_image_and_stops_on_sigterm() {
     // and reports how regwarden ended. regwarden binds a port the system picks, on the host's
     // network, and prints which on its standard output.
     let script = format!(
-        "regwarden serve --config {config} --listen 127.0.0.1:0 & pid=$!; \
+        "regwarden serve --config {config} --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 & pid=$!; \
          while [ ! -e {stop} ]; do sleep 0.1; done; kill -TERM $pid; wait $pid; echo exit=$?",
         config = w.config.display(),
         stop = stop.display(),

@@ -240,7 +240,7 @@ async fn the_server_shows_the_api_tokens_days_left_and_rotates_it_on_its_timer()
     .await;
     let mut metrics = String::new();
     for _ in 0..50 {
-        metrics = s.get("/metrics").await.1;
+        metrics = s.metrics().await.1;
         if metrics.contains("regwarden_api_token_days_until_expiry 90") {
             break;
         }

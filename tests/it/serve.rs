@@ -95,7 +95,7 @@ async fn refused_requests_get_a_bare_401_and_gitlab_never_sees_a_4xx_for_what_it
     );
     assert_eq!(s.post_webhook(legacy, &big).await.0, 413);
 
-    let (_, metrics) = s.get("/metrics").await;
+    let (_, metrics) = s.metrics().await;
     assert!(
         metrics
             .contains(r#"regwarden_webhook_verification_failures_total{reason="bad_signature"} 1"#),
@@ -126,7 +126,7 @@ async fn every_fixture_replays_through_the_router_without_a_4xx() {
         replayed += 1;
     }
     assert_eq!(replayed, 15);
-    let (_, metrics) = s.get("/metrics").await;
+    let (_, metrics) = s.metrics().await;
     assert!(!metrics.contains(&w.gitlab_token) && !metrics.contains(&w.qovery_token));
     s.kill().await;
 }
@@ -137,7 +137,7 @@ async fn health_readiness_and_metrics_answer() {
 
     assert_eq!(s.get("/healthz").await, (200, "ok".into()));
     assert_eq!(s.get("/readyz").await, (200, "ready".into()));
-    let (code, metrics) = s.get("/metrics").await;
+    let (code, metrics) = s.metrics().await;
     assert_eq!(code, 200);
     assert!(
         metrics.contains("regwarden_jobs{status=\"queued\"}"),
@@ -148,15 +148,28 @@ async fn health_readiness_and_metrics_answer() {
     }
     // The text is OpenMetrics, and is served as such.
     assert!(metrics.ends_with("# EOF\n"), "{metrics}");
-    let answer = regwarden::outbound::client(None, Duration::from_secs(10))
-        .unwrap()
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap();
+    let http = regwarden::outbound::client(None, Duration::from_secs(10)).unwrap();
+    let answer = http.get(&s.metrics_url).send().await.unwrap();
     assert_eq!(
         answer.headers()["content-type"],
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    // /metrics names bindings, projects and expiries: it is not on the webhook listener, and
+    // the metrics listener serves nothing else.
+    assert_eq!(s.get("/metrics").await.0, 404);
+    let metrics_base = s.metrics_url.trim_end_matches("/metrics");
+    for path in ["/healthz", "/webhooks/gitlab"] {
+        let r = http
+            .get(format!("{metrics_base}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{path}");
+    }
+    assert!(
+        s.metrics_url.starts_with("http://127.0.0.1:"),
+        "{}",
+        s.metrics_url
     );
     s.kill().await;
 }
@@ -403,7 +416,7 @@ async fn a_job_that_keeps_failing_ends_dead_in_history_and_metrics() {
 
     let mut metrics = String::new();
     for _ in 0..100 {
-        metrics = s.get("/metrics").await.1;
+        metrics = s.metrics().await.1;
         if metrics.contains("regwarden_jobs{status=\"dead\"} 1") {
             break;
         }
@@ -733,7 +746,7 @@ async fn an_auto_bind_rule_whose_group_is_gone_does_not_stop_the_timer_for_other
         w.server_log().contains("acme/gone")
     })
     .await;
-    let (_, metrics) = s.get("/metrics").await;
+    let (_, metrics) = s.metrics().await;
     assert!(
         metrics
             .lines()
@@ -809,7 +822,7 @@ async fn a_flood_of_signature_candidates_is_refused_and_the_server_keeps_answeri
         "refused in {:?}",
         started.elapsed()
     );
-    let (_, metrics) = s.get("/metrics").await;
+    let (_, metrics) = s.metrics().await;
     assert!(
         metrics.contains("regwarden_webhook_verification_failures_total{reason=\"malformed\"} 2"),
         "{metrics}"
@@ -902,7 +915,7 @@ async fn half_open_connections_are_capped_and_closed_after_the_header_timeout() 
 
     let (code, _) = s.get("/healthz").await;
     assert_eq!(code, 200);
-    let (_, metrics) = s.get("/metrics").await;
+    let (_, metrics) = s.metrics().await;
     let refused_total: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("regwarden_connections_refused_total "))

@@ -131,7 +131,7 @@ async fn the_server_keeps_the_soonest_expiry_per_binding_kind_and_management_on_
 
     let mut metrics = String::new();
     for _ in 0..100 {
-        metrics = s.get("/metrics").await.1;
+        metrics = s.metrics().await.1;
         if metrics.contains("regwarden_token_expiry_seconds{") {
             break;
         }

@@ -18,6 +18,8 @@ pub const LEGACY_SECRET: &str = "legacy-webhook-secret";
 /// A running `regwarden serve`.
 pub struct Serving {
     pub url: String,
+    /// Where its `/metrics` is (a listener of its own).
+    pub metrics_url: String,
     pub child: tokio::process::Child,
 }
 
@@ -47,7 +49,13 @@ impl World {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let log = self.dir.path().join(format!("serve-{n}.log"));
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ];
         args.extend_from_slice(extra_args);
         args.extend(["--config", self.config.to_str().unwrap()]);
         let child = regwarden(args)
@@ -59,14 +67,23 @@ impl World {
         let http = regwarden::outbound::client(None, std::time::Duration::from_secs(2)).unwrap();
         for _ in 0..400 {
             let printed = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(url) = printed
-                .lines()
-                .find_map(|l| l.strip_prefix("regwarden: listening on "))
-                .map(str::to_string)
-                && let Ok(r) = http.get(format!("{url}/healthz")).send().await
+            let line = |prefix: &str| {
+                printed
+                    .lines()
+                    .find_map(|l| l.strip_prefix(prefix))
+                    .map(str::to_string)
+            };
+            if let (Some(url), Some(metrics_url)) = (
+                line("regwarden: listening on "),
+                line("regwarden: metrics on "),
+            ) && let Ok(r) = http.get(format!("{url}/healthz")).send().await
                 && r.status() == 200
             {
-                return Serving { url, child };
+                return Serving {
+                    url,
+                    metrics_url,
+                    child,
+                };
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
@@ -152,9 +169,15 @@ impl Serving {
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
+    /// GETs `/metrics` from the metrics listener: (status, body).
+    pub async fn metrics(&self) -> (u16, String) {
+        let r = http().get(&self.metrics_url).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
     /// The job counts `/metrics` reports: (queued, running).
     pub async fn job_counts(&self) -> (i64, i64) {
-        let (_, metrics) = self.get("/metrics").await;
+        let (_, metrics) = self.metrics().await;
         let count = |status: &str| {
             metrics
                 .lines()

@@ -213,7 +213,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// `sqlite://path/to/file.db` (embedded default) or `postgres://...`.
@@ -222,16 +222,6 @@ pub struct StoreConfig {
     pub url_env: Option<String>,
     /// Or a file holding it.
     pub url_file: Option<PathBuf>,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        Self {
-            url: None,
-            url_env: None,
-            url_file: None,
-        }
-    }
 }
 
 /// The store when the configuration names none: SQLite, beside the working directory.

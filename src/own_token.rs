@@ -75,6 +75,14 @@ pub enum OwnTokenError {
         leftovers: String,
     },
     #[error(
+        "another worker or process has held the API token's lock since {since}, longer than reconcile.lease_ttl: its rotation of the token is stuck (a frozen process?); this is reported until its holder ends"
+    )]
+    Stuck { since: String },
+    #[error(
+        "the directory {dir} of gitlab.token_file is writable by others (mode {mode:o}): the token file could be replaced under regwarden, so it rotates nothing there; make the directory writable by its owner only (chmod go-w)"
+    )]
+    UnsafeDir { dir: PathBuf, mode: u32 },
+    #[error(
         "cannot write {note}, which records a rotation of the API token before it is sent: {source}. Nothing was rotated; the directory of gitlab.token_file must be writable by regwarden"
     )]
     Note {
@@ -83,7 +91,7 @@ pub enum OwnTokenError {
         source: std::io::Error,
     },
     #[error(
-        "the API token was rotated, but the new one could not be written to {file}: {source}. The previous token is revoked, and the new one lives only in this process until it reads the file again: put a new API token in {file}"
+        "the API token was rotated, but the new one could not be written to {file}: {source}. The previous token is revoked; the new one lives in this process, which writes it again at every pass (a process that stops before then loses it: then put a new API token in {file})"
     )]
     Write {
         file: PathBuf,
@@ -99,11 +107,11 @@ pub enum OwnTokenError {
 impl OwnTokenError {
     /// The errors after which the API token may be dead: the pass should not run on it.
     pub fn is_fatal(&self) -> bool {
+        // A failed write is not among them: the new token lives in this process, which goes
+        // on with it (and writes it again at every pass).
         matches!(
             self,
-            OwnTokenError::Lost { .. }
-                | OwnTokenError::Unknown { .. }
-                | OwnTokenError::Write { .. }
+            OwnTokenError::Lost { .. } | OwnTokenError::Unknown { .. }
         )
     }
 
@@ -118,6 +126,8 @@ impl OwnTokenError {
             OwnTokenError::Unknown { .. } => "unknown",
             OwnTokenError::Write { .. } => "unwritten",
             OwnTokenError::Note { .. } => "unnoted",
+            OwnTokenError::Stuck { .. } => "stuck",
+            OwnTokenError::UnsafeDir { .. } => "unsafe",
         }
     }
 }
@@ -210,11 +220,55 @@ pub fn refresh_from_file(
     config: &GitlabConfig,
     client: &GitlabClient,
 ) -> Result<(), OwnTokenError> {
-    if config.token_file.is_some() {
-        client.set_token(config_source(config).read()?);
+    let Some(file) = &config.token_file else {
+        return Ok(());
+    };
+    let in_file = config_source(config).read();
+    // A token rotated here whose write failed lives in this process: written again now,
+    // and the file's token, the one rotated away, is never taken back.
+    let mut unwritten = UNWRITTEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(pending) = unwritten.get(file) {
+        let replaced_by_hand = in_file
+            .as_ref()
+            .is_ok_and(|t| Fingerprint::of(t.expose_secret()).as_str() != pending.rotated_away);
+        if !replaced_by_hand {
+            let mut text = pending.token.expose_secret().to_string();
+            text.push('\n');
+            match write_atomically(file, text.as_bytes(), Some(file)) {
+                Ok(()) => {
+                    tracing::info!(file = %file.display(), "the rotated API token is in its file now")
+                }
+                Err(e) => {
+                    tracing::error!(file = %file.display(), error = %e, "the rotated API token still cannot be written to its file; it lives in this process only")
+                }
+            }
+            client.set_token(pending.token.clone());
+            if std::fs::read_to_string(file)
+                .is_ok_and(|t| t.trim() == pending.token.expose_secret())
+            {
+                unwritten.remove(file);
+            }
+            return Ok(());
+        }
+        // Someone put another token in the file: it is the one to use.
+        unwritten.remove(file);
     }
+    drop(unwritten);
+    client.set_token(in_file?);
     Ok(())
 }
+
+/// A token this process rotated but could not write to its file yet.
+struct Unwritten {
+    token: secrecy::SecretString,
+    /// The fingerprint of the token it replaced, which the file still holds.
+    rotated_away: String,
+}
+
+/// Per token file: what a failed write left in this process.
+static UNWRITTEN: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<PathBuf, Unwritten>>,
+> = std::sync::LazyLock::new(Default::default);
 
 /// How long a pass waits for another holder's rotation of the API token to finish.
 const WAIT_FOR_HOLDER: std::time::Duration = std::time::Duration::from_secs(30);
@@ -224,6 +278,7 @@ pub async fn keep_alive(
     config: &GitlabConfig,
     client: &GitlabClient,
     store: Option<&Store>,
+    lease_ttl: std::time::Duration,
 ) -> Result<OwnToken, OwnTokenError> {
     let rotatable = config.rotate_own_token && config.token_file.is_some();
     refresh_from_file(config, client)?;
@@ -245,7 +300,7 @@ pub async fn keep_alive(
                     _ => Err(OwnTokenError::Read(e)),
                 };
             };
-            return locked(config, client, store, file).await;
+            return locked(config, client, store, file, lease_ttl).await;
         }
         Err(e) => return Err(e),
     };
@@ -261,7 +316,7 @@ pub async fn keep_alive(
         // No store, no lock: a dry run only says it is due.
         return Ok(OwnToken::Expiring { expires_on });
     };
-    locked(config, client, store, file).await
+    locked(config, client, store, file, lease_ttl).await
 }
 
 /// Takes the API token's lock, waiting a while for another holder's rotation to finish,
@@ -271,6 +326,7 @@ async fn locked(
     client: &GitlabClient,
     store: &Store,
     file: &Path,
+    lease_ttl: std::time::Duration,
 ) -> Result<OwnToken, OwnTokenError> {
     let started = std::time::Instant::now();
     let mut lock = loop {
@@ -280,6 +336,17 @@ async fn locked(
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
             None => {
+                if let Some(since) = store.lock_holder_since(LOCK).await
+                    && std::time::SystemTime::now()
+                        .duration_since(since)
+                        .is_ok_and(|age| age > lease_ttl)
+                {
+                    return Err(OwnTokenError::Stuck {
+                        since: chrono::DateTime::<Utc>::from(since)
+                            .format("%Y-%m-%d %H:%M:%S UTC")
+                            .to_string(),
+                    });
+                }
                 refresh_from_file(config, client)?;
                 return Ok(OwnToken::Busy);
             }
@@ -319,13 +386,66 @@ struct Note {
     attempt: String,
 }
 
+/// The note beside `file`, when one is there and reads as regwarden writes them
+/// (`sha256:<12 hex> <attempt>`).
 fn read_note(file: &Path) -> Option<Note> {
     let text = std::fs::read_to_string(pending_note(file)).ok()?;
     let mut words = text.split_whitespace();
+    let fingerprint = words.next()?.to_string();
+    let attempt = words.next()?.to_string();
+    let hex = fingerprint.strip_prefix("sha256:")?;
+    if hex.len() != 12 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) || words.next().is_some() {
+        return None;
+    }
     Some(Note {
-        fingerprint: words.next()?.to_string(),
-        attempt: words.next().unwrap_or_default().to_string(),
+        fingerprint,
+        attempt,
     })
+}
+
+/// A name nobody can guess ahead: process, time and a per-process random key hashed.
+fn unpredictable() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let a = RandomState::new().hash_one((std::process::id(), nanos));
+    let b = RandomState::new().hash_one(a);
+    format!("{a:016x}{b:016x}")
+}
+
+/// Creates `path`, which must not exist (`O_EXCL`) and is never a symbolic link followed
+/// (`O_NOFOLLOW`), readable by its owner only (or `mode`).
+fn create_new_private(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// A token file in a directory others may write can be replaced under regwarden (a file of
+/// theirs, a link elsewhere): regwarden does not rotate a token into such a place.
+fn refuse_unsafe_dir(file: &Path) -> Result<(), OwnTokenError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mode = std::fs::metadata(dir)
+        .map_err(|source| OwnTokenError::Note {
+            note: pending_note(file),
+            source,
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o022 != 0 {
+        return Err(OwnTokenError::UnsafeDir {
+            dir: dir.to_path_buf(),
+            mode: mode & 0o7777,
+        });
+    }
+    Ok(())
 }
 
 /// Removes the note if attempt `attempt` wrote it.
@@ -340,7 +460,11 @@ fn remove_note(file: &Path, attempt: &str) {
 fn write_note(file: &Path, fingerprint: &str, attempt: &str) -> std::io::Result<bool> {
     let note = pending_note(file);
     let tmp = PathBuf::from(format!("{}.{attempt}", note.display()));
-    write_atomically(&tmp, format!("{fingerprint} {attempt}\n").as_bytes(), None)?;
+    {
+        let mut f = create_new_private(&tmp, 0o600)?;
+        f.write_all(format!("{fingerprint} {attempt}\n").as_bytes())?;
+        f.sync_all()?;
+    }
     let linked = std::fs::hard_link(&tmp, &note);
     let _ = std::fs::remove_file(&tmp);
     match linked {
@@ -411,18 +535,31 @@ async fn rotate_locked(
             expires_on: Some(expires_on),
         });
     }
+    refuse_unsafe_dir(file)?;
     let fingerprint = Fingerprint::of(token.expose_secret());
     let note = pending_note(file);
-    let attempt = format!(
-        "{}-{}",
-        std::process::id(),
-        Utc::now().timestamp_nanos_opt().unwrap_or_default()
-    );
+    let attempt = unpredictable();
     match write_note(file, fingerprint.as_str(), &attempt) {
         Ok(true) => {}
-        // Another holder (one whose PostgreSQL lock ended unseen) is rotating this token.
-        Ok(false) => return Ok(OwnToken::Busy),
+        // Under the lock no other holder writes a note: one that appeared is another process
+        // rotating this token without the lock (a store it does not share), or not ours.
+        Ok(false) => {
+            return Err(OwnTokenError::Note {
+                note,
+                source: std::io::Error::other(
+                    "another process wrote a rotation note while this one held the lock: every process sharing this token file must share the store (the same database, an absolute path for SQLite)",
+                ),
+            });
+        }
         Err(source) => return Err(OwnTokenError::Note { note, source }),
+    }
+    // The file read again now that the note is there: a process that read the token before
+    // another rotated it must not rotate it a second time (GitLab would revoke the family).
+    let now_in_file = config_source(config).read()?;
+    if Fingerprint::of(now_in_file.expose_secret()) != fingerprint {
+        remove_note(file, &attempt);
+        client.set_token(now_in_file);
+        return Ok(OwnToken::Busy);
     }
     // The last moment to stop: a holder whose lock ended (its PostgreSQL session) must not
     // rotate, since another may be doing it.
@@ -465,8 +602,17 @@ async fn rotate_locked(
     let mut text = created.secret.expose_secret().to_string();
     text.push('\n');
     let written = write_atomically(file, text.as_bytes(), Some(file));
-    client.set_token(created.secret);
+    client.set_token(created.secret.clone());
     if let Err(source) = written {
+        // Kept in this process, written again at every pass; the note stays, so no process
+        // rotates the token in the file (already revoked) again.
+        UNWRITTEN.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            file.to_path_buf(),
+            Unwritten {
+                token: created.secret,
+                rotated_away: fingerprint.as_str().to_string(),
+            },
+        );
         return Err(OwnTokenError::Write {
             file: file.to_path_buf(),
             source,
@@ -474,7 +620,7 @@ async fn rotate_locked(
     }
     remove_note(file, &attempt);
     Ok(OwnToken::Rotated {
-        expires_on: created.token.expires_at.unwrap_or(new_expiry),
+        expires_on: created.expires_on.unwrap_or(new_expiry),
     })
 }
 
@@ -537,7 +683,7 @@ fn to_days(d: std::time::Duration) -> chrono::Duration {
 /// new one, never a mix. The new file gets the permissions of `like` (the file it replaces),
 /// else owner-only.
 fn write_atomically(path: &Path, bytes: &[u8], like: Option<&Path>) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let dir = dir.unwrap_or(Path::new("."));
     let mode = like
@@ -548,14 +694,9 @@ fn write_atomically(path: &Path, bytes: &[u8], like: Option<&Path>) -> std::io::
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.regwarden-{}", std::process::id()));
+    let tmp = dir.join(format!(".{name}.regwarden-{}", unpredictable()));
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
+        let mut f = create_new_private(&tmp, mode)?;
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
         f.sync_all()?;

@@ -30,8 +30,13 @@ pub async fn run(path: Option<&Path>, args: ReconcileArgs) -> Result<(), Failure
     let config = load_config(path)?;
     let engine = engine(&config, args.dry_run).await?;
     // The API token first: a rotated one is in its file before anything else uses GitLab.
-    let own =
-        crate::own_token::keep_alive(&config.gitlab, &engine.gitlab, engine.store.as_ref()).await;
+    let own = crate::own_token::keep_alive(
+        &config.gitlab,
+        &engine.gitlab,
+        engine.store.as_ref(),
+        config.reconcile.lease_ttl.0,
+    )
+    .await;
     let api_token = crate::own_token::Report::of(&own);
     api_token.record(engine.store.as_ref()).await;
     match &own {

@@ -38,11 +38,44 @@ pub enum SecretError {
     EmptyFile { key: String, path: PathBuf },
 }
 
+/// A secret file holds a token or a URL: a few hundred bytes. Reading more is a mistake (the
+/// wrong path, a device), and is refused.
+const MAX_SECRET_FILE: u64 = 64 << 10;
+
+/// Reads a secret file: a regular file (not a FIFO or a device, which could block or never
+/// end), no larger than [`MAX_SECRET_FILE`]. Inside the multi-threaded runtime the read runs
+/// as blocking work, off the threads that drive requests.
+fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    let read = || {
+        use std::io::Read;
+        let file = std::fs::File::open(path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        if meta.len() > MAX_SECRET_FILE {
+            return Err(std::io::Error::other(format!(
+                "larger than {} KiB: not a secret file",
+                MAX_SECRET_FILE >> 10
+            )));
+        }
+        let mut text = String::new();
+        file.take(MAX_SECRET_FILE + 1).read_to_string(&mut text)?;
+        Ok(text)
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(read)
+        }
+        _ => read(),
+    }
+}
+
 impl SecretSource<'_> {
     /// Reads the secret, trimming surrounding white space (files usually end in a newline).
     pub fn read(&self) -> Result<SecretString, SecretError> {
         if let Some(path) = self.file {
-            let text = std::fs::read_to_string(path).map_err(|source| SecretError::File {
+            let text = read_secret_file(path).map_err(|source| SecretError::File {
                 key: self.file_key(),
                 path: path.to_path_buf(),
                 source,

@@ -6,7 +6,7 @@ pub mod events;
 mod service_accounts;
 mod tokens;
 
-pub use service_accounts::{Account, Home, PersonalAccessToken};
+pub use service_accounts::{Account, Home, OwnRotation, PersonalAccessToken};
 pub use tokens::{MAX_ACCESS_TOKEN_DAYS, Token, TokenSpec, access_token_expiry, start_of};
 
 pub use client::{

@@ -103,6 +103,29 @@ fn top_level(path: &str) -> String {
     path.split('/').next().unwrap_or(path).to_string()
 }
 
+/// What a self-rotate of the API token gave: the new token, and its expiry when readable.
+pub struct OwnRotation {
+    pub secret: secrecy::SecretString,
+    pub expires_on: Option<NaiveDate>,
+}
+
+impl OwnRotation {
+    /// The secret first; `expires_at` as a date (`2027-01-31`) or a date and time, `None`
+    /// when it is neither. `None` only when there is no token at all.
+    fn read(body: &str) -> Option<OwnRotation> {
+        let mut value: serde_json::Value = serde_json::from_str(body).ok()?;
+        let secret = match value.get_mut("token")?.take() {
+            serde_json::Value::String(t) if !t.is_empty() => secrecy::SecretString::from(t),
+            _ => return None,
+        };
+        let expires_on = value
+            .get("expires_at")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|d| NaiveDate::parse_from_str(d.get(..10)?, "%Y-%m-%d").ok());
+        Some(OwnRotation { secret, expires_on })
+    }
+}
+
 /// Accounts found by username, per home: an account's id never changes, so one look-up per
 /// process serves every later pass (a steady pass then costs one call per binding).
 #[derive(Clone, Default)]
@@ -377,13 +400,17 @@ impl GitlabClient {
     /// GitLab revokes it at once and answers its successor. Sent exactly once, whatever
     /// happens: rotating a token already revoked revokes its whole family, so a retry after a
     /// lost answer would destroy the successor.
+    ///
+    /// The answer's `token` is taken out first, whatever the rest holds: GitLab has revoked the
+    /// old token by then, so the new one must reach its file even when another field is not
+    /// what regwarden expects (`expires_at`, read leniently, as a date or a date and time).
     pub async fn rotate_own_token(
         &self,
         token: &secrecy::SecretString,
         kind: OwnTokenKind,
         namespace: Option<&str>,
         expires_at: NaiveDate,
-    ) -> Result<Created<PersonalAccessToken>, ApiError> {
+    ) -> Result<OwnRotation, ApiError> {
         let path = match (kind, namespace) {
             (OwnTokenKind::Project, Some(p)) => format!(
                 "{}/access_tokens/self/rotate",
@@ -401,7 +428,11 @@ impl GitlabClient {
             .with_auth_value(token.clone())
             .once(Method::POST, &path, &[], Some(&body))
             .await?;
-        split_secret(&reply)
+        OwnRotation::read(&reply.body).ok_or_else(|| ApiError::Transient {
+            service: SERVICE,
+            status: "unreadable answer".into(),
+            message: "the self-rotate answer holds no token".into(),
+        })
     }
 
     /// From now on, every clone of this client sends `token` (after a rotation of its own).
@@ -418,6 +449,21 @@ impl GitlabClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rotated_token_is_read_first_and_its_expiry_leniently() {
+        use secrecy::ExposeSecret;
+        let r = OwnRotation::read(
+            r#"{"token":"glpat-new","expires_at":"2027-01-31T00:00:00.000Z","id":"not-a-number"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.secret.expose_secret(), "glpat-new");
+        assert_eq!(r.expires_on, NaiveDate::from_ymd_opt(2027, 1, 31));
+        let r = OwnRotation::read(r#"{"token":"glpat-new","expires_at":"soon"}"#).unwrap();
+        assert_eq!(r.expires_on, None);
+        assert!(OwnRotation::read(r#"{"id":1}"#).is_none());
+        assert!(OwnRotation::read("<html>").is_none());
+    }
 
     #[test]
     fn an_account_home_has_its_endpoints() {

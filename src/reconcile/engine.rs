@@ -298,6 +298,19 @@ impl Engine {
         let mut lock = match store.try_lock_binding(&b.name).await {
             Ok(Some(lock)) => lock,
             Ok(None) => {
+                // A holder alive for longer than a rotation may take is stuck (a process frozen,
+                // a call hanging): busy is not success for ever.
+                if let Some(since) = store.lock_holder_since(&b.name).await
+                    && let Ok(age) = std::time::SystemTime::now().duration_since(since)
+                    && age > self.settings.lease_ttl
+                {
+                    return report.fail(format!(
+                        "busy for {}s: another worker or process has held this binding's lock since {}, longer than reconcile.lease_ttl ({}s); that rotation is stuck (a frozen process, a call that hangs), and this is reported until its holder ends",
+                        age.as_secs(),
+                        chrono::DateTime::<Utc>::from(since).format("%Y-%m-%d %H:%M:%S UTC"),
+                        self.settings.lease_ttl.as_secs()
+                    ));
+                }
                 report.outcome = BindingOutcome::Busy;
                 report.actions.push(
                     "another worker or process holds this binding's lock and is working on it; left to it"

@@ -268,6 +268,7 @@ impl Worker {
             &self.config.gitlab,
             &self.engine.gitlab,
             Some(&self.store),
+            self.config.reconcile.lease_ttl.0,
         )
         .await;
         let report = crate::own_token::Report::of(&own);

@@ -417,6 +417,37 @@ mod tests {
     // exclusive or where two matches must still count as one, and `>=` at the tolerance's edge.
 
     #[test]
+    fn refusals_are_labelled_for_the_metrics() {
+        let labels: Vec<&str> = [
+            Rejection::Missing,
+            Rejection::Malformed,
+            Rejection::Stale,
+            Rejection::BadSignature,
+            Rejection::BadToken,
+        ]
+        .iter()
+        .map(|r| r.label())
+        .collect();
+        assert_eq!(
+            labels,
+            [
+                "missing",
+                "malformed",
+                "stale",
+                "bad_signature",
+                "bad_token"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_secret_list_is_split_on_commas_without_empty_items() {
+        let list = SecretString::from(" whsec_a , ,whsec_b,".to_string());
+        assert_eq!(split(&list), ["whsec_a", "whsec_b"]);
+        assert!(split(&SecretString::from(" , ".to_string())).is_empty());
+    }
+
+    #[test]
     fn two_matches_still_count_as_a_match() {
         // The same secret configured twice (a rotation that lists it in two places).
         let v = verifier(&[SECRET, SECRET], &["tok", "tok"], false);

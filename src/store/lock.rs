@@ -12,11 +12,13 @@
 //! A lock is taken without waiting: a binding whose lock is held is busy, and its holder, alive
 //! by construction, finishes the work.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
-use std::path::PathBuf;
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Connection, Row};
@@ -33,8 +35,8 @@ pub(super) enum LockSpace {
     Postgres { url: String },
     /// Lock files in this directory.
     Files { dir: PathBuf },
-    /// Within this process only.
-    Memory(Arc<Mutex<HashSet<String>>>),
+    /// Within this process only: each binding held, since when.
+    Memory(Arc<Mutex<HashMap<String, SystemTime>>>),
 }
 
 impl std::fmt::Debug for LockSpace {
@@ -58,9 +60,9 @@ pub struct BindingLock {
 enum Held {
     /// `None` once released.
     Postgres(Option<AnyConnection>),
-    /// Closing the file releases its flock.
-    File(#[allow(dead_code, reason = "held for its flock")] File),
-    Memory(Arc<Mutex<HashSet<String>>>),
+    /// Closing the file releases its flock; the path is where it must still be.
+    File(File, PathBuf),
+    Memory(Arc<Mutex<HashMap<String, SystemTime>>>),
 }
 
 impl std::fmt::Debug for BindingLock {
@@ -116,9 +118,18 @@ impl LockSpace {
             }
             LockSpace::Files { dir } => {
                 let path = dir.join(format!("{}.lock", file_name(binding)));
-                let file = open_lock_file(dir, &path)?;
+                let mut file = open_lock_file(dir, &path)?;
                 match file.try_lock() {
-                    Ok(()) => Held::File(file),
+                    Ok(()) => {
+                        // Who holds it since when, for whoever finds it busy.
+                        let stamp =
+                            format!("pid={} since_ms={}\n", std::process::id(), super::now_ms());
+                        let _ = file
+                            .set_len(0)
+                            .and_then(|()| file.rewind())
+                            .and_then(|()| file.write_all(stamp.as_bytes()));
+                        Held::File(file, path)
+                    }
                     Err(TryLockError::WouldBlock) => return Ok(None),
                     Err(TryLockError::Error(e)) => {
                         return Err(StoreError::Lock(format!("{}: {e}", path.display())));
@@ -126,13 +137,11 @@ impl LockSpace {
                 }
             }
             LockSpace::Memory(set) => {
-                if !set
-                    .lock()
-                    .expect("the lock set is never poisoned")
-                    .insert(binding.to_string())
-                {
+                let mut held = set.lock().expect("the lock set is never poisoned");
+                if held.contains_key(binding) {
                     return Ok(None);
                 }
+                held.insert(binding.to_string(), SystemTime::now());
                 Held::Memory(set.clone())
             }
         };
@@ -144,17 +153,86 @@ impl LockSpace {
     }
 }
 
-/// Opens (creating it and its directory if needed) the file a lock is taken on.
-fn open_lock_file(dir: &std::path::Path, path: &std::path::Path) -> Result<File, StoreError> {
-    std::fs::create_dir_all(dir)
-        .and_then(|()| {
-            OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(path)
-        })
-        .map_err(|e| StoreError::Lock(format!("{}: {e}", path.display())))
+impl LockSpace {
+    /// Since when the current holder of `binding`'s lock has held it, when that can be told
+    /// (a PostgreSQL lock's session start, what a lock file's holder wrote in it, the memory
+    /// set's record). Asked when the lock was found busy.
+    pub(super) async fn holder_since(&self, binding: &str) -> Option<SystemTime> {
+        match self {
+            LockSpace::Postgres { url } => {
+                let mut conn = tokio::time::timeout(PG_DEADLINE, AnyConnection::connect(url))
+                    .await
+                    .ok()?
+                    .ok()?;
+                // The lock's connection is opened for it: its session started when it was taken.
+                let query = sqlx::query(
+                    "SELECT CAST(EXTRACT(EPOCH FROM a.backend_start) * 1000 AS BIGINT)
+                     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                       AND l.classid = (($1::bigint >> 32) & 4294967295)::oid
+                       AND l.objid = ($1::bigint & 4294967295)::oid",
+                )
+                .bind(advisory_key(binding))
+                .fetch_optional(&mut conn);
+                let ms: Option<i64> = tokio::time::timeout(PG_DEADLINE, query)
+                    .await
+                    .ok()?
+                    .ok()?
+                    .and_then(|row| row.try_get(0).ok());
+                let _ = conn.close().await;
+                Some(SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms?).ok()?))
+            }
+            LockSpace::Files { dir } => {
+                let path = dir.join(format!("{}.lock", file_name(binding)));
+                let mut text = String::new();
+                File::open(&path)
+                    .ok()?
+                    .take(256)
+                    .read_to_string(&mut text)
+                    .ok()?;
+                let ms: u64 = text
+                    .split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("since_ms="))?
+                    .parse()
+                    .ok()?;
+                Some(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+            }
+            LockSpace::Memory(set) => set.lock().ok()?.get(binding).copied(),
+        }
+    }
+}
+
+/// Opens (creating it and its directory if needed) the file a lock is taken on: the directory
+/// readable by its owner only (0700), the file too (0600), and never through a symbolic link.
+fn open_lock_file(dir: &Path, path: &Path) -> Result<File, StoreError> {
+    let fail = |e: std::io::Error| StoreError::Lock(format!("{}: {e}", path.display()));
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(fail)?;
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(fail)?;
+    if meta.file_type().is_symlink() || !meta.is_dir() {
+        return Err(StoreError::Lock(format!(
+            "{} is not a directory of its own (a symbolic link?): remove it, regwarden makes it",
+            dir.display()
+        )));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        // Others could remove or replace a lock file under its holder: tighten what is ours.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(fail)
 }
 
 /// Waits for, then holds, the lock that lets one process at a time migrate a SQLite
@@ -232,7 +310,20 @@ impl BindingLock {
                     ))
                 }
             }
-            Held::File(_) | Held::Memory(_) => Ok(()),
+            Held::File(file, path) => {
+                // Someone may have removed the lock file (and another process made a new one
+                // and locked that): the lock held is then no lock at all.
+                let held = file.metadata();
+                let now = std::fs::symlink_metadata(path.as_path());
+                match (held, now) {
+                    (Ok(h), Ok(n)) if h.dev() == n.dev() && h.ino() == n.ino() => Ok(()),
+                    _ => Err(StoreError::Lock(format!(
+                        "the lock file {} was removed or replaced while held: another process may hold the binding now",
+                        path.display()
+                    ))),
+                }
+            }
+            Held::Memory(_) => Ok(()),
         }
     }
 
@@ -252,10 +343,17 @@ impl Drop for BindingLock {
     /// A lock dropped without `release` (a task cancelled mid-rotation) frees its binding
     /// too: the file and the PostgreSQL connection by closing, the memory lock here.
     fn drop(&mut self) {
-        if let Held::Memory(set) = &self.held
-            && let Ok(mut set) = set.lock()
-        {
-            set.remove(&self.binding);
+        match &self.held {
+            Held::Memory(set) => {
+                if let Ok(mut set) = set.lock() {
+                    set.remove(&self.binding);
+                }
+            }
+            // Its holder's stamp goes with it (a killed holder's stays, until the next one).
+            Held::File(file, _) => {
+                let _ = file.set_len(0);
+            }
+            Held::Postgres(_) => {}
         }
     }
 }
@@ -304,6 +402,37 @@ mod tests {
         );
         first.release().await;
         assert!(space.try_lock("api").await.unwrap().is_some(), "released");
+    }
+
+    #[tokio::test]
+    async fn lock_files_are_private_and_say_since_when_they_are_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = dir.path().join("db.locks");
+        let space = LockSpace::Files { dir: locks.clone() };
+        let before = SystemTime::now() - Duration::from_secs(1);
+        let mut lock = space.try_lock("api").await.unwrap().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&locks), 0o700);
+        assert_eq!(mode(&locks.join("api.lock")), 0o600);
+        let since = space.holder_since("api").await.expect("the holder's stamp");
+        assert!(since >= before && since <= SystemTime::now(), "{since:?}");
+        assert!(lock.confirm().await.is_ok());
+
+        // The file removed, and another made and locked at that path: the holder notices.
+        std::fs::remove_file(locks.join("api.lock")).unwrap();
+        let other = space
+            .try_lock("api")
+            .await
+            .unwrap()
+            .expect("a new file, a new lock");
+        let e = lock.confirm().await.unwrap_err().to_string();
+        assert!(e.contains("removed or replaced"), "{e}");
+        drop(other);
+
+        // A directory others may write is tightened.
+        std::fs::set_permissions(&locks, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let _again = space.try_lock("web").await.unwrap().unwrap();
+        assert_eq!(mode(&locks), 0o700);
     }
 
     #[tokio::test]

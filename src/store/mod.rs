@@ -294,6 +294,12 @@ impl Store {
         self.locks.try_lock(binding).await
     }
 
+    /// Since when the holder of `binding`'s lock (found busy) has held it, when that can be
+    /// told.
+    pub async fn lock_holder_since(&self, binding: &str) -> Option<std::time::SystemTime> {
+        self.locks.holder_since(binding).await
+    }
+
     /// Whether the store answers (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -390,3 +390,149 @@ async fn a_refused_rotation_changes_nothing_and_the_next_pass_tries_again() {
     assert_ne!(token_in(&file), old);
     assert_eq!(w.gitlab.calls(ROTATE_SELF), 2);
 }
+
+#[tokio::test]
+async fn a_rotation_answer_with_a_date_and_time_still_saves_the_new_token() {
+    let (w, file) = world_with_token_file().await;
+    w.gitlab.state.lock().unwrap().rotate_answers_datetime = true;
+    let old = w.gitlab_token.clone();
+
+    let run = w.reconcile(&["--output", "json"]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.json()["api_token"]["status"], "rotated");
+    let new = token_in(&file);
+    assert_ne!(new, old);
+    assert!(w.gitlab.token_by_secret(&new).unwrap().active());
+}
+
+#[tokio::test]
+async fn a_token_rotated_by_another_process_meanwhile_is_not_rotated_again() {
+    let (w, file) = world_with_token_file().await;
+    // Another process rotates the token while this one reads its expiry under the lock: the
+    // second look at the token's record is slow, and the file changes meanwhile.
+    w.gitlab.fail(
+        "GET /api/v4/personal_access_tokens/self",
+        Fault::Delay(Duration::ZERO),
+        1,
+    );
+    w.gitlab.fail(
+        "GET /api/v4/personal_access_tokens/self",
+        Fault::Delay(Duration::from_millis(1500)),
+        1,
+    );
+    let theirs = w
+        .gitlab
+        .add_access_token(
+            crate::support::gitlab::Owner::User,
+            "rotated-elsewhere",
+            &["api"],
+        )
+        .token;
+    let elsewhere = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        std::fs::write(&file, format!("{theirs}\n")).unwrap();
+    };
+
+    let (run, ()) = tokio::join!(w.reconcile(&[]), elsewhere);
+
+    assert_eq!(w.gitlab.calls(ROTATE_SELF), 0, "{run:?}");
+    assert_eq!(token_in(&file), theirs);
+    assert!(!pending(&file).exists(), "its note removed");
+    assert!(
+        w.gitlab.token_by_secret(&w.gitlab_token).unwrap().active(),
+        "no second rotation of the old token (nor of its family)"
+    );
+}
+
+#[tokio::test]
+async fn a_token_file_in_a_directory_others_may_write_is_never_rotated_into() {
+    let (w, file) = world_with_token_file().await;
+    let dir = file.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+
+    let run = w.reconcile(&[]).await;
+
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("is writable by others") && run.stderr.contains("chmod go-w"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(w.gitlab.calls(ROTATE_SELF), 0);
+}
+
+#[tokio::test]
+async fn a_note_regwarden_did_not_write_is_an_error_not_a_busy_holder() {
+    let (w, file) = world_with_token_file().await;
+    std::fs::write(pending(&file), "whatever someone left here\n").unwrap();
+
+    let run = w.reconcile(&["--output", "json"]).await;
+
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_ne!(run.json()["api_token"]["status"], "busy");
+    assert!(
+        run.stderr.contains("is not a note regwarden wrote"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(w.gitlab.calls(ROTATE_SELF), 0);
+}
+
+#[tokio::test]
+async fn a_rotated_token_that_cannot_be_written_lives_on_in_the_server_and_is_written_later() {
+    let secrets = tempfile::tempdir().unwrap().keep();
+    let file = secrets.join("gitlab-token");
+    let w = World::with(Settings {
+        gitlab: format!(
+            "token_file = \"{}\"\nrotate_own_token = true\nown_token_lifetime = \"90d\"\n",
+            file.display()
+        ),
+        extra: "\n[server]\nreconcile_interval = \"2s\"\n".into(),
+        ..Settings::default()
+    })
+    .await;
+    std::fs::write(&file, format!("{}\n", w.gitlab_token)).unwrap();
+    w.gitlab.set_token_expiry(
+        &w.gitlab_token,
+        Utc::now().date_naive() + chrono::Days::new(3),
+    );
+    let old = w.gitlab_token.clone();
+    // While GitLab rotates the token, something takes the file's place: the new token cannot
+    // be written there.
+    w.gitlab
+        .fail(ROTATE_SELF, Fault::Delay(Duration::from_millis(1500)), 1);
+    let s = w.serve(&[]).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    w.eventually("the rotation", || {
+        w.gitlab.token_by_secret(&old).is_some_and(|t| !t.active())
+    })
+    .await;
+    let new = {
+        let s = w.gitlab.state.lock().unwrap();
+        let old = s.access_tokens.iter().find(|t| t.token == old).unwrap();
+        let next = old.rotated_to.unwrap();
+        s.access_tokens
+            .iter()
+            .find(|t| t.id == next)
+            .unwrap()
+            .token
+            .clone()
+    };
+    // Timer passes go on with the new token, held in memory: the server keeps working.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(w.gitlab.calls(ROTATE_SELF), 1, "rotated once, never again");
+
+    // The way is clear again: a later pass writes the token where it belongs.
+    std::fs::remove_dir(&file).unwrap();
+    w.eventually("the token written to its file", || {
+        std::fs::read_to_string(&file).is_ok_and(|t| t.trim() == new)
+    })
+    .await;
+    assert!(w.gitlab.token_by_secret(&new).unwrap().active());
+    assert_eq!(w.gitlab.calls(ROTATE_SELF), 1);
+    s.terminate().await;
+}

@@ -885,3 +885,40 @@ async fn a_marker_removed_by_hand_never_costs_the_held_token_its_grace_period() 
         .expect("the token Qovery held keeps its grace period (1h)");
     assert!(still.active());
 }
+
+#[tokio::test]
+async fn a_binding_busy_for_longer_than_lease_ttl_is_a_failure_not_success_for_ever() {
+    let w = World::with(Settings {
+        reconcile: "lease_ttl = \"2s\"",
+        ..Settings::default()
+    })
+    .await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    // Another holder takes the binding's lock and never lets go (a frozen process).
+    let store = regwarden::store::Store::open(&w.store_url).await.unwrap();
+    let held = store.try_lock_binding("api").await.unwrap().expect("free");
+
+    let (early, outcomes) = w.outcomes(&["--force"]).await;
+    assert_eq!(
+        (early, outcomes["api"].as_str()),
+        (0, "busy"),
+        "a holder at work is busy"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let late = w.reconcile(&["--force", "--output", "json"]).await;
+
+    assert_eq!(late.code, 1, "{late:?}");
+    let report = &late.json()["bindings"][0];
+    assert_eq!(report["outcome"], "failed", "{report}");
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("longer than reconcile.lease_ttl") && error.contains("stuck"),
+        "{error}"
+    );
+    held.release().await;
+    assert_eq!(
+        w.reconcile(&[]).await.code,
+        0,
+        "once the holder ends, all is well"
+    );
+}

@@ -38,10 +38,20 @@ async fn journal_is_kept_newest_first_and_filtered(store: &Store) {
 }
 
 async fn one_holder_of_a_binding_lock_at_a_time(store: &Store) {
+    let before = std::time::SystemTime::now() - Duration::from_secs(5);
     let first = store.try_lock_binding("api").await.unwrap().expect("free");
     assert!(
         store.try_lock_binding("api").await.unwrap().is_none(),
         "a second holder, in the same process, must wait for the first"
+    );
+    // Whoever finds it busy can tell since when it is held (a stuck holder is reported).
+    let since = store
+        .lock_holder_since("api")
+        .await
+        .expect("a holder's start");
+    assert!(
+        since >= before && since <= std::time::SystemTime::now() + Duration::from_secs(5),
+        "{since:?}"
     );
     let web = store.try_lock_binding("web").await.unwrap();
     assert!(web.is_some(), "locks are per binding");

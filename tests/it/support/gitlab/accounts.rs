@@ -567,6 +567,9 @@ impl GitlabState {
         t.rotated_to = Some(new_id);
         let mut json = pat_json(&successor);
         json["token"] = Value::String(secret);
+        if self.rotate_answers_datetime {
+            json["expires_at"] = json!(format!("{}T00:00:00.000Z", expires_at.format("%Y-%m-%d")));
+        }
         self.access_tokens.push(successor);
         Json(json).into_response()
     }

@@ -232,6 +232,9 @@ pub struct GitlabState {
     pub max_lifetime_days: i64,
     /// The instance's time zone, in hours east of UTC: `Date.current` is that day, not UTC's.
     pub utc_offset_hours: i64,
+    /// Rotate answers give `expires_at` as a date and time (`2027-01-31T00:00:00.000Z`), as
+    /// some GitLab versions' entities do, instead of a date.
+    pub rotate_answers_datetime: bool,
     /// Runs once, after the first page of a group's project listing is served (something that
     /// happens in GitLab while a client walks the pages).
     pub after_first_page: Option<StateChange>,
@@ -253,6 +256,7 @@ impl Default for GitlabState {
             max_lifetime_days: 365,
             utc_offset_hours: 0,
             after_first_page: None,
+            rotate_answers_datetime: false,
         }
     }
 }

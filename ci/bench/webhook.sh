@@ -116,7 +116,7 @@ project = "acme/api"
 qovery_registry = "gitlab-acme-api"
 TOML
 run_regwarden() {
-  rm -f "$work"/regwarden.db*
+  rm -rf "$work"/regwarden.db*
   GITLAB_TOKEN=unused QOVERY_API_TOKEN=unused REGWARDEN_WEBHOOK_SECRET="$secret" \
     REGWARDEN_WEBHOOK_SIGNING_TOKEN="$signing" RUST_LOG=error \
     "$REGWARDEN_BIN" serve --config "$work/regwarden.toml" --listen "127.0.0.1:$port" \
@@ -167,7 +167,9 @@ def hostile(n):
             "webhook-signature": " ".join(["v1,AAAA"] * n)})
         status = c.getresponse().status
     except (BrokenPipeError, ConnectionResetError):
-        status = 431  # refused while the headers were still being sent
+        # Refused before all of it was sent: 431 while the headers were still being sent,
+        # or 401 on the headers alone, before the body (the server does not read it).
+        status = 431 if n > 16000 else 401
     finally:
         c.close()
     return status, (time.perf_counter() - start) * 1000
@@ -191,6 +193,50 @@ with open(out, "w") as f:
 PY
 kill "$rpid"; wait "$rpid" 2>/dev/null || true
 
+# Memory before authentication: 400 clients from 8 loopback addresses (50 each, under the cap
+# per address) send a well-formed signature (anyone can) and all but the last byte of a 1 MiB
+# body, then stall. The server reads at most server.max_inflight_body (32 MiB) of such bodies
+# at once and answers the others 503: its RSS, and /healthz, while they stall.
+run_regwarden
+python3 - "$port" "$rpid" "$work/stalled.txt" <<'PY'
+import socket, sys, time, http.client
+port, pid, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+length = (1 << 20) - 1
+def rss_mib():
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+socks, refused = [], 0
+chunk = b"x" * (length - 1)
+for i in range(400):
+    s = socket.socket()
+    s.bind((f"127.0.0.{2 + i % 8}", 0))
+    s.connect(("127.0.0.1", port))
+    s.sendall((f"POST /webhooks/gitlab HTTP/1.1\r\nHost: r\r\nwebhook-id: stall-{i}\r\n"
+               f"webhook-timestamp: {int(time.time())}\r\nwebhook-signature: v1,AAAA\r\n"
+               f"Content-Length: {length}\r\n\r\n").encode())
+    try:
+        s.settimeout(0.05)
+        s.sendall(chunk)
+        if s.recv(64).startswith(b"HTTP/1.1 503"):
+            refused += 1
+    except (socket.timeout, BlockingIOError, ConnectionResetError, BrokenPipeError):
+        pass
+    socks.append(s)
+time.sleep(1)
+rss = rss_mib()
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+start = time.perf_counter()
+c.request("GET", "/healthz"); c.getresponse().read(); c.close()
+health = (time.perf_counter() - start) * 1000
+with open(out, "w") as f:
+    f.write("stalled-body flood: 400 connections each holding 1 MiB - 1 byte: %d answered 503 at once; "
+            "RSS %.0f MiB (target: under 128 MiB); /healthz %.1f ms\n" % (refused, rss, health))
+for s in socks:
+    s.close()
+PY
+kill "$rpid"; wait "$rpid" 2>/dev/null || true
+
 # adnanh/webhook with the same X-Gitlab-Token rule
 wport=$(free_port)
 cat >"$work/hooks.json" <<JSON
@@ -211,5 +257,5 @@ row "regwarden (token, queues a job)" "$(rps "$work/r_ours.txt")" "$(pct "$work/
 row "adnanh/webhook (X-Gitlab-Token)" "$(rps "$work/w_token.txt")" "$(pct "$work/w_token.txt" 50%)" "$(pct "$work/w_token.txt" 99%)" "$(non2xx "$work/w_token.txt")" "$((w_idle / 1024)) MiB" "$((w_peak / 1024)) MiB"
 echo "deliveries recorded by regwarden: $r_recorded of $(total "$work/r_token.txt") requests (token), $s_recorded of $(total "$work/r_signed.txt") (signed), $o_recorded of $(total "$work/r_ours.txt") (queuing jobs)"
 awk -v r="$(rps "$work/r_token.txt")" -v w="$(rps "$work/w_token.txt")" 'BEGIN { printf "throughput ratio regwarden/webhook: %.2f (target: at least 4)\n", r / w }'
-cat "$work/hostile.txt"
+cat "$work/hostile.txt" "$work/stalled.txt"
 echo "targets: p99 <= 5 ms at $connections connections; RSS <= 15 MiB idle, <= 50 MiB under load"

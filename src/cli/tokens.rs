@@ -129,10 +129,11 @@ fn line(t: &Entry) -> String {
         &t.binding
     };
     let id = t.id.map(|i| format!(" {i}")).unwrap_or_default();
+    // Names and usernames are what GitLab and Qovery hold: anyone with access there chose them.
     let user = t
         .username
         .as_deref()
-        .map(|u| format!(" user {u}"))
+        .map(|u| format!(" user {}", crate::outbound::printable(u)))
         .unwrap_or_default();
     let expires = match (t.expires_at, t.kind) {
         (Some(e), _) => e.format("%Y-%m-%d").to_string(),

@@ -170,6 +170,16 @@ pub struct ServerConfig {
     pub request_timeout: HumanDuration,
     /// Connections open at once; one more is answered 503 and closed.
     pub max_connections: usize,
+    /// Connections open at once from one address: a single client cannot hold every slot.
+    pub max_connections_per_peer: usize,
+    /// The longest a connection stays open: then it is closed once its request in flight is
+    /// answered, so that a keep-alive client sending a cheap request now and then cannot keep
+    /// a slot for ever.
+    pub max_connection_age: HumanDuration,
+    /// Bytes of request bodies read at once, over every connection, before they are
+    /// authenticated (a signature is checked over the whole body): beyond it a delivery is
+    /// answered 503 at once. Bounds the memory unauthenticated clients can hold.
+    pub max_inflight_body: ByteSize,
     /// Webhook keys that speak only for some namespaces (`[[server.webhook_key]]`): a
     /// delivery they sign about another namespace is refused.
     #[serde(rename = "webhook_key")]
@@ -208,6 +218,9 @@ impl Default for ServerConfig {
             header_read_timeout: HumanDuration::from_secs(10),
             request_timeout: HumanDuration::from_secs(30),
             max_connections: 512,
+            max_connections_per_peer: 64,
+            max_connection_age: HumanDuration::from_secs(120),
+            max_inflight_body: ByteSize(32 << 20),
             webhook_keys: Vec::new(),
         }
     }

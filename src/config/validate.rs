@@ -201,6 +201,27 @@ impl Config {
                 ),
             );
         }
+        if self.server.max_connections_per_peer == 0 {
+            problem(
+                KeyPath::new("server").field("max_connections_per_peer"),
+                "must be at least 1".into(),
+            );
+        }
+        if self.server.max_connection_age.0 < std::time::Duration::from_secs(1) {
+            problem(
+                KeyPath::new("server").field("max_connection_age"),
+                "must be a second or more".into(),
+            );
+        }
+        if self.server.max_inflight_body.0 < self.server.max_body.0 {
+            problem(
+                KeyPath::new("server").field("max_inflight_body"),
+                format!(
+                    "{} is less than server.max_body ({}): no delivery of that size could ever be read",
+                    self.server.max_inflight_body, self.server.max_body
+                ),
+            );
+        }
         for (key, url, allowed) in [
             (
                 KeyPath::new("gitlab").field("url"),

@@ -193,9 +193,35 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// Shortens a peer's error text to one bounded line.
+/// Text that came from elsewhere (a request, a payload, an answer, a JWT) made safe to print in
+/// a log line or on a terminal: control characters (a newline that would forge a log line, an
+/// escape that would drive the terminal) and the invisible direction and width marks are shown
+/// escaped (`\n`, `\u{1b}`), the rest is kept.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Shortens a peer's error text to one bounded, printable line.
 pub fn one_line(text: &str, max_chars: usize) -> String {
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = printable(&flat).into_owned();
     match flat.char_indices().nth(max_chars) {
         Some((cut, _)) => format!("{}…", &flat[..cut]),
         None => flat,
@@ -219,4 +245,22 @@ pub fn directory_url(base: &reqwest::Url, suffix: &str) -> reqwest::Url {
     url.set_query(None);
     url.set_fragment(None);
     url
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::*;
+
+    #[test]
+    fn text_from_elsewhere_prints_on_one_line_without_escape_sequences() {
+        assert_eq!(printable("acme/api"), "acme/api");
+        assert_eq!(
+            printable("a\n2026-12-03 ERROR forged\u{1b}[2J\u{202e}x"),
+            "a\\n2026-12-03 ERROR forged\\u{1b}[2J\\u{202e}x"
+        );
+        assert_eq!(
+            one_line("bad\u{1b}[31m\nthing", 100),
+            "bad\\u{1b}[31m thing"
+        );
+    }
 }

@@ -563,8 +563,11 @@ impl Stranded {
             .unwrap_or_default();
         let expires = self.expires.map_or("never".to_string(), |d| d.to_string());
         format!(
-            "Qovery registry {:?} is kept for binding {:?}{pinned}, which the configuration no longer makes: nothing renews its token {} (expires {expires}). Bind it again, or delete the registry once no service uses it",
-            self.registry, self.binding, self.token_id
+            "Qovery registry {:?} is kept for binding {:?}{}, which the configuration no longer makes: nothing renews its token {} (expires {expires}). Bind it again, or delete the registry once no service uses it",
+            self.registry,
+            self.binding,
+            crate::outbound::printable(&pinned),
+            self.token_id
         )
     }
 }

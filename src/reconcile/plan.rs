@@ -253,7 +253,7 @@ impl fmt::Display for RotateReason {
             RotateReason::TakeOver { username } => write!(
                 f,
                 "the Qovery registry holds a credential regwarden did not create (username {}): regwarden takes it over, and never revokes that credential",
-                username.as_deref().unwrap_or("unknown")
+                crate::outbound::printable(username.as_deref().unwrap_or("unknown"))
             ),
             RotateReason::HeldTokenGone { token_id } => write!(
                 f,

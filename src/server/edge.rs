@@ -45,6 +45,9 @@ pub enum EdgeError {
     /// regwarden's own store (or another part of it) failed: try again later.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// Too many bodies are being read at once (`server.max_inflight_body`): try again.
+    #[error("too many deliveries being read at once")]
+    Busy,
 }
 
 impl EdgeError {
@@ -58,7 +61,7 @@ impl EdgeError {
             EdgeError::Forbidden(_) | EdgeError::OutOfScope(_) => StatusCode::FORBIDDEN,
             EdgeError::CiOff => StatusCode::NOT_FOUND,
             EdgeError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            EdgeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            EdgeError::Unavailable(_) | EdgeError::Busy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -88,6 +91,10 @@ impl EdgeError {
             EdgeError::RateLimited { .. } => {
                 refused("this project had a pass moments ago; retry later")
             }
+            EdgeError::Busy => Some(json!({
+                "status": "busy",
+                "error": "the server is reading as many deliveries as it reads at once; retry later"
+            })),
             EdgeError::Unavailable(_) => Some(
                 json!({ "status": "unavailable", "error": "the server cannot record the request now; retry later" }),
             ),
@@ -108,14 +115,46 @@ impl From<axum::extract::rejection::BytesRejection> for EdgeError {
     }
 }
 
+/// Refusals of unauthenticated requests logged at warning level a minute: past that, they go
+/// to debug (the metrics count every one), so that a flood of them cannot flood the log.
+const REFUSALS_LOGGED_A_MINUTE: u32 = 20;
+
+/// Whether one more unauthenticated refusal may be logged at warning level now.
+fn refusal_loggable() -> bool {
+    use std::sync::Mutex;
+    static WINDOW: Mutex<(u64, u32)> = Mutex::new((0, 0));
+    let minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 60);
+    let mut window = WINDOW.lock().unwrap_or_else(|e| e.into_inner());
+    if window.0 != minute {
+        *window = (minute, 0);
+    }
+    window.1 += 1;
+    window.1 <= REFUSALS_LOGGED_A_MINUTE
+}
+
 impl IntoResponse for EdgeError {
     fn into_response(self) -> Response {
+        // What a request said (a kid, a claim, a field) is printed escaped.
+        let error = crate::outbound::printable(&self.to_string()).into_owned();
         match &self {
-            EdgeError::Unavailable(_) => tracing::error!(error = %self, "request failed"),
-            EdgeError::CiOff | EdgeError::NoIdToken(_) => {
-                tracing::info!(error = %self, "request refused")
+            EdgeError::Unavailable(_) => tracing::error!(%error, "request failed"),
+            // Before any proof of who sends it: rate-limited.
+            EdgeError::WebhookRefused(_)
+            | EdgeError::NoIdToken(_)
+            | EdgeError::BadIdToken(_)
+            | EdgeError::TooLarge
+            | EdgeError::BadRequest(_)
+            | EdgeError::Busy
+            | EdgeError::CiOff => {
+                if refusal_loggable() {
+                    tracing::warn!(%error, "request refused")
+                } else {
+                    tracing::debug!(%error, "request refused")
+                }
             }
-            _ => tracing::warn!(error = %self, "request refused"),
+            _ => tracing::warn!(%error, "request refused"),
         }
         let status = self.status();
         let mut response = match self.body() {
@@ -127,6 +166,11 @@ impl IntoResponse for EdgeError {
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after.as_secs().max(1)),
             );
+        }
+        if matches!(self, EdgeError::Busy) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
         }
         response
     }

@@ -335,6 +335,7 @@ impl Worker {
                     .collect();
                 match action(&event, &resolved.bindings) {
                     Action::Nothing(why) if failed_rules.is_empty() => {
+                        let why = crate::outbound::printable(&why);
                         tracing::info!(event = event.kind(), "nothing to do: {why}");
                         return Ok(());
                     }

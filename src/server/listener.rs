@@ -1,8 +1,10 @@
 //! The HTTP listener: hyper's HTTP/1 server with the limits an endpoint open to the internet
 //! needs, so that no unauthenticated client can hold the server's resources for long:
 //!
-//! - at most `server.max_connections` connections at once; one more is answered 503 and
-//!   closed without being read;
+//! - at most `server.max_connections` connections at once, and `server.max_connections_per_peer`
+//!   from one address; one more is answered 503 and closed without being read;
+//! - `server.max_connection_age` for a connection, after which it is closed once its request
+//!   in flight is answered (a keep-alive client cannot keep a slot for ever);
 //! - `server.header_read_timeout` to send a request's headers, which also closes a keep-alive
 //!   connection left idle that long (hyper starts the timer when it waits for a request);
 //! - headers of at most [`MAX_HEADER_BYTES`] (431 beyond);
@@ -33,8 +35,46 @@ pub const MAX_HEADER_BYTES: usize = 64 << 10;
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_peer: usize,
+    pub max_connection_age: Duration,
     /// How long a stop waits for requests in flight.
     pub drain: Duration,
+}
+
+/// Connections open per peer address; a [`PeerSlot`] gives its slot back when dropped.
+#[derive(Clone, Default)]
+struct Peers(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
+
+struct PeerSlot {
+    peers: Peers,
+    ip: std::net::IpAddr,
+}
+
+impl Peers {
+    fn take(&self, ip: std::net::IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peers: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.peers.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// The answer to a connection beyond the limit, written before the socket is closed.
@@ -55,6 +95,7 @@ pub async fn serve(
     stop: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let peers = Peers::default();
     let (closing_tx, closing) = watch::channel(false);
     let mut builder = http1::Builder::new();
     builder
@@ -65,9 +106,9 @@ pub async fn serve(
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(stop);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, or a connection reset before it was accepted:
                     // wait a little rather than spin.
@@ -84,16 +125,26 @@ pub async fn serve(
             tokio::spawn(refuse(stream));
             continue;
         };
+        let Some(slot) = peers.take(peer.ip(), limits.max_connections_per_peer.max(1)) else {
+            metrics.connections_refused.inc();
+            drop(permit);
+            tokio::spawn(refuse(stream));
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let mut closing = closing.clone();
+        let max_age = limits.max_connection_age;
         connections.spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             tokio::pin!(connection);
             tokio::select! {
                 _ = connection.as_mut() => return,
                 _ = closing.changed() => {}
+                // Old enough: closed once the request in flight is answered.
+                _ = tokio::time::sleep(max_age) => {}
             }
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;

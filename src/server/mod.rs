@@ -45,6 +45,11 @@ pub struct AppState {
     pub ci: Option<Arc<ci_endpoint::CiAuth>>,
     /// Spaces the CI passes of each project.
     pub ci_pace: Arc<ci_endpoint::ProjectPace>,
+    /// Bytes (in KiB) of webhook bodies that may be read at once, before they are
+    /// authenticated (`server.max_inflight_body`).
+    pub body_budget: Arc<tokio::sync::Semaphore>,
+    /// `server.max_body`.
+    pub max_body: usize,
 }
 
 /// Everything `serve` runs with, built by the caller from the configuration.
@@ -216,6 +221,12 @@ impl Server {
             engine: self.engine.clone(),
             ci,
             ci_pace: Arc::default(),
+            body_budget: Arc::new(tokio::sync::Semaphore::new(
+                usize::try_from(self.config.server.max_inflight_body.0 / 1024)
+                    .unwrap_or(usize::MAX)
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+            max_body: usize::try_from(self.config.server.max_body.0).unwrap_or(usize::MAX),
         };
         let max_body = usize::try_from(self.config.server.max_body.0).unwrap_or(usize::MAX);
         let metrics_app = metrics_router(state.clone());
@@ -276,6 +287,8 @@ impl Server {
         let limits = listener::Limits {
             header_read_timeout: self.config.server.header_read_timeout.0,
             max_connections: self.config.server.max_connections,
+            max_connections_per_peer: self.config.server.max_connections_per_peer,
+            max_connection_age: self.config.server.max_connection_age.0,
             drain: self.config.server.request_timeout.0,
         };
         listener::serve(listener, app, limits, metrics.clone(), async move {

@@ -297,6 +297,43 @@ impl Verifier {
         })
     }
 
+    /// What can be judged before a body is read: a request with neither a signature nor a
+    /// secret token, or a token that matches none (a token is proof on its own), or a signature
+    /// whose headers are malformed or whose timestamp is stale, is refused here, and none of its
+    /// body is read. `Ok(Some(_))`: authenticated by its token already; `Ok(None)`: the
+    /// signature is checked once the body is read ([`Self::verify`]).
+    pub fn precheck(
+        &self,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Result<Option<Authenticated>, Rejection> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        if let Some(signatures) = header("webhook-signature") {
+            let (Some(_), Some(timestamp)) = (header("webhook-id"), header("webhook-timestamp"))
+            else {
+                return Err(Rejection::Malformed);
+            };
+            let ts: i64 = timestamp.trim().parse().map_err(|_| Rejection::Malformed)?;
+            if now.abs_diff(ts) > self.tolerance.as_secs() {
+                return Err(Rejection::Stale);
+            }
+            let listed = signatures
+                .split_whitespace()
+                .take(MAX_SIGNATURES + 1)
+                .count();
+            if listed == 0 || listed > MAX_SIGNATURES || self.signing_keys.is_empty() {
+                return Err(if listed == 0 || listed > MAX_SIGNATURES {
+                    Rejection::Malformed
+                } else {
+                    Rejection::BadSignature
+                });
+            }
+            return Ok(None);
+        }
+        // A token needs no body: the whole check happens here.
+        self.verify(headers, &[], now).map(Some)
+    }
+
     /// Checks a request; `now` is the current Unix time in seconds.
     pub fn verify(
         &self,
@@ -415,6 +452,31 @@ mod tests {
 
     // Mutation testing (`cargo mutants -f src/server/verify.rs`) left these two alive: an
     // exclusive or where two matches must still count as one, and `>=` at the tolerance's edge.
+
+    #[test]
+    fn what_needs_no_body_is_judged_before_it_is_read() {
+        let v = verifier(&[SECRET], &["tok"], false);
+        assert_eq!(v.precheck(&HeaderMap::new(), TS), Err(Rejection::Missing));
+        assert_eq!(v.precheck(&signed(SIGNATURE, ID, TS), TS), Ok(None));
+        assert_eq!(
+            v.precheck(&signed(SIGNATURE, ID, TS), TS + 301),
+            Err(Rejection::Stale)
+        );
+        let mut no_id = signed(SIGNATURE, ID, TS);
+        no_id.remove("webhook-id");
+        assert_eq!(v.precheck(&no_id, TS), Err(Rejection::Malformed));
+        let mut h = HeaderMap::new();
+        h.insert("x-gitlab-token", HeaderValue::from_static("tok"));
+        assert!(matches!(v.precheck(&h, TS), Ok(Some(_))));
+        h.insert("x-gitlab-token", HeaderValue::from_static("guess"));
+        assert_eq!(v.precheck(&h, TS), Err(Rejection::BadToken));
+        // A signature where no signing key is configured cannot verify.
+        let tokens_only = verifier(&[], &["tok"], false);
+        assert_eq!(
+            tokens_only.precheck(&signed(SIGNATURE, ID, TS), TS),
+            Err(Rejection::BadSignature)
+        );
+    }
 
     #[test]
     fn refusals_are_labelled_for_the_metrics() {

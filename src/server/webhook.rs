@@ -3,7 +3,6 @@
 //! well-authenticated event regwarden merely does not handle gets a 2xx, never a 4xx.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -65,21 +64,52 @@ impl FromRequest<AppState> for Delivery {
     type Rejection = EdgeError;
 
     async fn from_request(request: Request, app: &AppState) -> Result<Self, EdgeError> {
-        let headers = request.headers().clone();
-        let body = Bytes::from_request(request, app).await?;
-        let now = chrono::Utc::now().timestamp();
-        let authenticated = match app.verifier.verify(&headers, &body, now) {
-            Ok(a) => a,
-            Err(rejection) => {
-                app.metrics
-                    .verification_failures
-                    .get_or_create(&super::metrics::ReasonLabels {
-                        reason: rejection.label().into(),
-                    })
-                    .inc();
-                return Err(EdgeError::WebhookRefused(rejection));
-            }
+        let refused = |rejection: super::verify::Rejection| {
+            app.metrics
+                .verification_failures
+                .get_or_create(&super::metrics::ReasonLabels {
+                    reason: rejection.label().into(),
+                })
+                .inc();
+            EdgeError::WebhookRefused(rejection)
         };
+        let headers = request.headers().clone();
+        let now = chrono::Utc::now().timestamp();
+        // What needs no body is judged before any of it is read.
+        let early = app.verifier.precheck(&headers, now).map_err(refused)?;
+        // The body is read within a budget shared by every connection: unauthenticated
+        // clients cannot make the server hold more than `server.max_inflight_body` at once.
+        let declared = headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let max_body = app.max_body as u64;
+        if declared.is_some_and(|n| n > max_body) {
+            return Err(EdgeError::TooLarge);
+        }
+        let want = declared.unwrap_or(max_body).min(max_body);
+        let permit = app
+            .body_budget
+            .clone()
+            .try_acquire_many_owned(u32::try_from(want.div_ceil(1024).max(1)).unwrap_or(u32::MAX))
+            .map_err(|_| {
+                app.metrics.delivery("unread", "busy");
+                EdgeError::Busy
+            })?;
+        let body = axum::body::to_bytes(request.into_body(), want as usize)
+            .await
+            .map_err(|e| {
+                if e.to_string().contains("length limit") {
+                    EdgeError::TooLarge
+                } else {
+                    EdgeError::BadRequest(format!("the body could not be read: {e}"))
+                }
+            })?;
+        let authenticated = match early {
+            Some(a) => a,
+            None => app.verifier.verify(&headers, &body, now).map_err(refused)?,
+        };
+        drop(permit);
         let event_header = headers
             .get("x-gitlab-event")
             .and_then(|v| v.to_str().ok())
@@ -91,7 +121,8 @@ impl FromRequest<AppState> for Delivery {
         let (event, unreadable) = match events::parse(event_header, &body) {
             Ok(event) => (event, None),
             Err(e) => {
-                tracing::warn!(event = event_header, error = %e, "ignoring an authenticated delivery regwarden cannot read");
+                let error = crate::outbound::printable(&e.to_string()).into_owned();
+                tracing::warn!(event = event_header, %error, "ignoring an authenticated delivery regwarden cannot read");
                 let event = Event::Ignored {
                     event: format!("{event_header} (unreadable)"),
                 };

@@ -922,3 +922,30 @@ async fn a_binding_busy_for_longer_than_lease_ttl_is_a_failure_not_success_for_e
         "once the holder ends, all is well"
     );
 }
+
+#[tokio::test]
+async fn a_peers_words_cannot_forge_a_line_or_drive_the_terminal() {
+    let w = World::start().await;
+    w.qovery.fail(
+        CREATE_REGISTRY,
+        Fault::Says(
+            400,
+            "bad config\u{1b}[2J\u{1b}[31m\nerror: nothing failed, all is well\u{202e}".into(),
+        ),
+        1,
+    );
+
+    let run = w.reconcile(&[]).await;
+
+    assert_eq!(run.code, 1, "{run:?}");
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("bad config"), "{all}");
+    assert!(
+        !all.contains('\u{1b}') && !all.contains('\u{202e}'),
+        "{all:?}"
+    );
+    assert!(
+        !all.lines().any(|l| l.starts_with("error: nothing failed")),
+        "a forged line: {all}"
+    );
+}

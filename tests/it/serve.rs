@@ -856,11 +856,20 @@ async fn half_open_connections_are_capped_and_closed_after_the_header_timeout() 
     );
     let idle_since = std::time::Instant::now();
 
-    // 1,500 clients send a request line and part of the headers, then stall.
+    // 1,500 clients send a request line and part of the headers, then stall. They come from
+    // 30 loopback addresses, 50 each, under the cap per peer (64): the global cap is what is
+    // tested here.
     let first_connect = std::time::Instant::now();
     let mut stalled = Vec::new();
-    for _ in 0..1_500 {
-        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    for i in 0..1_500u32 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(std::net::SocketAddr::from((
+                [127, 0, 0, 2 + (i % 30) as u8],
+                0,
+            )))
+            .unwrap();
+        let mut c = socket.connect(addr.parse().unwrap()).await.unwrap();
         c.write_all(b"POST /webhooks/gitlab HTTP/1.1\r\nHost: regwarden\r\nContent-")
             .await
             .unwrap();
@@ -922,5 +931,182 @@ async fn half_open_connections_are_capped_and_closed_after_the_header_timeout() 
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0);
     assert!((900..=1_000).contains(&refused_total), "{metrics}");
+    s.kill().await;
+}
+
+#[tokio::test]
+async fn a_flood_of_unauthenticated_requests_does_not_flood_the_log() {
+    let (w, s) = served_world(Settings::default()).await;
+    let push = r#"{"object_kind":"push"}"#;
+
+    for i in 0..60 {
+        let mut h = signed(&format!("flood-{i}"), push, "Push Hook");
+        h.insert("webhook-signature", "v1,AAAA".parse().unwrap());
+        assert_eq!(s.post_webhook(h, push).await.0, 401);
+    }
+
+    let (_, metrics) = s.metrics().await;
+    assert!(
+        metrics.contains(
+            r#"regwarden_webhook_verification_failures_total{reason="bad_signature"} 60"#
+        ),
+        "every refusal is counted: {metrics}"
+    );
+    let logged = w.server_log().matches("request refused").count();
+    assert!(
+        (1..=20).contains(&logged),
+        "at most 20 refusals a minute reach the log at the default level: {logged}"
+    );
+    s.kill().await;
+}
+
+/// Reads what the server answers on `c` within `wait`: the status line's code, or `None`.
+async fn status_within(c: &mut tokio::net::TcpStream, wait: Duration) -> Option<u16> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(wait, c.read(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+#[tokio::test]
+async fn what_needs_no_body_is_refused_before_any_body_is_read() {
+    use tokio::io::AsyncWriteExt;
+    let (_w, s) = served_world(Settings::default()).await;
+    let addr = s.url.trim_start_matches("http://").to_string();
+    // Headers announcing a body that never comes: without a signature or a token, a stale
+    // timestamp, or a wrong token, the answer comes at once, not after the body.
+    let now = chrono::Utc::now().timestamp();
+    for extra in [
+        String::new(),
+        format!(
+            "webhook-id: x\r\nwebhook-timestamp: {}\r\nwebhook-signature: v1,AAAA\r\n",
+            now - 3600
+        ),
+        "x-gitlab-token: a-guess\r\n".to_string(),
+    ] {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        c.write_all(
+            format!(
+                "POST /webhooks/gitlab HTTP/1.1\r\nHost: r\r\nContent-Type: application/json\r\n{extra}Content-Length: 8000\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            status_within(&mut c, Duration::from_secs(5)).await,
+            Some(401),
+            "{extra:?}"
+        );
+    }
+    s.kill().await;
+}
+
+#[tokio::test]
+async fn bodies_read_before_authentication_share_a_budget() {
+    use tokio::io::AsyncWriteExt;
+    let (_w, s) = World::served(
+        Settings::default(),
+        "reconcile_interval = \"1h\"\nmax_inflight_body = \"4MiB\"",
+        &[],
+    )
+    .await;
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let now = chrono::Utc::now().timestamp();
+    // Clients with a well-formed signature (anyone can make one) each send all but the last
+    // byte of a 1 MiB body, then stall.
+    let mut stalled = Vec::new();
+    let mut answers = Vec::new();
+    for i in 0..6 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let length = (1 << 20) - 1;
+        c.write_all(
+            format!(
+                "POST /webhooks/gitlab HTTP/1.1\r\nHost: r\r\nwebhook-id: stall-{i}\r\nwebhook-timestamp: {now}\r\nwebhook-signature: v1,AAAA\r\nContent-Length: {length}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let _ = c.write_all(&vec![b'x'; length - 1]).await;
+        answers.push(status_within(&mut c, Duration::from_millis(1500)).await);
+        stalled.push(c);
+    }
+
+    // Four fill the 4 MiB budget and wait for their last byte; the fifth and sixth are
+    // answered 503 at once, and the server still answers.
+    assert_eq!(answers, [None, None, None, None, Some(503), Some(503)]);
+    assert_eq!(s.get("/healthz").await, (200, "ok".into()));
+    // One of them goes away: its share of the budget comes back.
+    drop(stalled.remove(0));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let body = r#"{"object_kind":"push"}"#;
+    let (code, _) = s
+        .post_webhook(signed("after", body, "Push Hook"), body)
+        .await;
+    assert_eq!(code, 200);
+    s.kill().await;
+}
+
+#[tokio::test]
+async fn one_peer_holds_at_most_its_share_of_connections_and_none_for_ever() {
+    use tokio::io::AsyncWriteExt;
+    let (_w, s) = World::served(
+        Settings::default(),
+        "reconcile_interval = \"1h\"\nmax_connections_per_peer = 4\nmax_connection_age = \"2s\"",
+        &[],
+    )
+    .await;
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let mut mine = Vec::new();
+    for _ in 0..4 {
+        mine.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut fifth = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(
+        status_within(&mut fifth, Duration::from_secs(2)).await,
+        Some(503)
+    );
+    // Another address is not held back by this one's connections.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.7:0".parse().unwrap()).unwrap();
+    let mut other = socket.connect(addr.parse().unwrap()).await.unwrap();
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: r\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        status_within(&mut other, Duration::from_secs(2)).await,
+        Some(200)
+    );
+    drop(mine);
+
+    // A keep-alive connection asking cheaply every 300 ms is closed after its age.
+    let mut busy = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answered = 0;
+    while started.elapsed() < Duration::from_secs(8) {
+        if busy
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: r\r\n\r\n")
+            .await
+            .is_err()
+        {
+            break;
+        }
+        match status_within(&mut busy, Duration::from_secs(2)).await {
+            Some(200) => answered += 1,
+            _ => break,
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(answered >= 2, "{answered}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the connection outlived its age"
+    );
     s.kill().await;
 }

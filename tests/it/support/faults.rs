@@ -26,6 +26,9 @@ pub enum Fault {
     Delay(Duration),
     /// Drop the connection without answering or acting.
     Drop,
+    /// Answer this status with this text as the error's `message` and `detail`, without
+    /// acting (a peer whose words are hostile).
+    Says(u16, String),
 }
 
 #[derive(Default)]
@@ -121,5 +124,10 @@ pub async fn inject(State(faults): State<SharedFaults>, request: Request, next: 
             next.run(request).await
         }
         Some(Fault::Drop) => drop_connection(),
+        Some(Fault::Says(code, text)) => (
+            StatusCode::from_u16(code).unwrap(),
+            Json(json!({"status": code, "message": text, "detail": text})),
+        )
+            .into_response(),
     }
 }

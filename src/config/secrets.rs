@@ -48,7 +48,15 @@ const MAX_SECRET_FILE: u64 = 64 << 10;
 fn read_secret_file(path: &Path) -> std::io::Result<String> {
     let read = || {
         use std::io::Read;
-        let file = std::fs::File::open(path)?;
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, before
+        // the check below could refuse it. It changes nothing for a regular file.
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path)?
+        };
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(std::io::Error::other("not a regular file"));
@@ -122,5 +130,96 @@ impl Config {
             env: &self.qovery.token_env,
             file: self.qovery.token_file.as_deref(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn source<'a>(env: &'a str, file: Option<&'a Path>) -> SecretSource<'a> {
+        SecretSource {
+            key: "gitlab.token_env",
+            env,
+            file,
+        }
+    }
+
+    #[test]
+    fn a_secret_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "glpat-abc\n").unwrap();
+        let secret = source("REGWARDEN_TEST_UNSET_1", Some(&path))
+            .read()
+            .unwrap();
+        assert_eq!(secret.expose_secret(), "glpat-abc");
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fifo");
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Without a writer, a blocking open would never return: run it on a thread and bound
+        // the wait, so a regression fails instead of hanging the suite.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let r = source("REGWARDEN_TEST_UNSET_2", Some(&p))
+                .read()
+                .map(|_| ());
+            let _ = tx.send(r.map_err(|e| e.to_string()));
+        });
+        let err = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading a FIFO blocked")
+            .unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        assert!(err.contains("gitlab.token_file"), "{err}");
+        assert!(err.contains(&path.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn a_directory_or_an_oversized_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = source("X", Some(dir.path()))
+            .read()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'a'; (MAX_SECRET_FILE + 1) as usize]).unwrap();
+        let err = source("X", Some(&big)).read().unwrap_err().to_string();
+        assert!(err.contains("larger than 64 KiB"), "{err}");
+        // The refusal names the file, never its content.
+        assert!(!err.contains("aaaa"), "{err}");
+
+        let exact = dir.path().join("exact");
+        std::fs::write(&exact, vec![b'a'; MAX_SECRET_FILE as usize]).unwrap();
+        assert!(source("X", Some(&exact)).read().is_ok());
+    }
+
+    #[test]
+    fn an_empty_file_or_variable_names_the_key_to_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, " \n").unwrap();
+        let err = source("X", Some(&empty)).read().unwrap_err().to_string();
+        assert!(
+            err.contains("gitlab.token_file") && err.contains("is empty"),
+            "{err}"
+        );
+
+        let err = source("REGWARDEN_TEST_SURELY_UNSET", None)
+            .read()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gitlab.token_env"), "{err}");
+        assert!(err.contains("REGWARDEN_TEST_SURELY_UNSET"), "{err}");
+        assert!(err.contains("gitlab.token_file"), "{err}");
     }
 }

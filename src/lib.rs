@@ -2,6 +2,7 @@
 //! creates GitLab tokens, checks them against the registry itself, and only then hands them to
 //! Qovery. The binary is a thin shell around this library; see `cli` for the commands.
 
+pub mod checklist;
 pub mod cli;
 pub mod config;
 pub mod credential;

@@ -19,6 +19,7 @@ use crate::credential::Credential;
 use crate::gitlab::{GitlabClient, Namespace};
 use crate::qovery::{QoveryClient, RegistryKind, RegistryWrite};
 use crate::reconcile::bindings::slug;
+use crate::reconcile::engine::RegistryAddress;
 use crate::reconcile::{
     Binding, BindingOutcome, Engine, EngineSettings, Force, Marker, PassOptions,
 };
@@ -528,8 +529,7 @@ async fn rotate(args: RotateArgs, timeout: std::time::Duration) -> Result<(), Fa
         qovery: t.qovery.clone(),
         http: t.http.clone(),
         organization: t.org.clone(),
-        registry_url: t.registry_url.clone(),
-        registry_kind: t.kind.clone(),
+        registry: RegistryAddress::known(t.registry_url.clone(), t.kind.clone()),
         store,
         // The defaults of `[reconcile]`, as a configuration file without one gets them.
         settings: EngineSettings::from(&ReconcileConfig::default()),

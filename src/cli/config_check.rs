@@ -10,11 +10,11 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use super::{Failure, OutputFormat, load_config, print_json};
+use crate::checklist::{self, Checklist};
 use crate::config::{AccountHome, Config, CredentialKind, HumanDuration};
 use crate::gitlab::{GitlabClient, Home, Namespace};
 use crate::outbound::ApiError;
 use crate::qovery::QoveryClient;
-use crate::registry;
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -184,6 +184,8 @@ async fn probe_online(
         Err(e) => return vec![Finding::new("gitlab.ca_file", Err(e.into()))],
     };
     let accounts_token = gitlab_token.as_ref().ok().cloned();
+    let checklist_token = accounts_token.clone();
+    let checklist_qovery = qovery_token.as_ref().ok().cloned();
     let gitlab = async {
         let token = gitlab_token?;
         let client = GitlabClient::new(http.clone(), &config.gitlab.url.0, token);
@@ -229,8 +231,6 @@ async fn probe_online(
             config.qovery.url, org.name, org.id
         ))
     };
-    let registry_url = config.registry_url();
-    let registry = registry::probe(&http, &registry_url);
     let accounts = async {
         match accounts_token {
             Some(token) => {
@@ -241,13 +241,66 @@ async fn probe_online(
             None => Vec::new(),
         }
     };
-    let (gitlab, qovery, registry, accounts) = tokio::join!(gitlab, qovery, registry, accounts);
+    let checklist = async {
+        let Some(token) = checklist_token else {
+            return Vec::new();
+        };
+        let gitlab = GitlabClient::new(http.clone(), &config.gitlab.url.0, token);
+        // Without Qovery's token (named by the qovery finding), the Qovery items are left out.
+        let qovery =
+            checklist_qovery.map(|t| QoveryClient::new(http.clone(), &config.qovery.url.0, t));
+        run_checklist(config, &http, &gitlab, qovery.as_ref(), timeout.0).await
+    };
+    let (gitlab, qovery, accounts, checklist) = tokio::join!(gitlab, qovery, accounts, checklist);
     let mut findings = vec![
         Finding::new("gitlab", gitlab),
         Finding::new("qovery", qovery),
-        Finding::new("registry", registry),
     ];
     findings.extend(accounts);
+    findings.extend(checklist);
+    findings
+}
+
+/// The self-managed GitLab checklist ([`crate::checklist`]) over every binding, the projects
+/// of `[[auto_bind]]` rules included; a rule whose group cannot be listed is a failure.
+async fn run_checklist(
+    config: &Config,
+    http: &reqwest::Client,
+    gitlab: &GitlabClient,
+    qovery: Option<&QoveryClient>,
+    timeout: std::time::Duration,
+) -> Vec<Finding> {
+    let resolved = crate::reconcile::bindings::resolve(config, gitlab).await;
+    let mut findings: Vec<Finding> = resolved
+        .failed_rules
+        .iter()
+        .map(|f| Finding {
+            subject: format!("auto_bind {}", f.group),
+            status: Status::Fail,
+            message: f.error.clone(),
+        })
+        .collect();
+    let configured = config.configured_registry_url();
+    let checklist = Checklist {
+        http,
+        gitlab,
+        gitlab_url: &config.gitlab.url.0,
+        qovery: qovery.map(|q| (q, config.qovery.organization_id.0.as_str())),
+        configured: configured.as_ref(),
+        ca_file: config.gitlab.ca_file.as_deref(),
+        timeout,
+        private_network: config.qovery.private_network,
+    };
+    let outcome = checklist.run(&resolved.bindings).await;
+    findings.extend(outcome.findings.into_iter().map(|f| Finding {
+        subject: format!("{} {}", f.check.as_str(), f.subject),
+        status: match f.status {
+            checklist::Status::Ok => Status::Ok,
+            checklist::Status::Warn => Status::Warn,
+            checklist::Status::Fail => Status::Fail,
+        },
+        message: f.message,
+    }));
     findings
 }
 

@@ -225,8 +225,10 @@ async fn engine(config: &Config, dry_run: bool) -> Result<Engine, Failure> {
         qovery: QoveryClient::new(http.clone(), &config.qovery.url.0, qovery_token),
         http,
         organization: config.qovery.organization_id.0.clone(),
-        registry_url: config.registry_url(),
-        registry_kind: config.qovery_registry_kind(),
+        registry: crate::reconcile::engine::RegistryAddress::new(
+            config.configured_registry_url(),
+            config.qovery.registry_kind,
+        ),
         store,
         settings: EngineSettings::from(&config.reconcile),
     })

@@ -53,7 +53,8 @@ pub struct GitlabConfig {
     #[serde(default = "default_gitlab_token_env")]
     pub token_env: String,
     pub token_file: Option<PathBuf>,
-    /// The container registry; defaults to `https://registry.gitlab.com` for gitlab.com.
+    /// The container registry; by default the one GitLab reports for the bound projects
+    /// (`https://registry.gitlab.com` for gitlab.com).
     pub registry_url: Option<HttpUrl>,
     /// A PEM bundle of extra trusted CAs, for self-managed GitLab behind a private CA.
     pub ca_file: Option<PathBuf>,
@@ -114,6 +115,10 @@ pub struct QoveryConfig {
     /// Allow an `http://` `url` on a host other than loopback.
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// Qovery's clusters run inside the network the registry is on (a cluster in the user's
+    /// own cloud account, peered): a registry host with only private addresses is reachable.
+    #[serde(default)]
+    pub private_network: bool,
 }
 
 /// `qovery.registry_kind`: `auto` picks `GITLAB_CR` for gitlab.com's registry and
@@ -791,16 +796,16 @@ impl Config {
         }
     }
 
-    /// The kind of the Qovery registries regwarden writes.
-    pub fn qovery_registry_kind(&self) -> crate::qovery::RegistryKind {
-        self.qovery.registry_kind.resolve(&self.registry_url())
-    }
-
-    /// The registry regwarden checks credentials against.
-    pub fn registry_url(&self) -> Url {
+    /// The registry regwarden checks credentials against, when the configuration says:
+    /// `gitlab.registry_url`, or gitlab.com's registry for gitlab.com. Otherwise regwarden
+    /// uses the address GitLab reports for the bound projects.
+    pub fn configured_registry_url(&self) -> Option<Url> {
         match &self.gitlab.registry_url {
-            Some(url) => url.0.clone(),
-            None => Url::parse("https://registry.gitlab.com").expect("a valid URL"),
+            Some(url) => Some(url.0.clone()),
+            None if self.gitlab.url.0.host_str() == Some("gitlab.com") => {
+                Some(Url::parse("https://registry.gitlab.com").expect("a valid URL"))
+            }
+            None => None,
         }
     }
 }

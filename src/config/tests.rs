@@ -48,7 +48,7 @@ fn a_minimal_file_takes_documented_defaults() {
     assert_eq!(config.qovery.token_env, "QOVERY_API_TOKEN");
     assert_eq!(config.qovery.url.to_string(), "https://api.qovery.com");
     assert_eq!(
-        config.registry_url().as_str(),
+        config.configured_registry_url().unwrap().as_str(),
         "https://registry.gitlab.com/"
     );
     assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
@@ -159,11 +159,24 @@ fn every_problem_is_reported_at_once() {
 }
 
 #[test]
-fn self_managed_gitlab_needs_a_registry_url() {
+fn a_self_managed_registry_url_is_optional() {
+    // Left out, it is the address GitLab reports for the bound projects (learnt at the first
+    // pass: `reconcile::engine::RegistryAddress`).
     let text = MINIMAL.replace("https://gitlab.com", "https://gitlab.example.com");
-    let p = &problems(&text)[0];
-    assert_eq!(p.key, "gitlab.registry_url");
-    assert!(p.message.contains("self-managed"), "{p:?}");
+    let config = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.configured_registry_url(), None);
+    let given = text.replace(
+        "url = \"https://gitlab.example.com\"",
+        "url = \"https://gitlab.example.com\"\nregistry_url = \"https://gitlab.example.com:5050\"",
+    );
+    assert_eq!(
+        parse(&given)
+            .unwrap()
+            .configured_registry_url()
+            .unwrap()
+            .as_str(),
+        "https://gitlab.example.com:5050/"
+    );
 }
 
 #[test]
@@ -242,21 +255,20 @@ fn a_secret_file_wins_and_is_trimmed() {
 #[test]
 fn the_qovery_registry_kind_follows_the_registry_unless_set() {
     use crate::qovery::RegistryKind;
+    let kind = |c: &Config| {
+        c.qovery
+            .registry_kind
+            .resolve(&c.configured_registry_url().unwrap())
+    };
     let com = parse(MINIMAL).unwrap();
-    assert_eq!(com.qovery_registry_kind(), RegistryKind::GitlabCr);
+    assert_eq!(kind(&com), RegistryKind::GitlabCr);
     let own = MINIMAL.replace(
         "url = \"https://gitlab.com\"",
         "url = \"https://gitlab.example.com\"\nregistry_url = \"https://registry.example.com\"",
     );
-    assert_eq!(
-        parse(&own).unwrap().qovery_registry_kind(),
-        RegistryKind::GenericCr
-    );
+    assert_eq!(kind(&parse(&own).unwrap()), RegistryKind::GenericCr);
     let forced = own.replace("[qovery]", "[qovery]\nregistry_kind = \"GITLAB_CR\"");
-    assert_eq!(
-        parse(&forced).unwrap().qovery_registry_kind(),
-        RegistryKind::GitlabCr
-    );
+    assert_eq!(kind(&parse(&forced).unwrap()), RegistryKind::GitlabCr);
     let bad = own.replace("[qovery]", "[qovery]\nregistry_kind = \"ECR\"");
     let p = &problems(&bad)[0];
     assert_eq!(p.key, "qovery.registry_kind");

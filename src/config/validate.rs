@@ -20,16 +20,6 @@ impl Config {
             });
         };
 
-        if self.gitlab.registry_url.is_none() && !is_gitlab_com(&self.gitlab.url) {
-            problem(
-                KeyPath::new("gitlab").field("registry_url"),
-                format!(
-                    "required for a self-managed GitLab ({}): give the registry's URL, e.g. \"https://registry.example.com\" \
-                     (it is the host part of a project's container_registry_image_prefix)",
-                    self.gitlab.url
-                ),
-            );
-        }
         let gitlab = KeyPath::new("gitlab");
         // Every process sharing the token file must share the store, whose lock keeps two of
         // them from rotating the token at once: a relative SQLite path is a different store
@@ -642,10 +632,6 @@ fn serde_plain_kind(kind: OwnTokenKind) -> &'static str {
         OwnTokenKind::Project => "project",
         OwnTokenKind::Group => "group",
     }
-}
-
-fn is_gitlab_com(url: &HttpUrl) -> bool {
-    url.0.host_str() == Some("gitlab.com")
 }
 
 fn check_policy(policy: &Policy, at: KeyPath, problem: &mut impl FnMut(KeyPath, String)) {

@@ -78,6 +78,14 @@ impl Project {
             && self.container_registry_enabled != Some(false)
     }
 
+    /// The host (and port) GitLab serves its registry at: what precedes the project's path in
+    /// `container_registry_image_prefix` (GitLab's `registry.host_port`).
+    pub fn registry_address(&self) -> Option<&str> {
+        let prefix = self.container_registry_image_prefix.as_deref()?;
+        let host = prefix.split('/').next()?.trim();
+        (!host.is_empty()).then_some(host)
+    }
+
     /// Whether the project lives in a user's personal namespace (`namespace.kind` = `user`).
     pub fn in_user_namespace(&self) -> bool {
         self.namespace
@@ -358,6 +366,27 @@ impl GitlabClient {
             ],
         )
         .await
+    }
+
+    /// One project of a group or its subgroups, its own (the first by id), or none: enough to
+    /// read what GitLab reports for every project, such as its registry's address.
+    pub async fn a_group_project(&self, group: &str) -> Result<Option<Project>, ApiError> {
+        let path = format!("{}/projects", Namespace::Group(group.into()).api_path());
+        let query = [
+            ("include_subgroups", "true".to_string()),
+            ("archived", "false".into()),
+            ("with_shared", "false".into()),
+            ("order_by", "id".into()),
+            ("sort", "asc".into()),
+            ("per_page", "1".into()),
+        ];
+        let reply = self
+            .api
+            .idempotent(Method::GET, &path, &query, None)
+            .await?;
+        let mut projects: Vec<Project> = reply.json(SERVICE)?;
+        projects.truncate(1);
+        Ok(projects.pop())
     }
 
     /// Every deploy token of a project or group; `active_only` leaves out revoked and

@@ -65,11 +65,103 @@ pub struct Engine {
     /// For the registry check of new credentials.
     pub http: reqwest::Client,
     pub organization: String,
-    pub registry_url: Url,
-    pub registry_kind: RegistryKind,
+    /// The registry credentials are checked against and Qovery pulls from.
+    pub registry: RegistryAddress,
     /// `None` in a dry run: nothing is written, not even the journal.
     pub store: Option<Store>,
     pub settings: EngineSettings,
+}
+
+/// The registry: `gitlab.registry_url` when the configuration gives it, else the address
+/// GitLab reports for the bound projects (`container_registry_image_prefix`), asked once, at
+/// the first pass that needs it (a GitLab that does not answer then is asked again at the
+/// next pass).
+pub struct RegistryAddress {
+    configured: Option<Url>,
+    kind: crate::config::RegistryKindSetting,
+    derived: tokio::sync::OnceCell<(Url, RegistryKind)>,
+}
+
+impl RegistryAddress {
+    pub fn new(configured: Option<Url>, kind: crate::config::RegistryKindSetting) -> Self {
+        let derived = tokio::sync::OnceCell::new();
+        if let Some(url) = &configured {
+            let _ = derived.set((url.clone(), kind.resolve(url)));
+        }
+        Self {
+            configured,
+            kind,
+            derived,
+        }
+    }
+
+    /// A registry known from the start, with the kind of the Qovery registries written for it.
+    pub fn known(url: Url, kind: RegistryKind) -> Self {
+        let derived = tokio::sync::OnceCell::new();
+        let _ = derived.set((url.clone(), kind));
+        Self {
+            configured: Some(url),
+            kind: crate::config::RegistryKindSetting::Auto,
+            derived,
+        }
+    }
+
+    /// The registry's URL and the kind of the Qovery registries written for it, once known.
+    fn get(&self) -> Option<&(Url, RegistryKind)> {
+        self.derived.get()
+    }
+
+    /// Learns the registry's address from GitLab unless it is known: from the first bound
+    /// project (a group binding's first project) that GitLab describes.
+    pub async fn resolve(
+        &self,
+        gitlab: &GitlabClient,
+        bindings: &[Binding],
+    ) -> Result<&(Url, RegistryKind), String> {
+        self.derived
+            .get_or_try_init(|| async {
+                let mut last = None;
+                for b in bindings.iter().filter(|b| b.blocked.is_none()).take(3) {
+                    let project = match (&b.namespace, b.pinned) {
+                        (_, Some(id)) => gitlab.project(&id.to_string()).await.map(Some),
+                        (Namespace::Project(p), None) => gitlab.project(p).await.map(Some),
+                        (Namespace::Group(g), None) => gitlab.a_group_project(g).await,
+                    };
+                    match project {
+                        Ok(Some(p)) => match p.registry_address() {
+                            Some(address) => {
+                                let url = Url::parse(&format!("https://{address}")).map_err(
+                                    |e| format!("GitLab reports the registry address {address:?}, which is not a host: {e}"),
+                                )?;
+                                tracing::info!(registry = %url, project = %p.path_with_namespace, "gitlab.registry_url is not set: using the registry GitLab reports");
+                                let kind = self.kind.resolve(&url);
+                                return Ok((url, kind));
+                            }
+                            None => {
+                                return Err(format!(
+                                    "gitlab.registry_url is not set and GitLab reports no container registry for project {} (the instance has none): enable the registry, or set gitlab.registry_url",
+                                    p.path_with_namespace
+                                ));
+                            }
+                        },
+                        Ok(None) => {}
+                        Err(e) => last = Some(e.to_string()),
+                    }
+                }
+                Err(match last {
+                    Some(e) => format!(
+                        "gitlab.registry_url is not set and GitLab could not say where its registry is: {e}"
+                    ),
+                    None => "gitlab.registry_url is not set and no bound project tells where GitLab's registry is: set gitlab.registry_url".into(),
+                })
+            })
+            .await
+    }
+
+    /// Whether the configuration gives the registry's URL.
+    pub fn configured(&self) -> Option<&Url> {
+        self.configured.as_ref()
+    }
 }
 
 /// How a binding ended a pass.
@@ -157,10 +249,33 @@ fn held_of(observed: &Observed) -> Option<HeldToken> {
 }
 
 impl Engine {
+    /// The registry's URL. Known from the start of every pass ([`Engine::run`] resolves it
+    /// before any binding is looked at); this is only called within a pass.
+    pub fn registry_url(&self) -> &Url {
+        &self.registry_details().0
+    }
+
+    /// The kind of the Qovery registries written for the registry.
+    pub fn registry_kind(&self) -> &RegistryKind {
+        &self.registry_details().1
+    }
+
+    fn registry_details(&self) -> &(Url, RegistryKind) {
+        self.registry
+            .get()
+            .expect("Engine::run resolves the registry before any binding is handled")
+    }
+
     /// One pass over `bindings`: observe, plan, and (unless a dry run) apply.
     pub async fn run(&self, bindings: &[Binding], options: PassOptions) -> Vec<BindingReport> {
         if bindings.is_empty() && !options.complete {
             return Vec::new();
+        }
+        if let Err(message) = self.registry.resolve(&self.gitlab, bindings).await {
+            return bindings
+                .iter()
+                .map(|b| BindingReport::new(b).fail(message.clone()))
+                .collect();
         }
         // One list of Qovery registries serves every binding of the pass.
         let registries = match self.qovery.registries(&self.organization).await {
@@ -273,7 +388,7 @@ impl Engine {
         let mut observed = Observed {
             tokens,
             registry,
-            gitlab_registry: Some(self.registry_url.clone()),
+            gitlab_registry: Some(self.registry_url().clone()),
             distrusted: None,
         };
         observed.distrust_inconsistent_marker(b);

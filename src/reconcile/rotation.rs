@@ -325,7 +325,7 @@ impl Rotation<'_> {
         let check = loop {
             let check = registry::check(
                 &self.engine.http,
-                &self.engine.registry_url,
+                self.engine.registry_url(),
                 new.repository(b),
                 access,
                 &new.credential,
@@ -395,7 +395,7 @@ impl Rotation<'_> {
             }
             let check = registry::check_image(
                 &engine.http,
-                &engine.registry_url,
+                engine.registry_url(),
                 &image.image_name,
                 &image.tag,
                 &new.credential,
@@ -521,8 +521,8 @@ impl Rotation<'_> {
         let engine = self.engine;
         let write = RegistryWrite {
             name: &self.binding.qovery_registry,
-            kind: &engine.registry_kind,
-            url: &engine.registry_url,
+            kind: engine.registry_kind(),
+            url: engine.registry_url(),
             credential,
             marker,
         };

@@ -609,6 +609,45 @@ fn challenges_of(response: &Response) -> Vec<challenge::Challenge> {
 
 /// Is a Docker Registry v2 API answering at `registry`, and how does it authenticate?
 pub async fn probe(client: &reqwest::Client, registry: &Url) -> anyhow::Result<String> {
+    let auth = authentication(client, registry).await?;
+    Ok(match auth {
+        Authentication::Open => format!("{registry}: answers without authentication"),
+        Authentication::Token { realm } => format!(
+            "{registry}: token authentication, realm {}",
+            realm.as_deref().unwrap_or("(none)")
+        ),
+        Authentication::Basic => format!("{registry}: Basic authentication"),
+    })
+}
+
+/// How a registry asks its clients to authenticate, from its answer to `GET /v2/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Authentication {
+    /// It answers without any.
+    Open,
+    /// Bearer tokens from a realm (GitLab's `/jwt/auth`).
+    Token {
+        realm: Option<String>,
+    },
+    Basic,
+}
+
+impl Authentication {
+    pub fn label(&self) -> String {
+        match self {
+            Authentication::Open => "no authentication".into(),
+            Authentication::Token { realm: Some(r) } => format!("token authentication (realm {r})"),
+            Authentication::Token { realm: None } => "token authentication without a realm".into(),
+            Authentication::Basic => "Basic authentication".into(),
+        }
+    }
+}
+
+/// Asks `GET /v2/` how the registry authenticates its clients.
+pub async fn authentication(
+    client: &reqwest::Client,
+    registry: &Url,
+) -> anyhow::Result<Authentication> {
     let url = directory_url(registry, "v2");
     let response = client.get(url).send().await.map_err(|e| {
         anyhow::anyhow!(
@@ -619,15 +658,12 @@ pub async fn probe(client: &reqwest::Client, registry: &Url) -> anyhow::Result<S
     let status = response.status();
     let challenges = challenges_of(&response);
     match status {
-        s if s.is_success() => Ok(format!("{registry}: answers without authentication")),
+        s if s.is_success() => Ok(Authentication::Open),
         StatusCode::UNAUTHORIZED => match challenges.iter().find(|c| c.is("bearer")) {
-            Some(bearer) => Ok(format!(
-                "{registry}: token authentication, realm {}",
-                bearer.param("realm").unwrap_or("(none)")
-            )),
-            None if challenges.iter().any(|c| c.is("basic")) => {
-                Ok(format!("{registry}: Basic authentication"))
-            }
+            Some(bearer) => Ok(Authentication::Token {
+                realm: bearer.param("realm").map(str::to_string),
+            }),
+            None if challenges.iter().any(|c| c.is("basic")) => Ok(Authentication::Basic),
             None => Err(anyhow::anyhow!(
                 "{registry}: 401 without an authentication challenge"
             )),

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 
 use crate::support::cli::regwarden;
 use crate::support::gitlab::{FakeGitlab, Owner};
+use crate::support::pki::PrivateCa;
 use crate::support::qovery::FakeQovery;
-use crate::support::registry::{Auth, Registry};
+use crate::support::registry::{Auth, Registry, Tls};
+use crate::support::world::host_port;
 
 const ORG: &str = "3c90c3cc-0d44-4b50-8888-8dd25736052a";
 
@@ -126,6 +128,8 @@ struct Online {
     gitlab: FakeGitlab,
     qovery: FakeQovery,
     _registry: Registry,
+    /// Stands for a public CA (`REGWARDEN_TEST_PUBLIC_ROOTS`).
+    ca: PathBuf,
     config: PathBuf,
     gitlab_token: String,
     qovery_token: String,
@@ -135,15 +139,21 @@ async fn online_world() -> Online {
     let dir = tempfile::tempdir().unwrap();
     let gitlab = FakeGitlab::start(dir.path()).await;
     let qovery = FakeQovery::start().await;
+    let ca = PrivateCa::generate(dir.path());
     let registry = Registry::start(
         dir.path(),
         Auth::Token {
             realm: &gitlab.realm(),
             signer_cert: gitlab.signer_cert(),
         },
-        None,
+        Some(Tls {
+            cert: &ca.server_cert,
+            key: &ca.server_key,
+            ca: &ca.ca_path,
+        }),
     )
     .await;
+    gitlab.set_registry_host_port(Some(&host_port(&registry.url)));
     let gitlab_token = gitlab
         .add_access_token(Owner::User, "regwarden", &["api"])
         .token;
@@ -152,9 +162,10 @@ async fn online_world() -> Online {
     std::fs::write(
         &config,
         format!(
-            "[gitlab]\nurl = \"{}\"\nregistry_url = \"{}\"\n\n[qovery]\nurl = \"{}\"\norganization_id = \"{ORG}\"\n",
+            "[gitlab]\nurl = \"{}\"\nregistry_url = \"{}\"\nca_file = \"{}\"\n\n[qovery]\nurl = \"{}\"\norganization_id = \"{ORG}\"\n",
             gitlab.url(),
             registry.url,
+            ca.ca_path.display(),
             qovery.url()
         ),
     )
@@ -164,6 +175,7 @@ async fn online_world() -> Online {
         gitlab,
         qovery,
         _registry: registry,
+        ca: ca.ca_path.clone(),
         config,
         gitlab_token,
         qovery_token,
@@ -183,6 +195,7 @@ async fn online_probes_report_gitlab_qovery_and_the_registry() {
     ])
     .env("GITLAB_TOKEN", &w.gitlab_token)
     .env("QOVERY_API_TOKEN", &w.qovery_token)
+    .env("REGWARDEN_TEST_PUBLIC_ROOTS", w.ca.to_str().unwrap())
     .run()
     .await;
 
@@ -195,7 +208,10 @@ async fn online_probes_report_gitlab_qovery_and_the_registry() {
         run.stdout
     );
     assert!(
-        run.stdout.contains("ok   registry: ") && run.stdout.contains("token authentication"),
+        run.stdout.contains("ok   realm 127.0.0.1:")
+            && run
+                .stdout
+                .contains(&format!("token realm {}: this GitLab's", w.gitlab.realm())),
         "{}",
         run.stdout
     );
@@ -222,6 +238,7 @@ async fn online_failures_name_the_service_and_exit_1() {
     ])
     .env("GITLAB_TOKEN", "glpat-not-a-real-token")
     .env("QOVERY_API_TOKEN", &foreign_org)
+    .env("REGWARDEN_TEST_PUBLIC_ROOTS", w.ca.to_str().unwrap())
     .run()
     .await;
 
@@ -253,7 +270,15 @@ async fn online_failures_name_the_service_and_exit_1() {
             .contains("403"),
         "{json}"
     );
-    assert_eq!(finding("registry")["status"], "ok");
+    // The registry's own items do not depend on the API tokens.
+    let realm = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["subject"].as_str().unwrap().starts_with("realm "))
+        .cloned()
+        .unwrap();
+    assert_eq!(realm["status"], "ok", "{json}");
     run.assert_never_shows("glpat-not-a-real-token");
     run.assert_never_shows(&foreign_org);
 }

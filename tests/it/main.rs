@@ -5,6 +5,7 @@
 mod support;
 
 mod check;
+mod checklist;
 mod ci_component;
 mod ci_endpoint;
 mod config_cli;

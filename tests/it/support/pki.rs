@@ -121,6 +121,11 @@ pub struct PrivateCa {
 
 impl PrivateCa {
     pub fn generate(dir: &Path) -> Self {
+        Self::generate_for_days(dir, 90)
+    }
+
+    /// A CA, and a server certificate valid for `days` from now.
+    pub fn generate_for_days(dir: &Path, days: u32) -> Self {
         openssl(
             dir,
             &[
@@ -134,7 +139,7 @@ impl PrivateCa {
                 "-out",
                 "ca.crt",
                 "-days",
-                "2",
+                "400",
                 "-subj",
                 "/CN=regwarden test CA",
                 "-addext",
@@ -178,7 +183,7 @@ impl PrivateCa {
                 "-out",
                 "server.crt",
                 "-days",
-                "2",
+                &days.to_string(),
                 "-extfile",
                 "server.ext",
             ],

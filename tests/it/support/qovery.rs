@@ -364,6 +364,13 @@ impl FakeQovery {
         id
     }
 
+    /// Sets a registry's kind (`GITLAB_CR`, `GENERIC_CR`, ...), as a person may in the console.
+    pub fn set_registry_kind(&self, id: &str, kind: &str) {
+        let mut s = lock(&self.state);
+        let r = s.registries.iter_mut().find(|r| r.id == id).unwrap();
+        r.kind = kind.into();
+    }
+
     pub fn received_passwords(&self) -> Vec<String> {
         lock(&self.state).received_passwords.clone()
     }

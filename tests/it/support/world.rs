@@ -31,6 +31,15 @@ pub struct World {
     pub qovery_url: String,
 }
 
+/// `host:port` of a URL, as GitLab's `registry.host_port` gives it.
+pub fn host_port(url: &str) -> String {
+    let url = reqwest::Url::parse(url).unwrap();
+    match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap()),
+        None => url.host_str().unwrap().to_string(),
+    }
+}
+
 /// Settings a test may change in the configuration file.
 pub struct Settings {
     pub store_url: Option<String>,
@@ -44,6 +53,14 @@ pub struct Settings {
     pub gitlab: String,
     /// The registry lets anyone in (no token auth): a misconfigured registry.
     pub anonymous_registry: bool,
+    /// Lines added to `[qovery]`.
+    pub qovery: &'static str,
+    /// The registry serves plain http, without TLS.
+    pub plain_http_registry: bool,
+    /// The host the registry's token realm names instead of the fake GitLab's (`127.0.0.1`).
+    pub realm_host: Option<&'static str>,
+    /// How many days the registry's certificate is valid for.
+    pub certificate_days: u32,
 }
 
 impl Default for Settings {
@@ -56,6 +73,10 @@ impl Default for Settings {
             reconcile: "",
             gitlab: String::new(),
             anonymous_registry: false,
+            qovery: "",
+            plain_http_registry: false,
+            realm_host: None,
+            certificate_days: 90,
         }
     }
 }
@@ -70,8 +91,11 @@ impl World {
         let gitlab = FakeGitlab::start(dir.path()).await;
         gitlab.add_project(PROJECT);
         let gitlab_token = gitlab.admin_token();
-        let ca = PrivateCa::generate(dir.path());
-        let realm = gitlab.realm();
+        let ca = PrivateCa::generate_for_days(dir.path(), settings.certificate_days);
+        let realm = match settings.realm_host {
+            Some(host) => gitlab.realm().replacen("127.0.0.1", host, 1),
+            None => gitlab.realm(),
+        };
         let registry = Registry::start(
             dir.path(),
             if settings.anonymous_registry {
@@ -82,13 +106,14 @@ impl World {
                     signer_cert: gitlab.signer_cert(),
                 }
             },
-            Some(Tls {
+            (!settings.plain_http_registry).then_some(Tls {
                 cert: &ca.server_cert,
                 key: &ca.server_key,
                 ca: &ca.ca_path,
             }),
         )
         .await;
+        gitlab.set_registry_host_port(Some(&host_port(&registry.url)));
         let push = gitlab.mint_registry_jwt(PROJECT, &["pull", "push"]);
         push_image(&registry.url, Some(&ca.ca_path), PROJECT, "v1", &push).await;
         let qovery = FakeQovery::start().await;
@@ -111,6 +136,7 @@ ca_file = "{ca}"
 [qovery]
 url = "{qovery}"
 organization_id = "{ORG}"
+{qovery_extra}
 
 [store]
 url = "{store_url}"
@@ -137,6 +163,7 @@ qovery_registry = "{QOVERY_REGISTRY}"
                 reconcile = settings.reconcile,
                 gitlab_extra = settings.gitlab,
                 extra = settings.extra,
+                qovery_extra = settings.qovery,
             ),
         )
         .unwrap();
@@ -165,7 +192,10 @@ qovery_registry = "{QOVERY_REGISTRY}"
         all.extend(["--config", self.config.to_str().unwrap()]);
         let mut cmd = regwarden(all)
             .env("GITLAB_TOKEN", &self.gitlab_token)
-            .env("QOVERY_API_TOKEN", &self.qovery_token);
+            .env("QOVERY_API_TOKEN", &self.qovery_token)
+            // The world's CA stands for a public one in `config check --online`'s view of TLS
+            // as Qovery sees it (a test-only root: see src/checklist/tls.rs).
+            .env("REGWARDEN_TEST_PUBLIC_ROOTS", self.ca.to_str().unwrap());
         for (k, v) in env {
             cmd = cmd.env(k, v);
         }

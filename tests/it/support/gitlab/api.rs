@@ -240,12 +240,11 @@ pub(super) fn paginate(
 /// `NamespaceBasic`, whose `kind` is `group` or `user` (`app/models/namespace.rb#kind`).
 fn project_json(s: &GitlabState, p: &Project) -> Value {
     let namespace_path = p.namespace_path();
-    json!({
+    let mut project = json!({
         "id": p.id,
         "name": p.name,
         "path": p.name,
         "path_with_namespace": p.path,
-        "container_registry_image_prefix": format!("registry.gitlab.invalid/{}", p.path),
         "container_registry_enabled": p.registry != RegistryAccess::Disabled,
         "container_registry_access_level": p.registry.as_str(),
         "namespace": {
@@ -259,7 +258,13 @@ fn project_json(s: &GitlabState, p: &Project) -> Value {
                 .and_then(|g| g.path.rsplit_once('/').and_then(|(parent, _)| s.group(parent)))
                 .map(|g| g.id),
         },
-    })
+    });
+    // `expose :container_registry_url, as: :container_registry_image_prefix, if: -> {
+    // Gitlab.config.registry.enabled }`: `registry.host_port` and the project's full path.
+    if let Some(host_port) = &s.registry_host_port {
+        project["container_registry_image_prefix"] = json!(format!("{host_port}/{}", p.path));
+    }
+    project
 }
 
 /// `GET /projects/:id` (`lib/api/projects.rb`): a project the caller has a role in (an id, or a

@@ -238,6 +238,10 @@ pub struct GitlabState {
     /// Runs once, after the first page of a group's project listing is served (something that
     /// happens in GitLab while a client walks the pages).
     pub after_first_page: Option<StateChange>,
+    /// The instance registry's `host[:port]` (`Gitlab.config.registry.host_port`), which
+    /// starts every project's `container_registry_image_prefix`; `None`: the instance has no
+    /// registry (`Gitlab.config.registry.enabled` false), and the prefix is not exposed.
+    pub registry_host_port: Option<String>,
 }
 
 impl Default for GitlabState {
@@ -253,6 +257,7 @@ impl Default for GitlabState {
             service_accounts: Vec::new(),
             members: Vec::new(),
             sign_with_untrusted_key: false,
+            registry_host_port: Some("registry.gitlab.invalid".into()),
             max_lifetime_days: 365,
             utc_offset_hours: 0,
             after_first_page: None,
@@ -540,6 +545,12 @@ impl FakeGitlab {
         let p = s.project(project).expect("a project of the fake").id;
         let g = s.group(group).expect("a group of the fake").id;
         s.shares.push((p, g));
+    }
+
+    /// Where GitLab says its registry is (`registry.host_port`), or `None` for an instance
+    /// without one.
+    pub fn set_registry_host_port(&self, host_port: Option<&str>) {
+        self.state.lock().unwrap().registry_host_port = host_port.map(str::to_string);
     }
 
     /// Sets a project's `container_registry_access_level`.

@@ -39,6 +39,9 @@ pub enum Check {
     Reachable,
     /// The Qovery registries bound to this GitLab point at its registry, with the right kind.
     QoveryRegistry,
+    /// Qovery lists an image's tags through each bound registry that exists (a report: Qovery
+    /// does not document what that listing proves, so a refusal is a warning).
+    QoveryView,
 }
 
 impl Check {
@@ -50,6 +53,7 @@ impl Check {
             Check::Tls => "tls",
             Check::Reachable => "reachable",
             Check::QoveryRegistry => "qovery_registry",
+            Check::QoveryView => "qovery_view",
         }
     }
 }
@@ -138,7 +142,9 @@ impl Checklist<'_> {
         );
         findings.extend([realm, tls, reachable]);
         if let Some((qovery, org)) = self.qovery {
-            findings.extend(qovery_side(qovery, org, bindings, &registry, self.gitlab_url).await);
+            findings.extend(
+                qovery_side(qovery, org, bindings, &projects, &registry, self.gitlab_url).await,
+            );
         }
         Outcome {
             registry: Some(registry),
@@ -478,6 +484,7 @@ async fn qovery_side(
     qovery: &QoveryClient,
     org: &str,
     bindings: &[Binding],
+    projects: &[(String, Project)],
     registry: &Url,
     gitlab_url: &Url,
 ) -> Vec<Finding> {
@@ -563,7 +570,72 @@ async fn qovery_side(
             Finding::new(Check::QoveryRegistry, subject, status, message)
         })
         .collect();
-    existing.into_iter().chain(not_yet).collect()
+    let mut findings: Vec<Finding> = existing.into_iter().chain(not_yet).collect();
+    for b in bindings.iter().filter(|b| b.blocked.is_none()) {
+        let Some(r) = registries.iter().find(|r| r.name == b.qovery_registry) else {
+            continue;
+        };
+        if r.is_cluster_owned() {
+            continue;
+        }
+        let project_path = projects
+            .iter()
+            .find(|(name, _)| *name == b.name)
+            .filter(|_| matches!(b.namespace, Namespace::Project(_)))
+            .map(|(_, p)| p.path_with_namespace.clone());
+        findings.push(qovery_view(qovery, org, r, b.repository.clone().or(project_path)).await);
+    }
+    findings
+}
+
+/// Qovery's own view of a bound registry: the tags of an image its services deploy (else the
+/// binding's repository, else the project's path) as Qovery lists them through it.
+async fn qovery_view(
+    qovery: &QoveryClient,
+    org: &str,
+    registry: &Registry,
+    fallback: Option<String>,
+) -> Finding {
+    let subject = format!("qovery registry {:?}", registry.name);
+    let deployed = if registry.services.unwrap_or(1) > 0 {
+        match qovery.deployed_images(org, &registry.id).await {
+            Ok(images) => images.into_iter().next().map(|(_, i)| i.image_name),
+            Err(e) => {
+                return Finding::new(
+                    Check::QoveryView,
+                    subject,
+                    Status::Warn,
+                    format!("cannot read which images its services deploy: {e}"),
+                );
+            }
+        }
+    } else {
+        None
+    };
+    let Some(image) = deployed.or(fallback) else {
+        return Finding::new(
+            Check::QoveryView,
+            subject,
+            Status::Ok,
+            "no image to ask about (a group binding without repository, and no service)".into(),
+        );
+    };
+    match qovery.image_versions(org, &registry.id, &image, None).await {
+        Ok(tags) => Finding::new(
+            Check::QoveryView,
+            subject,
+            Status::Ok,
+            format!("Qovery lists {} tag(s) of {image} through it", tags.len()),
+        ),
+        Err(e) => Finding::new(
+            Check::QoveryView,
+            subject,
+            Status::Warn,
+            format!(
+                "Qovery could not list {image} through it: {e} (Qovery does not document what this listing needs; a deploy is the proof)"
+            ),
+        ),
+    }
 }
 
 /// Why `ours` is not `theirs`, in the terms of Qovery's guide.

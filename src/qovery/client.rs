@@ -10,8 +10,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::registry::{Registry, RegistryWrite};
 use super::wire::{
-    AssociatedService, ContainerRegistry, ContainerSource, Job, Organization, RegistryRequest,
-    Results,
+    AssociatedService, ContainerRegistry, ContainerSource, ContainerVersions, Job, Organization,
+    RegistryRequest, Results,
 };
 use crate::outbound::{Api, ApiError, RetryPolicy};
 
@@ -279,6 +279,45 @@ impl QoveryClient {
             }
         }
         Ok(images)
+    }
+
+    /// Qovery's own view of a saved registry (`getContainerVersions`): the tags of `image` as
+    /// Qovery lists them through registry `id`, with the credential it holds. Qovery does not
+    /// document what this proves; regwarden reports it, it does not act on it. Errors are
+    /// scrubbed of `credential` (what the registry was just given).
+    pub async fn image_versions(
+        &self,
+        org: &str,
+        id: &str,
+        image: &str,
+        credential: Option<&crate::credential::Credential>,
+    ) -> Result<Vec<String>, ApiError> {
+        let scrubbed;
+        let client = match credential {
+            Some(c) => {
+                scrubbed = QoveryClient {
+                    api: self.api.scrubbing(c),
+                };
+                &scrubbed
+            }
+            None => self,
+        };
+        let path = format!("{}/{id}/images", registries_path(org));
+        let reply = client
+            .api
+            .idempotent(
+                Method::GET,
+                &path,
+                &[("imageName", image.to_string())],
+                None,
+            )
+            .await?;
+        let listed = reply.json::<Results<ContainerVersions>>(SERVICE)?.results;
+        Ok(listed
+            .into_iter()
+            .filter(|v| v.image_name.as_deref().is_none_or(|n| n == image))
+            .flat_map(|v| v.versions)
+            .collect())
     }
 
     /// The services that deploy images from a registry.

@@ -137,6 +137,16 @@ pub(super) struct JobSource {
     pub image: Option<ContainerSource>,
 }
 
+/// `ContainerVersionResponse` (`getContainerVersions`): an image's tags as Qovery lists them
+/// through a saved registry.
+#[derive(Debug, Deserialize)]
+pub(super) struct ContainerVersions {
+    #[serde(default)]
+    pub image_name: Option<String>,
+    #[serde(default)]
+    pub versions: Vec<String>,
+}
+
 #[derive(Deserialize)]
 pub(super) struct Results<T> {
     pub results: Vec<T>,

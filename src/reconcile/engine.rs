@@ -217,6 +217,37 @@ pub struct BindingReport {
     /// The token this pass made and handed to Qovery.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotated_token: Option<u64>,
+    /// Qovery's own view of the registry after the switch (a report, not a gate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qovery_view: Option<QoveryView>,
+}
+
+/// What Qovery answered when asked to list an image's tags through the registry just
+/// written (`getContainerVersions`).
+#[derive(Clone, Debug, Serialize)]
+pub struct QoveryView {
+    pub ok: bool,
+    /// The image asked about: one the registry's services deploy, else the binding's
+    /// repository.
+    pub image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl std::fmt::Display for QoveryView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.error, self.tags) {
+            (None, Some(n)) => write!(f, "ok ({}: {n} tag(s) listed by Qovery)", self.image),
+            (None, None) => write!(f, "ok ({})", self.image),
+            (Some(e), _) => write!(
+                f,
+                "Qovery could not list {} through the registry: {e}",
+                self.image
+            ),
+        }
+    }
 }
 
 impl BindingReport {
@@ -229,6 +260,7 @@ impl BindingReport {
             error: None,
             held: None,
             rotated_token: None,
+            qovery_view: None,
         }
     }
 
@@ -726,6 +758,7 @@ impl From<Stranded> for BindingReport {
                 expires: s.expires,
             }),
             rotated_token: None,
+            qovery_view: None,
         }
     }
 }

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 
 use super::crash;
 use super::engine::namespace_label;
-use super::engine::{BindingReport, Engine, HeldToken};
+use super::engine::{BindingReport, Engine, HeldToken, QoveryView};
 use super::journal::Journal;
 use super::plan::{
     Binding, Observed, OwnedToken, grace_end, in_grace, retired_since, revocations, to_chrono,
@@ -134,12 +134,13 @@ impl Rotation<'_> {
     ) -> Result<(), RotationError> {
         let new = self.create(report).await?;
         crash::point("after_create");
-        if let Err(e) = self.test(&new, report).await {
-            return Err(self.abandon(e, &new, "test", report).await);
-        }
+        let deployed = match self.test(&new, report).await {
+            Ok(deployed) => deployed,
+            Err(e) => return Err(self.abandon(e, &new, "test", report).await),
+        };
         crash::point("after_test");
-        let marker = match self.switch(&new, lock, report).await {
-            Ok(marker) => marker,
+        let (marker, registry_id) = match self.switch(&new, lock, report).await {
+            Ok(switched) => switched,
             Err(e @ RotationError::Unknown { .. }) => {
                 // Qovery may hold either token now: revoking one could break its deploys.
                 self.journal
@@ -159,6 +160,8 @@ impl Rotation<'_> {
             Err(e) => return Err(self.abandon(e, &new, "switch", report).await),
         };
         crash::point("after_switch");
+        let image = deployed.unwrap_or_else(|| new.repository(self.binding).to_string());
+        self.qovery_view(&new, &registry_id, &image, report).await;
         self.finish(&new, &marker, report).await;
         crash::point("after_finish");
         Ok(())
@@ -312,8 +315,13 @@ impl Rotation<'_> {
     }
 
     /// Step 2: the registry check of the new credential, tried a few times, since a token
-    /// GitLab just made can take a moment to be accepted everywhere.
-    async fn test(&self, new: &New, report: &mut BindingReport) -> Result<(), RotationError> {
+    /// GitLab just made can take a moment to be accepted everywhere. Gives the first image the
+    /// registry's services deploy, if any.
+    async fn test(
+        &self,
+        new: &New,
+        report: &mut BindingReport,
+    ) -> Result<Option<String>, RotationError> {
         let b = self.binding;
         let settings = &self.engine.settings;
         let access = if b.policy.scopes.contains(&Scope::WriteRegistry) {
@@ -347,9 +355,15 @@ impl Rotation<'_> {
             return Err(RotationError::Check(why));
         }
         let served = self.test_deployed_images(new, report).await?;
-        let explanation = match served {
-            Some(summary) => format!("{}; {summary}", check.explanation),
-            None => check.explanation,
+        let explanation = if served.is_empty() {
+            check.explanation
+        } else {
+            let references: Vec<&str> = served.iter().map(|(_, r)| r.as_str()).collect();
+            format!(
+                "{}; and every image the registry's services deploy: {}",
+                check.explanation,
+                references.join(", ")
+            )
         };
         self.journal
             .step("test", "ok", &explanation, Some(new.id()))
@@ -357,7 +371,56 @@ impl Rotation<'_> {
         report
             .actions
             .push(format!("checked token {}: {explanation}", new.token.id));
-        Ok(())
+        Ok(served.into_iter().next().map(|(image, _)| image))
+    }
+
+    /// After the switch, Qovery's own view of the registry just written: the tags of `image`
+    /// as Qovery lists them through it (`getContainerVersions`). A report, not a gate: Qovery
+    /// does not document what that listing proves, and the switch is done.
+    async fn qovery_view(
+        &self,
+        new: &New,
+        registry_id: &str,
+        image: &str,
+        report: &mut BindingReport,
+    ) {
+        let engine = self.engine;
+        let view = match engine
+            .qovery
+            .image_versions(
+                &engine.organization,
+                registry_id,
+                image,
+                Some(&new.credential),
+            )
+            .await
+        {
+            Ok(tags) => QoveryView {
+                ok: true,
+                image: image.to_string(),
+                tags: Some(tags.len()),
+                error: None,
+            },
+            Err(e) => QoveryView {
+                ok: false,
+                image: image.to_string(),
+                tags: None,
+                error: Some(e.to_string()),
+            },
+        };
+        self.journal
+            .step(
+                "qovery_view",
+                if view.ok { "ok" } else { "failed" },
+                &view.to_string(),
+                Some(new.id()),
+            )
+            .await;
+        if !view.ok {
+            tracing::warn!(binding = %self.binding.name, "{view}");
+        }
+        report.actions.push(format!("qovery view: {view}"));
+        report.qovery_view = Some(view);
     }
 
     /// The rest of step 2: the new credential must serve every image that the Qovery services
@@ -368,13 +431,13 @@ impl Rotation<'_> {
         &self,
         new: &New,
         report: &mut BindingReport,
-    ) -> Result<Option<String>, RotationError> {
+    ) -> Result<Vec<(String, String)>, RotationError> {
         let Some(registry) = &self.observed.registry else {
             // A registry not made yet serves nobody.
-            return Ok(None);
+            return Ok(Vec::new());
         };
         if registry.services == Some(0) {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let engine = self.engine;
         let deployed = engine
@@ -387,10 +450,10 @@ impl Rotation<'_> {
                     registry.name
                 ))
             })?;
-        let mut checked: Vec<String> = Vec::new();
+        let mut checked: Vec<(String, String)> = Vec::new();
         for (service, image) in &deployed {
             let reference = format!("{}:{}", image.image_name, image.tag);
-            if checked.contains(&reference) {
+            if checked.iter().any(|(_, r)| *r == reference) {
                 continue;
             }
             let check = registry::check_image(
@@ -423,14 +486,9 @@ impl Rotation<'_> {
                     service.environment_name,
                 ));
             }
-            checked.push(reference);
+            checked.push((image.image_name.clone(), reference));
         }
-        Ok((!checked.is_empty()).then(|| {
-            format!(
-                "and every image the registry's services deploy: {}",
-                checked.join(", ")
-            )
-        }))
+        Ok(checked)
     }
 
     /// Step 3: Qovery gets the new credential and a marker naming it; the token it held joins
@@ -440,7 +498,7 @@ impl Rotation<'_> {
         new: &New,
         lock: &mut BindingLock,
         report: &mut BindingReport,
-    ) -> Result<Marker, RotationError> {
+    ) -> Result<(Marker, String), RotationError> {
         let (b, observed, engine) = (self.binding, self.observed, self.engine);
         // The fence: a holder that lost its lock (its PostgreSQL session ended, so another
         // holder may be acting) must not write Qovery, nor one that stalled past lease_ttl
@@ -490,7 +548,8 @@ impl Rotation<'_> {
             }
         }
         // Qovery's error text may quote the request, password included: never keep it.
-        self.write(&marker, &new.credential, new.token.id)
+        let registry_id = self
+            .write(&marker, &new.credential, new.token.id)
             .await
             .map_err(|e| e.scrubbed(&new.credential))?;
         self.journal
@@ -506,18 +565,18 @@ impl Rotation<'_> {
             expires: marker.expires,
         });
         report.rotated_token = Some(new.token.id);
-        Ok(marker)
+        Ok((marker, registry_id))
     }
 
-    /// Writes the Qovery registry. A write whose answer was lost (5xx, timeout) may have been
-    /// applied: the marker, read back, tells; when it cannot be read either, the outcome is
-    /// unknown.
+    /// Writes the Qovery registry, and gives its id. A write whose answer was lost (5xx,
+    /// timeout) may have been applied: the marker, read back, tells; when it cannot be read
+    /// either, the outcome is unknown.
     async fn write(
         &self,
         marker: &Marker,
         credential: &Credential,
         token_id: u64,
-    ) -> Result<(), RotationError> {
+    ) -> Result<String, RotationError> {
         let engine = self.engine;
         let write = RegistryWrite {
             name: &self.binding.qovery_registry,
@@ -530,8 +589,9 @@ impl Rotation<'_> {
             .qovery
             .write_registry(&engine.organization, self.observed.registry.as_ref(), write)
             .await;
-        let Err(write) = written else {
-            return Ok(());
+        let write = match written {
+            Ok(registry) => return Ok(registry.id),
+            Err(e) => e,
         };
         if write.certainly_not_applied() {
             return Err(RotationError::Refused(write));
@@ -545,7 +605,7 @@ impl Rotation<'_> {
             .await
         {
             Ok(Some(r)) if r.marker.as_ref().is_some_and(|m| m.token_id == token_id) => {
-                return Ok(());
+                return Ok(r.id);
             }
             Ok(Some(r)) => format!(
                 "it still names token {}",

@@ -20,6 +20,7 @@ mod invariants;
 mod own_token;
 mod qovery_client;
 mod qovery_contract;
+mod qovery_view;
 mod reconcile;
 mod serve;
 mod service_account;

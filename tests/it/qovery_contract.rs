@@ -6,8 +6,10 @@
 use std::time::Duration;
 
 use crate::support::fixtures::qovery_openapi;
+use crate::support::pki::PrivateCa;
 use crate::support::prism::Prism;
 use crate::support::qovery::FakeQovery;
+use crate::support::registry::{Auth, Registry, Tls, push_image};
 use regwarden::credential::Credential;
 use regwarden::marker::Marker;
 use regwarden::qovery::{QoveryClient, RegistryKind, RegistryWrite};
@@ -82,6 +84,37 @@ async fn every_registry_request_follows_qoverys_openapi() {
         .deployed_images(ORG, &cluster_registry)
         .await
         .unwrap();
+    // Qovery's own view (getContainerVersions), of a registry the fake can list through: a
+    // real one on loopback, open to anyone, over TLS (Qovery takes https:// only).
+    let dir = tempfile::tempdir().unwrap();
+    let ca = PrivateCa::generate(dir.path());
+    let open_registry = Registry::start(
+        dir.path(),
+        Auth::Anonymous,
+        Some(Tls {
+            cert: &ca.server_cert,
+            key: &ca.server_key,
+            ca: &ca.ca_path,
+        }),
+    )
+    .await;
+    push_image(
+        &open_registry.url,
+        Some(&ca.ca_path),
+        "acme/api",
+        "v1",
+        "unused",
+    )
+    .await;
+    qovery.check_credentials_against(&open_registry.url, "acme/api", Some(&ca.ca_path));
+    let open_url = reqwest::Url::parse(&open_registry.url).unwrap();
+    write.name = "open";
+    write.url = &open_url;
+    let open = client.write_registry(ORG, None, write).await.unwrap();
+    let versions = client
+        .image_versions(ORG, &open.id, "acme/api", None)
+        .await
+        .unwrap();
     client.delete_registry(ORG, &edited).await.unwrap();
 
     assert_eq!(listed.len(), 2);
@@ -101,6 +134,7 @@ async fn every_registry_request_follows_qoverys_openapi() {
             "CRON acme/report:v1"
         ]
     );
+    assert_eq!(versions, ["v1"]);
     assert!(qovery.registry_named("gitlab-acme-api").is_none());
 }
 

@@ -43,7 +43,16 @@ async fn a_first_pass_creates_checks_and_registers_a_token() {
             )
         })
         .collect();
-    assert_eq!(steps, ["finish ok", "switch ok", "test ok", "create ok"]);
+    assert_eq!(
+        steps,
+        [
+            "finish ok",
+            "qovery_view ok",
+            "switch ok",
+            "test ok",
+            "create ok"
+        ]
+    );
 }
 
 #[tokio::test]

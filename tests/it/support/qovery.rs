@@ -224,6 +224,10 @@ impl FakeQovery {
                 "/organization/{organizationId}/containerRegistry/{containerRegistryId}/associatedServices",
                 get(associated_services),
             )
+            .route(
+                "/organization/{organizationId}/containerRegistry/{containerRegistryId}/images",
+                get(image_versions),
+            )
             .route("/container/{containerId}", get(get_container))
             .route("/job/{jobId}", get(get_job))
             .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit))
@@ -723,6 +727,108 @@ async fn associated_services(
         .map(Service::associated_json)
         .collect();
     Json(json!({ "results": results })).into_response()
+}
+
+/// `getContainerVersions`: Qovery lists an image's tags through the saved registry, with the
+/// credential it holds (docs/reference/qovery.md §10, "Qovery's own view of a saved
+/// registry"): the Docker Registry v2 `tags/list`, behind the registry's token realm. Qovery
+/// documents neither what it does nor how it fails; the fake really asks the registry, and a
+/// registry that refuses the credential is answered as create's own check is (400, "Cannot
+/// connect to the container registry").
+async fn image_versions(
+    State(state): State<Shared>,
+    Path((org, id)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let (registry, ca) = {
+        let s = lock(&state);
+        if let Err(r) = authorize(&s, &headers, &org) {
+            return r;
+        }
+        let Some(registry) = s
+            .registries
+            .iter()
+            .find(|r| r.id == id && r.organization == org)
+        else {
+            return missing(&s);
+        };
+        let ca = s.credential_check.as_ref().and_then(|c| c.ca.clone());
+        (registry.clone(), ca)
+    };
+    let Some(image) = query.get("imageName") else {
+        return Json(json!({ "results": [] })).into_response();
+    };
+    match list_tags(&registry, image, ca.as_deref()).await {
+        Ok(tags) => {
+            Json(json!({ "results": [{"image_name": image, "versions": tags}] })).into_response()
+        }
+        Err(why) => error(
+            StatusCode::BAD_REQUEST,
+            &format!("Cannot connect to the container registry: {why}"),
+        ),
+    }
+}
+
+/// `GET /v2/<image>/tags/list`, with a bearer token from the realm the registry names, asked
+/// with the registry's username and password (HTTP Basic), as a Docker client does.
+async fn list_tags(
+    registry: &Registry,
+    image: &str,
+    ca: Option<&std::path::Path>,
+) -> Result<Vec<String>, String> {
+    let http = regwarden::outbound::client(ca, std::time::Duration::from_secs(5)).unwrap();
+    let url = format!(
+        "{}/v2/{image}/tags/list",
+        registry.url.trim_end_matches('/')
+    );
+    let first = http.get(&url).send().await.map_err(|e| e.to_string())?;
+    let answer = if first.status() == StatusCode::UNAUTHORIZED {
+        let header = first
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let challenges = regwarden::registry::challenge::parse(&header);
+        let bearer = challenges
+            .iter()
+            .find(|c| c.is("bearer"))
+            .ok_or("no bearer challenge")?;
+        let realm = bearer.param("realm").ok_or("no realm")?;
+        let mut token_request = http.get(realm).query(&[
+            ("service", bearer.param("service").unwrap_or_default()),
+            ("scope", &format!("repository:{image}:pull")),
+        ]);
+        if let (Some(user), Some(password)) = (&registry.username, &registry.password) {
+            token_request = token_request.basic_auth(user, Some(password));
+        }
+        let token = token_request.send().await.map_err(|e| e.to_string())?;
+        if !token.status().is_success() {
+            return Err(format!("the realm answered {}", token.status()));
+        }
+        let token: Value = token.json().await.map_err(|e| e.to_string())?;
+        let token = token["token"].as_str().ok_or("no token")?.to_string();
+        http.get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+    } else {
+        first
+    };
+    if !answer.status().is_success() {
+        return Err(format!("the registry answered {}", answer.status()));
+    }
+    let list: Value = answer.json().await.map_err(|e| e.to_string())?;
+    Ok(list["tags"]
+        .as_array()
+        .map(|tags| {
+            tags.iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// A service and its registry, once the token may read them (its organization's).

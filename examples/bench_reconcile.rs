@@ -73,6 +73,9 @@ async fn main() {
         }),
     )
     .await;
+    // GitLab reports the registry it uses (`registry.host_port`), as the checklist of every
+    // pass reads it.
+    gitlab.set_registry_host_port(Some(registry.url.trim_start_matches("https://")));
     let qovery = FakeQovery::start().await;
     let qovery_token = qovery.add_organization(ORG, "bench");
 

@@ -26,6 +26,6 @@ fi
 
 cargo build --release --quiet --bin regwarden --example bench_reconcile
 for credential in ${CREDENTIALS:-deploy_token service_account}; do
-  ./target/release/examples/bench_reconcile ./target/release/regwarden \
+  "${CARGO_TARGET_DIR:-target}"/release/examples/bench_reconcile "${CARGO_TARGET_DIR:-target}"/release/regwarden \
     "${BINDINGS:-1000}" "${LATENCY_MS:-20}" "${CONCURRENCY:-8}" "$credential"
 done

@@ -113,27 +113,112 @@ pub struct Checklist<'a> {
 }
 
 /// The registry the checklist settled on, and everything it found.
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Outcome {
+    #[serde(serialize_with = "url_or_null")]
     pub registry: Option<Url>,
     pub findings: Vec<Finding>,
 }
 
+fn url_or_null<S: serde::Serializer>(url: &Option<Url>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(u) => s.serialize_str(&trimmed(u)),
+        None => s.serialize_none(),
+    }
+}
+
+impl Outcome {
+    /// Whether each item holds (every finding of it does), in the order first met: what
+    /// `regwarden_registry_checklist{host,check}` shows.
+    pub fn by_check(&self) -> Vec<(Check, bool)> {
+        let mut items: Vec<(Check, bool)> = Vec::new();
+        for f in &self.findings {
+            match items.iter_mut().find(|(c, _)| *c == f.check) {
+                Some((_, holds)) => *holds &= f.holds(),
+                None => items.push((f.check, f.holds())),
+            }
+        }
+        items
+    }
+
+    /// The registry's `host:port`, for labels and messages.
+    pub fn host(&self) -> Option<String> {
+        self.registry.as_ref().map(host_label)
+    }
+}
+
+/// What a reconcile pass needs to run the checklist: the `[gitlab]` and `[qovery]` settings it
+/// reads.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub gitlab_url: Url,
+    pub ca_file: Option<std::path::PathBuf>,
+    pub timeout: Duration,
+    pub private_network: bool,
+}
+
+impl Settings {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            gitlab_url: config.gitlab.url.0.clone(),
+            ca_file: config.gitlab.ca_file.clone(),
+            timeout: config.reconcile.http_timeout.0,
+            private_network: config.qovery.private_network,
+        }
+    }
+}
+
 impl Checklist<'_> {
-    /// Every item, for `bindings`' projects and for the one registry host they use.
+    /// Every item, for `bindings`' projects and for the one registry host they use
+    /// (`config check --online`): each bound project read, Qovery's registries listed, and
+    /// Qovery's own view of each bound one.
     pub async fn run(&self, bindings: &[Binding]) -> Outcome {
         let mut findings = Vec::new();
         let projects = self.bound_projects(bindings, &mut findings).await;
-        let reported = registry_address(&projects);
-        findings.extend(registry_enabled(&projects, self.gitlab_url));
-        let registry = match self.registry_url(reported.as_ref(), &mut findings) {
-            Some(url) => url,
-            None => {
-                return Outcome {
-                    registry: None,
-                    findings,
-                };
-            }
-        };
+        let registry = self.registry_items(&projects, &mut findings).await;
+        if let (Some(registry), Some((qovery, org))) = (&registry, self.qovery) {
+            findings.extend(
+                qovery_side(qovery, org, bindings, &projects, registry, self.gitlab_url).await,
+            );
+        }
+        Outcome { registry, findings }
+    }
+
+    /// The checklist of one reconcile pass, at most once per registry host: one GitLab read
+    /// (a bound project, for the registry GitLab reports), the registry's own items, and the
+    /// Qovery registries from the list the pass has already read. No other GitLab or Qovery
+    /// call.
+    pub async fn for_pass(&self, bindings: &[Binding], registries: &[Registry]) -> Outcome {
+        let mut findings = Vec::new();
+        let first: Vec<Binding> = bindings
+            .iter()
+            .filter(|b| b.blocked.is_none())
+            .take(1)
+            .cloned()
+            .collect();
+        let projects = self.bound_projects(&first, &mut findings).await;
+        let registry = self.registry_items(&projects, &mut findings).await;
+        if let Some(registry) = &registry {
+            findings.extend(qovery_registries(
+                registries,
+                bindings,
+                registry,
+                self.gitlab_url,
+            ));
+        }
+        Outcome { registry, findings }
+    }
+
+    /// `registry_enabled` for `projects`, `registry_url`, and the registry's own items
+    /// (`realm`, `tls`, `reachable`); the registry they settled on.
+    async fn registry_items(
+        &self,
+        projects: &[(String, Project)],
+        findings: &mut Vec<Finding>,
+    ) -> Option<Url> {
+        let reported = registry_address(projects);
+        findings.extend(registry_enabled(projects, self.gitlab_url));
+        let registry = self.registry_url(reported.as_ref(), findings)?;
         let host = host_label(&registry);
         let (realm, tls, reachable) = tokio::join!(
             self.realm(&registry, &host),
@@ -141,15 +226,7 @@ impl Checklist<'_> {
             self.reachable(&registry, &host)
         );
         findings.extend([realm, tls, reachable]);
-        if let Some((qovery, org)) = self.qovery {
-            findings.extend(
-                qovery_side(qovery, org, bindings, &projects, &registry, self.gitlab_url).await,
-            );
-        }
-        Outcome {
-            registry: Some(registry),
-            findings,
-        }
+        Some(registry)
     }
 
     /// Each bound project as GitLab describes it; a group binding stands for one project of
@@ -166,17 +243,27 @@ impl Checklist<'_> {
             .iter()
             .filter(|b| b.blocked.is_none() && seen.insert(b.namespace.clone()))
             .collect();
-        let read = futures_util::stream::iter(wanted.into_iter().map(|b| async move {
-            let result = match (&b.namespace, b.pinned) {
-                (_, Some(id)) => self.gitlab.project(&id.to_string()).await.map(Some),
-                (Namespace::Project(p), None) => self.gitlab.project(p).await.map(Some),
-                (Namespace::Group(g), None) => self.gitlab.a_group_project(g).await,
-            };
-            (b, result)
-        }))
-        .buffered(8)
-        .collect::<Vec<_>>()
-        .await;
+        // Boxed one by one: a stream of closures' futures is not provably `Send` to the
+        // compiler when a server's task awaits it.
+        type Read<'b> = std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = (
+                            &'b Binding,
+                            Result<Option<Project>, crate::outbound::ApiError>,
+                        ),
+                    > + Send
+                    + 'b,
+            >,
+        >;
+        let mut reads: Vec<Read<'_>> = Vec::with_capacity(wanted.len());
+        for b in wanted {
+            reads.push(Box::pin(self.project_of(b)));
+        }
+        let read = futures_util::stream::iter(reads)
+            .buffered(8)
+            .collect::<Vec<_>>()
+            .await;
         let mut projects = Vec::new();
         for (b, result) in read {
             match result {
@@ -204,6 +291,22 @@ impl Checklist<'_> {
             }
         }
         projects
+    }
+
+    /// A binding's project: by its pinned id, its path, or the first of its group.
+    async fn project_of<'b>(
+        &self,
+        b: &'b Binding,
+    ) -> (
+        &'b Binding,
+        Result<Option<Project>, crate::outbound::ApiError>,
+    ) {
+        let result = match (&b.namespace, b.pinned) {
+            (_, Some(id)) => self.gitlab.project(&id.to_string()).await.map(Some),
+            (Namespace::Project(p), None) => self.gitlab.project(p).await.map(Some),
+            (Namespace::Group(g), None) => self.gitlab.a_group_project(g).await,
+        };
+        (b, result)
     }
 
     /// The registry to check: `gitlab.registry_url` when set (and then it must be GitLab's own
@@ -476,10 +579,8 @@ pub fn registry_address(projects: &[(String, Project)]) -> Option<Url> {
         .and_then(|address| Url::parse(&format!("https://{address}")).ok())
 }
 
-/// The Qovery registries bound to this GitLab: the bindings' own, and any other whose URL is
-/// on the registry's host or GitLab's web host (a registry set up by hand with the port
-/// missing, or GitLab's address instead of its registry's). Each must point at the registry,
-/// with `GENERIC_CR` unless it is gitlab.com's.
+/// Qovery's side: the organization's registries listed once, `qovery_registry` for those bound
+/// to this GitLab, and Qovery's own view of each binding's registry that exists.
 async fn qovery_side(
     qovery: &QoveryClient,
     org: &str,
@@ -499,6 +600,35 @@ async fn qovery_side(
             )];
         }
     };
+    let mut findings = qovery_registries(&registries, bindings, registry, gitlab_url);
+    for b in bindings.iter().filter(|b| b.blocked.is_none()) {
+        let Some(r) = registries.iter().find(|r| r.name == b.qovery_registry) else {
+            continue;
+        };
+        if r.is_cluster_owned() {
+            continue;
+        }
+        let project_path = projects
+            .iter()
+            .find(|(name, _)| *name == b.name)
+            .filter(|_| matches!(b.namespace, Namespace::Project(_)))
+            .map(|(_, p)| p.path_with_namespace.clone());
+        findings.push(qovery_view(qovery, org, r, b.repository.clone().or(project_path)).await);
+    }
+    findings
+}
+
+/// `qovery_registry`, from a list of the organization's registries already read. The Qovery
+/// registries bound to this GitLab are the bindings' own, and any other whose URL is on the
+/// registry's host or GitLab's web host (a registry set up by hand with the port missing, or
+/// GitLab's address instead of its registry's). Each must point at the registry, with
+/// `GENERIC_CR` unless it is gitlab.com's.
+fn qovery_registries(
+    registries: &[Registry],
+    bindings: &[Binding],
+    registry: &Url,
+    gitlab_url: &Url,
+) -> Vec<Finding> {
     let hosts: Vec<String> = [registry.host_str(), gitlab_url.host_str()]
         .into_iter()
         .flatten()
@@ -570,22 +700,7 @@ async fn qovery_side(
             Finding::new(Check::QoveryRegistry, subject, status, message)
         })
         .collect();
-    let mut findings: Vec<Finding> = existing.into_iter().chain(not_yet).collect();
-    for b in bindings.iter().filter(|b| b.blocked.is_none()) {
-        let Some(r) = registries.iter().find(|r| r.name == b.qovery_registry) else {
-            continue;
-        };
-        if r.is_cluster_owned() {
-            continue;
-        }
-        let project_path = projects
-            .iter()
-            .find(|(name, _)| *name == b.name)
-            .filter(|_| matches!(b.namespace, Namespace::Project(_)))
-            .map(|(_, p)| p.path_with_namespace.clone());
-        findings.push(qovery_view(qovery, org, r, b.repository.clone().or(project_path)).await);
-    }
-    findings
+    existing.into_iter().chain(not_yet).collect()
 }
 
 /// Qovery's own view of a bound registry: the tags of an image its services deploy (else the

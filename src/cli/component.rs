@@ -533,6 +533,8 @@ async fn rotate(args: RotateArgs, timeout: std::time::Duration) -> Result<(), Fa
         store,
         // The defaults of `[reconcile]`, as a configuration file without one gets them.
         settings: EngineSettings::from(&ReconcileConfig::default()),
+        // The job checks the pipeline's own credential; the checklist is `config check`'s.
+        checklist: None,
     });
     let reports = {
         let _s = Section::start("regwarden_rotate", "Running the rotation protocol");
@@ -543,6 +545,7 @@ async fn rotate(args: RotateArgs, timeout: std::time::Duration) -> Result<(), Fa
                     dry_run: args.dry_run,
                     force: if args.force { Force::Always } else { Force::No },
                     complete: false,
+                    checklist: false,
                 },
             )
             .await;

@@ -141,8 +141,14 @@ pub fn main() -> ExitCode {
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    // Colours only for a person at a terminal who has not asked for none (no-color.org): in
+    // a file, a journal or a CI log, escape sequences are noise.
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -231,5 +237,6 @@ async fn engine(config: &Config, dry_run: bool) -> Result<Engine, Failure> {
         ),
         store,
         settings: EngineSettings::from(&config.reconcile),
+        checklist: Some(crate::checklist::Settings::from_config(config)),
     })
 }

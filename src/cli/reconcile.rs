@@ -104,8 +104,10 @@ pub async fn run(path: Option<&Path>, args: ReconcileArgs) -> Result<(), Failure
         force: if args.force { Force::Always } else { Force::No },
         // Every binding the configuration makes, so a registry none names is stranded.
         complete: args.selection.bindings.is_empty() && resolved.failed_rules.is_empty(),
+        checklist: true,
     };
-    let reports = engine.run(&resolved.bindings, options).await;
+    let pass = engine.pass(&resolved.bindings, options).await;
+    let reports = pass.bindings;
     let failed = reports.iter().filter(|r| r.outcome.is_failure()).count()
         + resolved.failed_rules.len()
         + usize::from(api_token.failed());
@@ -120,8 +122,12 @@ pub async fn run(path: Option<&Path>, args: ReconcileArgs) -> Result<(), Failure
                 failed_rules: &'a [bindings::RuleFailure],
                 /// regwarden's own GitLab API token.
                 api_token: &'a crate::own_token::Report,
+                /// The self-managed GitLab checklist of the registry (a report: it does not
+                /// change the exit code).
+                checklist: &'a Option<crate::checklist::Outcome>,
             }
             print_json(&Pass {
+                checklist: &pass.checklist,
                 api_token: &api_token,
                 dry_run: args.dry_run,
                 ok: failed == 0,
@@ -164,11 +170,47 @@ pub async fn run(path: Option<&Path>, args: ReconcileArgs) -> Result<(), Failure
             if reports.is_empty() && resolved.failed_rules.is_empty() {
                 println!("no bindings to reconcile");
             }
+            if let Some(checklist) = &pass.checklist {
+                print_checklist(checklist);
+            }
         }
     }
     if failed == 0 {
         Ok(())
     } else {
         Err(Failure::Reported)
+    }
+}
+
+/// The checklist in a pass's text output: one line when every item holds, else the items that
+/// do not (a warning holds, with a remark).
+fn print_checklist(checklist: &crate::checklist::Outcome) {
+    use crate::checklist::Status;
+    let host = checklist.host().unwrap_or_else(|| "unknown".into());
+    let remarks: Vec<_> = checklist
+        .findings
+        .iter()
+        .filter(|f| f.status != Status::Ok)
+        .collect();
+    if remarks.is_empty() {
+        println!(
+            "registry {host}: the self-managed GitLab checklist holds ({} item(s))",
+            checklist.findings.len()
+        );
+        return;
+    }
+    println!("registry {host}: the self-managed GitLab checklist (config check --online):");
+    for f in remarks {
+        let label = if f.status == Status::Fail {
+            "FAIL"
+        } else {
+            "warn"
+        };
+        println!(
+            "  {label} {} {}: {}",
+            f.check.as_str(),
+            f.subject,
+            f.message
+        );
     }
 }

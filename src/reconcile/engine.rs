@@ -32,6 +32,9 @@ pub struct PassOptions {
     /// `[[auto_bind]]` rule expanded): a registry this deployment keeps that none of them names
     /// is stranded, and reported.
     pub complete: bool,
+    /// Run the self-managed GitLab checklist too (timer and command-line passes), when the
+    /// engine has its settings.
+    pub checklist: bool,
 }
 
 /// Tunables of the engine (from `[reconcile]`).
@@ -70,6 +73,15 @@ pub struct Engine {
     /// `None` in a dry run: nothing is written, not even the journal.
     pub store: Option<Store>,
     pub settings: EngineSettings,
+    /// The self-managed GitLab checklist's settings; `None`: passes never run it.
+    pub checklist: Option<crate::checklist::Settings>,
+}
+
+/// What a pass did: each binding's report, and the checklist when the pass ran it.
+#[derive(Debug, Default)]
+pub struct Pass {
+    pub bindings: Vec<BindingReport>,
+    pub checklist: Option<crate::checklist::Outcome>,
 }
 
 /// The registry: `gitlab.registry_url` when the configuration gives it, else the address
@@ -300,25 +312,28 @@ impl Engine {
 
     /// One pass over `bindings`: observe, plan, and (unless a dry run) apply.
     pub async fn run(&self, bindings: &[Binding], options: PassOptions) -> Vec<BindingReport> {
-        if bindings.is_empty() && !options.complete {
-            return Vec::new();
-        }
-        if let Err(message) = self.registry.resolve(&self.gitlab, bindings).await {
-            return bindings
+        self.pass(bindings, options).await.bindings
+    }
+
+    /// One pass, with the checklist when `options.checklist` asks for it.
+    pub async fn pass(&self, bindings: &[Binding], options: PassOptions) -> Pass {
+        let failed = |message: String| Pass {
+            bindings: bindings
                 .iter()
                 .map(|b| BindingReport::new(b).fail(message.clone()))
-                .collect();
+                .collect(),
+            checklist: None,
+        };
+        if bindings.is_empty() && !options.complete {
+            return Pass::default();
+        }
+        if let Err(message) = self.registry.resolve(&self.gitlab, bindings).await {
+            return failed(message);
         }
         // One list of Qovery registries serves every binding of the pass.
         let registries = match self.qovery.registries(&self.organization).await {
             Ok(r) => r,
-            Err(e) => {
-                let message = format!("cannot list Qovery registries: {e}");
-                return bindings
-                    .iter()
-                    .map(|b| BindingReport::new(b).fail(message.clone()))
-                    .collect();
-            }
+            Err(e) => return failed(format!("cannot list Qovery registries: {e}")),
         };
         // Auto-bound projects that moved keep their registry; then no two projects may share
         // a binding name or a registry.
@@ -348,7 +363,16 @@ impl Engine {
                 report
             }
         });
-        let mut reports = futures_util::future::join_all(futures).await;
+        let checklist = async {
+            match (&self.checklist, options.checklist) {
+                (Some(settings), true) => {
+                    Some(self.checklist(settings, bindings, &registries).await)
+                }
+                _ => None,
+            }
+        };
+        let (mut reports, checklist) =
+            tokio::join!(futures_util::future::join_all(futures), checklist);
         progress.finish();
         if options.complete {
             reports.extend(
@@ -357,7 +381,40 @@ impl Engine {
                     .map(BindingReport::from),
             );
         }
-        reports
+        Pass {
+            bindings: reports,
+            checklist,
+        }
+    }
+
+    /// The checklist of this pass (once for the registry host), its findings that do not
+    /// hold logged as warnings.
+    async fn checklist(
+        &self,
+        settings: &crate::checklist::Settings,
+        bindings: &[Binding],
+        registries: &[Registry],
+    ) -> crate::checklist::Outcome {
+        let outcome = crate::checklist::Checklist {
+            http: &self.http,
+            gitlab: &self.gitlab,
+            gitlab_url: &settings.gitlab_url,
+            qovery: None,
+            configured: self.registry.configured(),
+            ca_file: settings.ca_file.as_deref(),
+            timeout: settings.timeout,
+            private_network: settings.private_network,
+        }
+        .for_pass(bindings, registries)
+        .await;
+        for f in outcome
+            .findings
+            .iter()
+            .filter(|f| f.status != crate::checklist::Status::Ok)
+        {
+            tracing::warn!(check = f.check.as_str(), subject = %f.subject, "registry checklist: {}", f.message);
+        }
+        outcome
     }
 
     async fn binding(

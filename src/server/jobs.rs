@@ -368,18 +368,24 @@ impl Worker {
                 }
             }
         };
-        let reports = self
+        let pass = self
             .engine
-            .run(
+            .pass(
                 &selected,
                 PassOptions {
                     dry_run: false,
                     force,
                     complete,
+                    // The timer's passes; a delivery's pass is about its bindings alone.
+                    checklist: timer,
                 },
             )
             .await;
+        let reports = pass.bindings;
         self.observe(&reports);
+        if let Some(checklist) = &pass.checklist {
+            self.metrics.observe_checklist(checklist);
+        }
         if timer {
             self.observe_inventory(&selected).await;
         }

@@ -43,6 +43,12 @@ pub struct TokenLabels {
     pub managed: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChecklistLabels {
+    pub host: String,
+    pub check: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub deliveries: Family<DeliveryLabels, Counter>,
@@ -60,6 +66,9 @@ pub struct Metrics {
     /// Seconds until the soonest expiry among the tokens of a binding, by kind and whether
     /// regwarden manages them (the timer's inventory).
     pub token_expiry: Family<TokenLabels, Gauge>,
+    /// The self-managed GitLab checklist of the timer's last pass, per registry host and item:
+    /// 1 when it holds (a warning holds), 0 when it does not.
+    pub registry_checklist: Family<ChecklistLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -127,8 +136,15 @@ impl Default for Metrics {
             "Seconds until the soonest expiry among a binding's tokens of a kind, managed by regwarden or not",
             token_expiry.clone(),
         );
+        let registry_checklist = Family::<ChecklistLabels, Gauge>::default();
+        registry.register(
+            "registry_checklist",
+            "Whether each item of the self-managed GitLab checklist holds for the registry (1) or not (0), as of the timer's last pass",
+            registry_checklist.clone(),
+        );
         Self {
             registry,
+            registry_checklist,
             token_expiry,
             api_token_days_until_expiry,
             api_token_events,
@@ -145,6 +161,23 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The checklist of a pass replaces the last one's: a host or item no longer checked
+    /// goes.
+    pub fn observe_checklist(&self, checklist: &crate::checklist::Outcome) {
+        self.registry_checklist.clear();
+        let Some(host) = checklist.host() else {
+            return;
+        };
+        for (check, holds) in checklist.by_check() {
+            self.registry_checklist
+                .get_or_create(&ChecklistLabels {
+                    host: host.clone(),
+                    check: check.as_str().to_string(),
+                })
+                .set(i64::from(holds));
+        }
+    }
+
     pub fn delivery(&self, event: &str, outcome: &str) {
         self.deliveries
             .get_or_create(&DeliveryLabels {

@@ -344,3 +344,136 @@ async fn qovery_registries_with_another_url_or_the_wrong_kind_are_named_with_the
         "{kind}"
     );
 }
+
+#[tokio::test]
+async fn every_pass_reports_the_checklist_once_for_the_registry_host() {
+    let w = World::start().await;
+    assert_eq!(w.reconcile(&[]).await.code, 0);
+    let project_reads = w.gitlab.calls("GET /api/v4/projects/{id}");
+    let qovery_calls = w.qovery.faults.lock().unwrap().total_calls();
+
+    let run = w.reconcile(&["--output", "json"]).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    let json = run.json();
+    assert_eq!(json["bindings"][0]["outcome"], "healthy");
+    let checklist = &json["checklist"];
+    assert_eq!(
+        checklist["registry"].as_str().unwrap(),
+        w.registry_url.trim_end_matches('/')
+    );
+    let findings = checklist["findings"].as_array().unwrap();
+    let of = |check: &str| {
+        findings
+            .iter()
+            .filter(|f| f["check"] == check)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    for check in ["registry_url", "realm", "tls", "reachable"] {
+        assert_eq!(
+            of(check).len(),
+            1,
+            "{check} once for the host: {findings:#?}"
+        );
+    }
+    assert_eq!(of("reachable")[0]["status"], "warn");
+    assert_eq!(of("tls")[0]["status"], "ok");
+    assert_eq!(of("qovery_registry")[0]["status"], "ok");
+    // One GitLab read for the host, and nothing more of Qovery than the pass's own list.
+    assert_eq!(
+        w.gitlab.calls("GET /api/v4/projects/{id}") - project_reads,
+        1
+    );
+    assert_eq!(
+        w.qovery.faults.lock().unwrap().total_calls() - qovery_calls,
+        1,
+        "the pass's one list of registries"
+    );
+
+    let text = w.reconcile(&[]).await;
+    let host = host_port(&w.registry_url);
+    assert!(
+        text.stdout.contains(&format!(
+            "registry {host}: the self-managed GitLab checklist (config check --online):\n  warn reachable {host}: 127.0.0.1 is an address that is private, loopback or link-local"
+        )),
+        "{}",
+        text.stdout
+    );
+}
+
+#[tokio::test]
+async fn an_item_that_fails_is_reported_by_the_pass_without_failing_it() {
+    let w = World::with(private_network()).await;
+
+    let run = w
+        .regwarden_env(
+            &["reconcile", "--output", "json"],
+            &[("REGWARDEN_TEST_PUBLIC_ROOTS", "")],
+        )
+        .await;
+
+    assert_eq!(run.code, 0, "the bindings decide the exit code: {run:?}");
+    let json = run.json();
+    assert_eq!(json["bindings"][0]["outcome"], "rotated");
+    let tls = json["checklist"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "tls")
+        .cloned()
+        .unwrap();
+    assert_eq!(tls["status"], "fail", "{tls}");
+
+    let text = w
+        .regwarden_env(&["reconcile"], &[("REGWARDEN_TEST_PUBLIC_ROOTS", "")])
+        .await;
+    assert!(
+        text.stdout.contains("  FAIL tls ")
+            && text.stdout.contains("valid only with gitlab.ca_file"),
+        "{}",
+        text.stdout
+    );
+    // With every item holding, one line says so.
+    let quiet = w.reconcile(&[]).await;
+    assert!(
+        quiet
+            .stdout
+            .contains("the self-managed GitLab checklist holds ("),
+        "{}",
+        quiet.stdout
+    );
+}
+
+#[tokio::test]
+async fn the_timers_pass_shows_the_checklist_on_metrics() {
+    let (w, s) = World::served(
+        Settings {
+            realm_host: Some("localhost"),
+            ..Settings::default()
+        },
+        "reconcile_interval = \"1h\"",
+        &[],
+    )
+    .await;
+
+    let (_, metrics) = s.metrics().await;
+
+    let host = host_port(&w.registry_url);
+    let gauge = |check: &str| {
+        let prefix = format!("regwarden_registry_checklist{{host=\"{host}\",check=\"{check}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+            .unwrap_or_else(|| panic!("no gauge for {check} in\n{metrics}"))
+    };
+    assert_eq!(
+        gauge("realm"),
+        "0",
+        "a realm on another host than this GitLab's"
+    );
+    assert_eq!(gauge("tls"), "1");
+    assert_eq!(gauge("reachable"), "1", "a warning holds");
+    assert_eq!(gauge("registry_url"), "1");
+    s.kill().await;
+}

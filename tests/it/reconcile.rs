@@ -61,6 +61,7 @@ async fn a_healthy_binding_is_left_alone_with_one_token_list() {
     assert_eq!(w.reconcile(&[]).await.code, 0);
     let held = w.held_token().unwrap();
     let calls_before = w.gitlab.total_calls();
+    let project_reads = w.gitlab.calls("GET /api/v4/projects/{id}");
 
     let run = w.reconcile(&[]).await;
 
@@ -74,8 +75,13 @@ async fn a_healthy_binding_is_left_alone_with_one_token_list() {
     assert_eq!(w.gitlab.calls(CREATE_TOKEN), 1);
     assert_eq!(
         w.gitlab.total_calls() - calls_before,
-        2,
-        "one token list for the binding, and one look at the API token per pass"
+        3,
+        "one token list for the binding, one look at the API token and one project read for the registry checklist per pass"
+    );
+    assert_eq!(
+        w.gitlab.calls("GET /api/v4/projects/{id}") - project_reads,
+        1,
+        "the checklist reads one project per pass"
     );
     assert_eq!(w.gitlab.calls("GET /api/v4/personal_access_tokens/self"), 2);
 }

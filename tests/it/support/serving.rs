@@ -63,6 +63,8 @@ impl World {
             .env("QOVERY_API_TOKEN", &self.qovery_token)
             .env("REGWARDEN_WEBHOOK_SIGNING_TOKEN", SIGNING_TOKEN)
             .env("REGWARDEN_WEBHOOK_SECRET", LEGACY_SECRET)
+            // As for every command of the world: its CA stands for a public one.
+            .env("REGWARDEN_TEST_PUBLIC_ROOTS", self.ca.to_str().unwrap())
             .spawn_logging(&log);
         let http = regwarden::outbound::client(None, std::time::Duration::from_secs(2)).unwrap();
         for _ in 0..400 {
@@ -215,6 +217,19 @@ impl World {
         // Token names have a one-second grain.
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let s = w.serve(serve_args).await;
+        // The server's start-up pass (the timer's first) is over once its registry checklist
+        // is on /metrics: from then on, only what a test sends acts.
+        for _ in 0..300 {
+            if s.metrics()
+                .await
+                .1
+                .contains("regwarden_registry_checklist{")
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        s.until_idle(&w).await;
         (w, s)
     }
 

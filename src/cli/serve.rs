@@ -48,8 +48,21 @@ pub struct ServeArgs {
 
 pub async fn run(path: Option<&Path>, args: ServeArgs) -> Result<(), Failure> {
     let config = load_config(path)?;
-    let verifier =
-        crate::server::verify::Verifier::from_config(&config.server).map_err(Failure::usage)?;
+    // No webhook secret at all: the timer alone keeps tokens valid, and the webhook route
+    // says it is off. A secret named but unreadable, or malformed, stays an error.
+    let verifier = match crate::server::verify::Verifier::from_config(&config.server) {
+        Ok(verifier) => Some(verifier),
+        Err(e) if e.is_no_secret() => {
+            tracing::warn!(
+                "webhooks are off: no webhook secret is configured, so POST /webhooks/gitlab answers 404 and only the timer runs passes (every {}); to receive GitLab's webhooks, put the hook's secret token in ${} (any long random string, e.g. `openssl rand -hex 32`) or its signing token (whsec_...) in ${}",
+                config.server.reconcile_interval,
+                config.server.secret_tokens_env,
+                config.server.signing_tokens_env,
+            );
+            None
+        }
+        Err(e) => return Err(Failure::usage(e)),
+    };
     let engine = engine(&config, false).await?;
     let store = engine.store.clone().expect("a store outside dry runs");
     let server = crate::server::Server {

@@ -240,28 +240,76 @@ pub struct StoreConfig {
     pub url_env: Option<String>,
     /// Or a file holding it.
     pub url_file: Option<PathBuf>,
+    /// Where a relative SQLite path is read: `$STATE_DIRECTORY` when set (systemd's
+    /// `StateDirectory=`, the image), else the configuration file's directory; never the
+    /// working directory, so that a process started elsewhere (a cron job starts in `$HOME`)
+    /// still finds the same store and the same locks.
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
 }
 
-/// The store when the configuration names none: SQLite, beside the working directory.
+/// The store when the configuration names none: SQLite, in `$STATE_DIRECTORY` or beside the
+/// configuration file.
 pub const DEFAULT_STORE_URL: &str = "sqlite://regwarden.db";
+
+/// `$STATE_DIRECTORY`, which systemd sets for a unit with `StateDirectory=` (the first of
+/// its paths) and the image sets to `/var/lib/regwarden`: where a relative SQLite path is
+/// read, before the configuration file's directory.
+fn state_directory() -> Option<PathBuf> {
+    let value = std::env::var_os("STATE_DIRECTORY")?;
+    let first = std::env::split_paths(&value).next()?;
+    first.is_absolute().then_some(first)
+}
+
+/// `url` with a relative SQLite path read against `base` (an in-memory database, an absolute
+/// path and a PostgreSQL URL are left as they are).
+pub fn anchor_sqlite(url: &str, base: &Path) -> Option<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    if path.is_empty()
+        || path.starts_with('/')
+        || path == ":memory:"
+        || query.is_some_and(|q| q.split('&').any(|p| p == "mode=memory"))
+    {
+        return None;
+    }
+    let path = base.join(path);
+    let path = path.to_str()?;
+    Some(match query {
+        Some(q) => format!("sqlite://{path}?{q}"),
+        None => format!("sqlite://{path}"),
+    })
+}
 
 impl StoreConfig {
     /// Where the store is, in the text `store.url` holds or in the variable or file it names
     /// (checked as `store.url` is).
+    /// A relative SQLite path is read against the configuration file's directory.
     pub fn resolve(&self) -> Result<secrecy::SecretString, StoreUrlError> {
-        let url = match (&self.url, &self.url_env, &self.url_file) {
-            (Some(u), _, _) => return Ok(u.0.clone().into()),
-            (None, None, None) => return Ok(DEFAULT_STORE_URL.to_string().into()),
-            (None, env, file) => SecretSource {
-                key: "store.url_env",
-                env: env.as_deref().unwrap_or(""),
-                file: file.as_deref(),
-            }
-            .read()?,
-        };
         use secrecy::ExposeSecret;
-        check_store_url(url.expose_secret()).map_err(StoreUrlError::Unsupported)?;
-        Ok(url)
+        let url = match (&self.url, &self.url_env, &self.url_file) {
+            (Some(u), _, _) => u.0.clone().into(),
+            (None, None, None) => DEFAULT_STORE_URL.to_string().into(),
+            (None, env, file) => {
+                let url = SecretSource {
+                    key: "store.url_env",
+                    env: env.as_deref().unwrap_or(""),
+                    file: file.as_deref(),
+                }
+                .read()?;
+                check_store_url(url.expose_secret()).map_err(StoreUrlError::Unsupported)?;
+                url
+            }
+        };
+        Ok(match &self.base_dir {
+            Some(base) => anchor_sqlite(url.expose_secret(), base).map_or(url, Into::into),
+            None => url,
+        })
     }
 
     /// A warning about a store URL: a PostgreSQL server elsewhere than this host, reached
@@ -756,7 +804,17 @@ impl Config {
                 message: format!("cannot read the configuration file: {e}"),
             }],
         })?;
-        Self::parse(&text, &file)
+        let mut config = Self::parse(&text, &file)?;
+        config.store.base_dir = state_directory().or_else(|| {
+            let dir = path.parent().unwrap_or(Path::new(""));
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            std::path::absolute(dir).ok()
+        });
+        Ok(config)
     }
 
     /// Parses and validates a TOML document; `file` names it in messages.

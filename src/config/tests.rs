@@ -535,3 +535,25 @@ fn the_store_url_may_come_from_a_file_and_a_remote_postgres_without_tls_is_warne
         "{e}"
     );
 }
+
+#[test]
+fn a_relative_sqlite_path_is_anchored_and_nothing_else_is() {
+    let base = Path::new("/etc/regwarden");
+    let anchor = |url: &str| super::anchor_sqlite(url, base);
+    assert_eq!(
+        anchor("sqlite://regwarden.db").as_deref(),
+        Some("sqlite:///etc/regwarden/regwarden.db")
+    );
+    assert_eq!(
+        anchor("sqlite:state/r.db?mode=rwc").as_deref(),
+        Some("sqlite:///etc/regwarden/state/r.db?mode=rwc")
+    );
+    for kept in [
+        "sqlite:///var/lib/regwarden/r.db",
+        "sqlite::memory:",
+        "sqlite://x.db?mode=memory",
+        "postgres://regwarden@db/regwarden",
+    ] {
+        assert_eq!(anchor(kept), None, "{kept}");
+    }
+}

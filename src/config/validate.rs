@@ -21,34 +21,6 @@ impl Config {
         };
 
         let gitlab = KeyPath::new("gitlab");
-        // Every process sharing the token file must share the store, whose lock keeps two of
-        // them from rotating the token at once: a relative SQLite path is a different store
-        // wherever a process starts.
-        if self.gitlab.rotate_own_token
-            && self.store.url_env.is_none()
-            && self.store.url_file.is_none()
-        {
-            let url = self
-                .store
-                .url
-                .as_ref()
-                .map_or(super::DEFAULT_STORE_URL, |u| u.0.as_str());
-            let path = url
-                .strip_prefix("sqlite://")
-                .or_else(|| url.strip_prefix("sqlite:"))
-                .map(|p| p.split('?').next().unwrap_or(p));
-            if let Some(path) = path
-                && !path.starts_with('/')
-                && !path.contains(":memory:")
-            {
-                problem(
-                    gitlab.field("rotate_own_token"),
-                    format!(
-                        "needs the store at an absolute path (store.url is {url:?}): every process that shares the token file must share the store, whose lock keeps two of them from rotating the token at once; set store.url = \"sqlite:///var/lib/regwarden/regwarden.db\" (or PostgreSQL)"
-                    ),
-                );
-            }
-        }
         if self.gitlab.rotate_own_token && self.gitlab.token_file.is_none() {
             problem(
                 gitlab.field("rotate_own_token"),

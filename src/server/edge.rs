@@ -40,6 +40,9 @@ pub enum EdgeError {
     /// The CI endpoint is off (`server.ci_audience` is not set).
     #[error("the CI endpoint is off")]
     CiOff,
+    /// Webhooks are off: no webhook secret is configured (the timer alone runs passes).
+    #[error("webhooks are off")]
+    WebhooksOff,
     #[error("rate limited for {}s", .retry_after.as_secs())]
     RateLimited { retry_after: Duration },
     /// regwarden's own store (or another part of it) failed: try again later.
@@ -59,7 +62,7 @@ impl EdgeError {
             EdgeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             EdgeError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             EdgeError::Forbidden(_) | EdgeError::OutOfScope(_) => StatusCode::FORBIDDEN,
-            EdgeError::CiOff => StatusCode::NOT_FOUND,
+            EdgeError::CiOff | EdgeError::WebhooksOff => StatusCode::NOT_FOUND,
             EdgeError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             EdgeError::Unavailable(_) | EdgeError::Busy => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -88,6 +91,9 @@ impl EdgeError {
             EdgeError::CiOff => {
                 refused("the CI endpoint is off: set server.ci_audience to this server's URL")
             }
+            EdgeError::WebhooksOff => refused(
+                "webhooks are off: this server has no webhook secret (server.signing_tokens_env or server.secret_tokens_env)",
+            ),
             EdgeError::RateLimited { .. } => {
                 refused("this project had a pass moments ago; retry later")
             }
@@ -119,19 +125,23 @@ impl From<axum::extract::rejection::BytesRejection> for EdgeError {
 /// to debug (the metrics count every one), so that a flood of them cannot flood the log.
 const REFUSALS_LOGGED_A_MINUTE: u32 = 20;
 
-/// Whether one more unauthenticated refusal may be logged at warning level now.
+/// Whether one more unauthenticated refusal may be logged at warning level now: a window
+/// opens at the first refusal logged and lasts a minute (not a calendar minute, whose edge
+/// would let twice as many through in a moment).
 fn refusal_loggable() -> bool {
     use std::sync::Mutex;
-    static WINDOW: Mutex<(u64, u32)> = Mutex::new((0, 0));
-    let minute = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 60);
+    use std::time::Instant;
+    static WINDOW: Mutex<Option<(Instant, u32)>> = Mutex::new(None);
+    let now = Instant::now();
     let mut window = WINDOW.lock().unwrap_or_else(|e| e.into_inner());
-    if window.0 != minute {
-        *window = (minute, 0);
-    }
-    window.1 += 1;
-    window.1 <= REFUSALS_LOGGED_A_MINUTE
+    let (opened, count) = match *window {
+        Some((opened, count)) if now.duration_since(opened) < Duration::from_secs(60) => {
+            (opened, count + 1)
+        }
+        _ => (now, 1),
+    };
+    *window = Some((opened, count));
+    count <= REFUSALS_LOGGED_A_MINUTE
 }
 
 impl IntoResponse for EdgeError {
@@ -147,7 +157,8 @@ impl IntoResponse for EdgeError {
             | EdgeError::TooLarge
             | EdgeError::BadRequest(_)
             | EdgeError::Busy
-            | EdgeError::CiOff => {
+            | EdgeError::CiOff
+            | EdgeError::WebhooksOff => {
                 if refusal_loggable() {
                     tracing::warn!(%error, "request refused")
                 } else {

@@ -273,9 +273,13 @@ impl Worker {
         .await;
         let report = crate::own_token::Report::of(&own);
         report.record(Some(&self.store)).await;
+        // A token read as never expiring has no figure (not 0, which would page someone); one
+        // not read this time keeps the last.
         if let Some(expires_on) = report.expires_on {
             let days = (expires_on - chrono::Utc::now().date_naive()).num_days();
-            self.metrics.api_token_days_until_expiry.set(days);
+            self.metrics.api_token_expiry(Some(days));
+        } else if report.status == "fine" {
+            self.metrics.api_token_expiry(None);
         }
         if !matches!(report.status, "fine" | "busy") {
             self.metrics

@@ -43,6 +43,10 @@ pub struct TokenLabels {
     pub managed: String,
 }
 
+/// A metric without labels that is absent until set (a plain gauge would show 0).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NoLabels {}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChecklistLabels {
     pub host: String,
@@ -59,8 +63,9 @@ pub struct Metrics {
     pub days_until_expiry: Family<BindingLabels, Gauge>,
     pub rule_failures: Counter,
     pub connections_refused: Counter,
-    /// Days until regwarden's own GitLab API token expires (absent: no expiry, or not read yet).
-    pub api_token_days_until_expiry: Gauge,
+    /// Days until regwarden's own GitLab API token expires (absent: no expiry, or not read yet;
+    /// never 0 for a token that does not expire).
+    pub api_token_days_until_expiry: Family<NoLabels, Gauge>,
     /// Looks at the API token that did something or failed, by outcome.
     pub api_token_events: Family<OutcomeLabels, Counter>,
     /// Seconds until the soonest expiry among the tokens of a binding, by kind and whether
@@ -118,7 +123,7 @@ impl Default for Metrics {
             "Connections answered 503 because server.max_connections were open",
             connections_refused.clone(),
         );
-        let api_token_days_until_expiry = Gauge::default();
+        let api_token_days_until_expiry = Family::<NoLabels, Gauge>::default();
         registry.register(
             "api_token_days_until_expiry",
             "Days until regwarden's own GitLab API token expires",
@@ -161,6 +166,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The API token's days left, or no figure at all for a token that never expires.
+    pub fn api_token_expiry(&self, days: Option<i64>) {
+        match days {
+            Some(days) => {
+                self.api_token_days_until_expiry
+                    .get_or_create(&NoLabels {})
+                    .set(days);
+            }
+            None => self.api_token_days_until_expiry.clear(),
+        }
+    }
+
     /// The checklist of a pass replaces the last one's: a host or item no longer checked
     /// goes.
     pub fn observe_checklist(&self, checklist: &crate::checklist::Outcome) {

@@ -32,7 +32,8 @@ pub use webhook::dedupe_key;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub verifier: Arc<Verifier>,
+    /// `None` when no webhook secret is configured: webhooks are off.
+    pub verifier: Option<Arc<Verifier>>,
     pub store: Store,
     /// Records webhook deliveries, many to a commit.
     pub deliveries: crate::store::DeliveryWriter,
@@ -57,7 +58,8 @@ pub struct Server {
     pub config: Arc<Config>,
     pub engine: Arc<Engine>,
     pub store: Store,
-    pub verifier: Verifier,
+    /// `None`: no webhook secret is configured, and the timer alone runs passes.
+    pub verifier: Option<Verifier>,
     pub listen: SocketAddr,
     /// Where `/metrics` is served (and nothing else).
     pub metrics_listen: SocketAddr,
@@ -212,7 +214,7 @@ impl Server {
             ))
         });
         let state = AppState {
-            verifier: Arc::new(self.verifier),
+            verifier: self.verifier.map(Arc::new),
             store: self.store.clone(),
             deliveries: self.store.delivery_writer(),
             metrics: metrics.clone(),

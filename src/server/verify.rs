@@ -157,6 +157,18 @@ pub enum SetupError {
     },
 }
 
+impl SetupError {
+    /// Whether the only problem is that no secret is configured at all (the server then runs
+    /// with webhooks off).
+    pub fn is_no_secret(&self) -> bool {
+        match self {
+            SetupError::NoSecret => true,
+            SetupError::InConfig { error, .. } => error.is_no_secret(),
+            _ => false,
+        }
+    }
+}
+
 /// Decodes `whsec_<base64>` into the HMAC key.
 pub fn signing_key(secret: &str) -> Result<Vec<u8>, SetupError> {
     let encoded = secret.strip_prefix("whsec_").ok_or(SetupError::NotWhsec)?;

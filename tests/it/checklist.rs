@@ -477,3 +477,44 @@ async fn the_timers_pass_shows_the_checklist_on_metrics() {
     assert_eq!(gauge("registry_url"), "1");
     s.kill().await;
 }
+
+#[tokio::test]
+async fn bound_projects_groups_and_rule_groups_that_do_not_exist_are_named() {
+    let w = World::with(Settings {
+        extra: "\n[[binding]]\nname = \"ghost\"\nproject = \"acme/missing\"\nqovery_registry = \"gitlab-ghost\"\n\n\
+                [[binding]]\nname = \"team\"\ngroup = \"nobody/here\"\nrepository = \"nobody/here/x\"\nqovery_registry = \"gitlab-team\"\n\n\
+                [[auto_bind]]\ngroup = \"acme/gone\"\nqovery_registry = \"gitlab-{project_path_slug}\"\n"
+            .into(),
+        ..private_network()
+    })
+    .await;
+
+    let (code, findings) = checklist(&w, &[]).await;
+
+    assert_eq!(code, 1, "{findings:#?}");
+    let failed = |subject: &str| {
+        findings
+            .iter()
+            .find(|f| f["subject"] == subject && f["status"] == "fail")
+            .unwrap_or_else(|| panic!("no failure for {subject} in {findings:#?}"))
+            .clone()
+    };
+    assert!(
+        message(&failed("registry_enabled project acme/missing")).contains("binding \"ghost\""),
+        "{findings:#?}"
+    );
+    assert!(
+        message(&failed("registry_enabled group nobody/here")).contains("binding \"team\""),
+        "{findings:#?}"
+    );
+    assert!(
+        message(&failed("auto_bind acme/gone")).contains("acme/gone"),
+        "{findings:#?}"
+    );
+    // The binding that exists is still checked.
+    assert!(
+        findings.iter().any(|f| f["status"] == "ok"
+            && message(f).contains("the container registry is on for 1 bound project(s)")),
+        "{findings:#?}"
+    );
+}

@@ -212,6 +212,13 @@ async fn the_image_serves_by_default_as_a_non_root_user() {
         "{config:#}"
     );
     assert_eq!(config["WorkingDir"], "/var/lib/regwarden", "{config:#}");
+    // A relative store path (the default's) is read there, not beside the mounted file.
+    assert!(
+        config["Env"].as_array().is_some_and(|env| env
+            .iter()
+            .any(|e| e == "STATE_DIRECTORY=/var/lib/regwarden")),
+        "{config:#}"
+    );
     assert!(
         config["Volumes"].get("/var/lib/regwarden").is_some(),
         "{config:#}"

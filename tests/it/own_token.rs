@@ -536,3 +536,31 @@ async fn a_rotated_token_that_cannot_be_written_lives_on_in_the_server_and_is_wr
     assert_eq!(w.gitlab.calls(ROTATE_SELF), 1);
     s.terminate().await;
 }
+
+#[tokio::test]
+async fn an_api_token_that_never_expires_has_no_days_left_on_metrics() {
+    // The world's API token has no expiry: a 0 there would page someone for nothing.
+    let (w, s) = World::served(Settings::default(), "reconcile_interval = \"1h\"", &[]).await;
+    // The timer's first pass reads the API token, then runs the registry checklist.
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = s.metrics().await.1;
+        if metrics.contains("regwarden_registry_checklist{") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        metrics.contains("regwarden_registry_checklist{"),
+        "{metrics}"
+    );
+    assert!(w.gitlab.calls("GET /api/v4/personal_access_tokens/self") >= 1);
+
+    // No sample (an empty family has no HELP or TYPE line either): what was a plain gauge
+    // showed `regwarden_api_token_days_until_expiry 0`.
+    assert!(
+        !metrics.contains("regwarden_api_token_days_until_expiry"),
+        "{metrics}"
+    );
+    s.kill().await;
+}

@@ -964,3 +964,65 @@ async fn a_peers_words_cannot_forge_a_line_or_drive_the_terminal() {
         "a forged line: {all}"
     );
 }
+
+#[tokio::test]
+async fn a_relative_store_path_is_beside_the_configuration_file_wherever_regwarden_starts() {
+    // `store.url` as the README's examples give it: relative. A cron job starts in `$HOME`,
+    // a person runs `history` from wherever they are: both must find the server's store
+    // (and its locks), not make one of their own.
+    let w = World::with(Settings {
+        store_url: Some("sqlite://regwarden.db".into()),
+        ..Settings::default()
+    })
+    .await;
+    let cron_home = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+
+    let run = w.regwarden_in(cron_home.path(), &["reconcile"], &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(w.store_file().exists(), "the store is beside the file");
+    assert!(!cron_home.path().join("regwarden.db").exists());
+    assert!(!cron_home.path().join("regwarden.db.locks").exists());
+
+    let history = w
+        .regwarden_in(elsewhere.path(), &["history", "--output", "json"], &[])
+        .await;
+    assert_eq!(history.code, 0, "{history:?}");
+    let entries = history.json()["entries"].as_array().unwrap().clone();
+    assert!(entries.iter().any(|e| e["step"] == "switch"), "{entries:?}");
+    assert!(!elsewhere.path().join("regwarden.db").exists());
+
+    // A configuration file named by a relative path, too.
+    let parent = w.path().parent().unwrap();
+    let relative = w.path().file_name().unwrap().to_str().unwrap();
+    let again = crate::support::cli::regwarden([
+        "history",
+        "--output",
+        "json",
+        "--config",
+        &format!("{relative}/regwarden.toml"),
+    ])
+    .current_dir(parent)
+    .run()
+    .await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(
+        again.json()["entries"].as_array().unwrap().len(),
+        entries.len()
+    );
+
+    // Under systemd's `StateDirectory=` (and in the image), `$STATE_DIRECTORY` is the place.
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap();
+    let fresh = w
+        .regwarden_in(
+            elsewhere.path(),
+            &["history", "--output", "json"],
+            &[("STATE_DIRECTORY", state_dir)],
+        )
+        .await;
+    assert_eq!(fresh.code, 0, "{fresh:?}");
+    assert_eq!(fresh.json()["entries"].as_array().unwrap().len(), 0);
+    assert!(state.path().join("regwarden.db").exists());
+    assert!(!elsewhere.path().join("regwarden.db").exists());
+}

@@ -39,6 +39,7 @@ pub struct Regwarden {
     args: Vec<String>,
     env: Vec<(String, String)>,
     stdin: Option<String>,
+    dir: Option<std::path::PathBuf>,
 }
 
 pub fn regwarden<I, S>(args: I) -> Regwarden
@@ -50,12 +51,19 @@ where
         args: args.into_iter().map(|a| a.as_ref().to_string()).collect(),
         env: Vec::new(),
         stdin: None,
+        dir: None,
     }
 }
 
 impl Regwarden {
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Runs it from `dir` (the test's own working directory otherwise).
+    pub fn current_dir(mut self, dir: &std::path::Path) -> Self {
+        self.dir = Some(dir.to_path_buf());
         self
     }
 
@@ -102,6 +110,9 @@ impl Regwarden {
         }
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        if let Some(dir) = &self.dir {
+            cmd.current_dir(dir);
         }
         cmd
     }

@@ -46,6 +46,16 @@ impl World {
     /// Starts `regwarden serve` on a port the system picks (`--listen 127.0.0.1:0`), learns it
     /// from the line the server prints, and waits until it answers /healthz.
     pub async fn serve(&self, extra_args: &[&str]) -> Serving {
+        self.start_serving(extra_args, true).await
+    }
+
+    /// Starts `regwarden serve` as [`Self::serve`] does, without any webhook secret in its
+    /// environment (a timer-only server).
+    pub async fn serve_without_webhook_secrets(&self, extra_args: &[&str]) -> Serving {
+        self.start_serving(extra_args, false).await
+    }
+
+    async fn start_serving(&self, extra_args: &[&str], secrets: bool) -> Serving {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let log = self.dir.path().join(format!("serve-{n}.log"));
@@ -58,14 +68,17 @@ impl World {
         ];
         args.extend_from_slice(extra_args);
         args.extend(["--config", self.config.to_str().unwrap()]);
-        let child = regwarden(args)
+        let mut command = regwarden(args)
             .env("GITLAB_TOKEN", &self.gitlab_token)
             .env("QOVERY_API_TOKEN", &self.qovery_token)
-            .env("REGWARDEN_WEBHOOK_SIGNING_TOKEN", SIGNING_TOKEN)
-            .env("REGWARDEN_WEBHOOK_SECRET", LEGACY_SECRET)
             // As for every command of the world: its CA stands for a public one.
-            .env("REGWARDEN_TEST_PUBLIC_ROOTS", self.ca.to_str().unwrap())
-            .spawn_logging(&log);
+            .env("REGWARDEN_TEST_PUBLIC_ROOTS", self.ca.to_str().unwrap());
+        if secrets {
+            command = command
+                .env("REGWARDEN_WEBHOOK_SIGNING_TOKEN", SIGNING_TOKEN)
+                .env("REGWARDEN_WEBHOOK_SECRET", LEGACY_SECRET);
+        }
+        let child = command.spawn_logging(&log);
         let http = regwarden::outbound::client(None, std::time::Duration::from_secs(2)).unwrap();
         for _ in 0..400 {
             let printed = std::fs::read_to_string(&log).unwrap_or_default();

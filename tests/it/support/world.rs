@@ -207,6 +207,13 @@ qovery_registry = "{QOVERY_REGISTRY}"
         self.command(args, &[]).spawn()
     }
 
+    /// Runs `regwarden <args> --config <file>` from the working directory `dir`.
+    pub async fn regwarden_in(&self, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let run = self.command(args, env).current_dir(dir).run().await;
+        self.assert_no_secret_in(&run);
+        run
+    }
+
     pub async fn regwarden_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let run = self.command(args, env).run().await;
         self.assert_no_secret_in(&run);

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod credential;
 pub mod gitlab;
+pub mod hooks;
 pub mod inventory;
 pub mod marker;
 pub mod outbound;

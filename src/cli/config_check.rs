@@ -185,6 +185,7 @@ async fn probe_online(
     };
     let accounts_token = gitlab_token.as_ref().ok().cloned();
     let checklist_token = accounts_token.clone();
+    let hooks_token = accounts_token.clone();
     let checklist_qovery = qovery_token.as_ref().ok().cloned();
     let gitlab = async {
         let token = gitlab_token?;
@@ -251,14 +252,67 @@ async fn probe_online(
             checklist_qovery.map(|t| QoveryClient::new(http.clone(), &config.qovery.url.0, t));
         run_checklist(config, &http, &gitlab, qovery.as_ref(), timeout.0).await
     };
-    let (gitlab, qovery, accounts, checklist) = tokio::join!(gitlab, qovery, accounts, checklist);
+    let hooks = async {
+        match hooks_token {
+            Some(token) => {
+                let client = GitlabClient::new(http.clone(), &config.gitlab.url.0, token);
+                probe_hooks(config, &client).await
+            }
+            None => Vec::new(),
+        }
+    };
+    let (gitlab, qovery, accounts, checklist, hooks) =
+        tokio::join!(gitlab, qovery, accounts, checklist, hooks);
     let mut findings = vec![
         Finding::new("gitlab", gitlab),
         Finding::new("qovery", qovery),
     ];
     findings.extend(accounts);
     findings.extend(checklist);
+    findings.extend(hooks);
     findings
+}
+
+/// With `server.public_url`: regwarden's hook in each bound project and group, read only
+/// (`hooks sync --dry-run`). A missing or outdated hook is a warning (`hooks sync` makes
+/// it); one GitLab disabled, or one that cannot be read, fails.
+async fn probe_hooks(config: &Config, client: &GitlabClient) -> Vec<Finding> {
+    let Ok(url) = crate::hooks::hook_url(config) else {
+        return Vec::new();
+    };
+    let secrets = match crate::hooks::Secrets::from_config(config) {
+        Ok(s) => s,
+        Err(e) => return vec![Finding::warn("hooks", format!("not checked: {e}"))],
+    };
+    let targets = crate::hooks::targets(config);
+    let outcomes = crate::hooks::sync(client, &url, &secrets, &targets, true).await;
+    outcomes
+        .into_iter()
+        .map(|o| {
+            let subject = format!("hook {} {}", o.kind.as_str(), o.path);
+            if let Some(problem) = &o.problem {
+                return Finding::new(&subject, Err(anyhow::anyhow!("{problem}")));
+            }
+            match o.action {
+                "would_create" => Finding::warn(
+                    &subject,
+                    format!("no hook at {url}: run `regwarden hooks sync` (or let serve's timer make it)"),
+                ),
+                "would_update" => Finding::warn(
+                    &subject,
+                    format!(
+                        "hook {} differs ({}): run `regwarden hooks sync`",
+                        o.hook_id.unwrap_or_default(),
+                        o.changed.join(", ")
+                    ),
+                ),
+                _ => Finding::new(
+                    &subject,
+                    Ok(format!("hook {} at {url}", o.hook_id.unwrap_or_default())),
+                ),
+            }
+        })
+        .collect()
 }
 
 /// The self-managed GitLab checklist ([`crate::checklist`]) over every binding, the projects

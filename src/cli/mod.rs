@@ -7,6 +7,8 @@ pub mod component;
 mod config_check;
 mod exit;
 mod history;
+mod hooks;
+mod init;
 mod reconcile;
 mod serve;
 mod tokens;
@@ -65,6 +67,11 @@ pub enum Command {
     /// 4 valid but without access to the repository or the actions; 5 the registry or its
     /// realm cannot be reached or answers nonsense; 2 bad usage.
     Check(check::CheckArgs),
+    /// Write a first configuration from what GitLab and Qovery hold: one binding per Qovery
+    /// registry that deploys images from this GitLab's registry (the project that holds them,
+    /// or the smallest group that holds them all), each with the reason in a comment. Reads
+    /// GITLAB_TOKEN and QOVERY_API_TOKEN; never overwrites a file (exit 2).
+    Init(init::InitArgs),
     /// Work with the configuration file.
     #[command(subcommand)]
     Config(config_check::ConfigCommand),
@@ -82,6 +89,9 @@ pub enum Command {
     /// it, and which one each Qovery registry holds. With --within, exit 1 when a token Qovery
     /// holds and regwarden does not manage expires within that time.
     Tokens(tokens::TokensArgs),
+    /// The webhooks regwarden keeps in GitLab's bound projects and groups.
+    #[command(subcommand)]
+    Hooks(hooks::HooksCommand),
     /// The jobs of the GitLab CI/CD component (templates/), run inside GitLab CI.
     #[command(subcommand)]
     Ci(component::CiCommand),
@@ -160,6 +170,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let config = cli.config.as_deref();
     let (result, prefix) = match cli.command {
         Command::Check(args) => (check::run(args).await, "error: "),
+        Command::Init(args) => (init::run(args).await, "error: "),
         Command::Config(config_check::ConfigCommand::Check(args)) => {
             (config_check::run(config, args).await, "error: ")
         }
@@ -167,6 +178,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Reconcile(args) => (reconcile::run(config, args).await, "error: "),
         Command::History(args) => (history::run(config, args).await, "error: "),
         Command::Tokens(args) => (tokens::run(config, args).await, "error: "),
+        Command::Hooks(command) => (hooks::run(config, command).await, "error: "),
         // A job's log is read in GitLab among other jobs' lines: say whose they are.
         Command::Ci(command) => (component::run(command).await, "regwarden: "),
     };

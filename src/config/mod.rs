@@ -168,6 +168,9 @@ pub struct ServerConfig {
     pub max_body: ByteSize,
     pub reconcile_interval: HumanDuration,
     pub ci_audience: Option<String>,
+    /// The URL GitLab reaches this server at: with it, `hooks sync` (and the timer) keep a
+    /// hook at `<public_url>/webhooks/gitlab` in every bound project and group.
+    pub public_url: Option<HttpUrl>,
     /// Time a client has to send a request's headers; a keep-alive connection idle this long
     /// is closed too.
     pub header_read_timeout: HumanDuration,
@@ -220,6 +223,7 @@ impl Default for ServerConfig {
             max_body: ByteSize(1 << 20),
             reconcile_interval: HumanDuration::from_secs(3600),
             ci_audience: None,
+            public_url: None,
             header_read_timeout: HumanDuration::from_secs(10),
             request_timeout: HumanDuration::from_secs(30),
             max_connections: 512,

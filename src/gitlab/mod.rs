@@ -3,9 +3,11 @@
 
 mod client;
 pub mod events;
+mod hooks;
 mod service_accounts;
 mod tokens;
 
+pub use hooks::{Hook, same_url};
 pub use service_accounts::{Account, Home, OwnRotation, PersonalAccessToken};
 pub use tokens::{MAX_ACCESS_TOKEN_DAYS, Token, TokenSpec, access_token_expiry, start_of};
 

@@ -77,6 +77,16 @@ impl QoveryClient {
         self
     }
 
+    /// `GET /organization` (listOrganization, "List user organizations"): the organizations
+    /// the token sees (an organization's API token, its own).
+    pub async fn organizations(&self) -> Result<Vec<Organization>, ApiError> {
+        let reply = self
+            .api
+            .idempotent(Method::GET, "organization", &[], None)
+            .await?;
+        Ok(reply.json::<Results<Organization>>(SERVICE)?.results)
+    }
+
     /// `GET /organization/{id}`: checks the token and the organization id together.
     pub async fn organization(&self, organization_id: &str) -> Result<Organization, ApiError> {
         self.api

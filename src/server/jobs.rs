@@ -392,6 +392,7 @@ impl Worker {
         }
         if timer {
             self.observe_inventory(&selected).await;
+            self.keep_hooks().await;
         }
         let mut failed: Vec<String> = reports
             .iter()
@@ -422,6 +423,42 @@ impl Worker {
         } else {
             Err(anyhow::anyhow!(failed.join("; ")))
         }
+    }
+
+    /// With `server.public_url`, the timer's pass keeps regwarden's hooks in GitLab
+    /// (`crate::hooks`) and shows each on `/metrics`; a hook that needs a person is logged.
+    /// It never fails the pass: the rotations do not depend on it.
+    async fn keep_hooks(&self) {
+        let Ok(url) = crate::hooks::hook_url(&self.config) else {
+            return;
+        };
+        let secrets = match crate::hooks::Secrets::from_config(&self.config) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("webhooks are not kept: {e}");
+                return;
+            }
+        };
+        let targets = crate::hooks::targets(&self.config);
+        let outcomes =
+            crate::hooks::sync(&self.engine.gitlab, &url, &secrets, &targets, false).await;
+        for o in &outcomes {
+            match (&o.problem, o.action) {
+                (Some(problem), _) => tracing::warn!(
+                    path = %o.path,
+                    hook_id = ?o.hook_id,
+                    "the GitLab hook needs a person: {problem}"
+                ),
+                (None, "created" | "updated") => tracing::info!(
+                    path = %o.path,
+                    hook_id = ?o.hook_id,
+                    action = o.action,
+                    "GitLab hook kept"
+                ),
+                _ => {}
+            }
+        }
+        self.metrics.observe_hooks(&outcomes);
     }
 
     /// The token inventory of the bindings as gauges: the soonest expiry per binding, kind

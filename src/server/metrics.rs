@@ -48,6 +48,13 @@ pub struct TokenLabels {
 pub struct NoLabels {}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabels {
+    /// `project` or `group`.
+    pub kind: String,
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChecklistLabels {
     pub host: String,
     pub check: String,
@@ -74,6 +81,10 @@ pub struct Metrics {
     /// The self-managed GitLab checklist of the timer's last pass, per registry host and item:
     /// 1 when it holds (a warning holds), 0 when it does not.
     pub registry_checklist: Family<ChecklistLabels, Gauge>,
+    /// Per project or group that needs regwarden's hook: 1 when GitLab has it and sends it
+    /// deliveries, 0 when it could not be made, GitLab disabled it, or it has no secret
+    /// regwarden verifies (with `server.public_url`).
+    pub hooks: Family<HookLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -147,8 +158,15 @@ impl Default for Metrics {
             "Whether each item of the self-managed GitLab checklist holds for the registry (1) or not (0), as of the timer's last pass",
             registry_checklist.clone(),
         );
+        let hooks = Family::<HookLabels, Gauge>::default();
+        registry.register(
+            "gitlab_hook_ok",
+            "Whether each project or group that needs regwarden's webhook has it, enabled and with a secret regwarden verifies (1) or not (0), as of the timer's last pass",
+            hooks.clone(),
+        );
         Self {
             registry,
+            hooks,
             registry_checklist,
             token_expiry,
             api_token_days_until_expiry,
@@ -192,6 +210,19 @@ impl Metrics {
                     check: check.as_str().to_string(),
                 })
                 .set(i64::from(holds));
+        }
+    }
+
+    /// The hooks of a pass replace the last one's.
+    pub fn observe_hooks(&self, outcomes: &[crate::hooks::Outcome]) {
+        self.hooks.clear();
+        for o in outcomes {
+            self.hooks
+                .get_or_create(&HookLabels {
+                    kind: o.kind.as_str().into(),
+                    path: o.path.clone(),
+                })
+                .set(i64::from(!o.failed()));
         }
     }
 

@@ -211,6 +211,7 @@ impl FakeQovery {
         }));
         let faults: SharedFaults = Arc::new(Mutex::new(Faults::default()));
         let app = Router::new()
+            .route("/organization", get(organizations))
             .route("/organization/{organizationId}", get(organization))
             .route(
                 "/organization/{organizationId}/containerRegistry",
@@ -417,6 +418,38 @@ fn authorize(s: &QoveryState, headers: &HeaderMap, org: &str) -> Result<(), Resp
         Some((_, own)) if own != org => Err(error(StatusCode::FORBIDDEN, "Access forbidden")),
         Some(_) => Ok(()),
     }
+}
+
+/// `GET /organization` (listOrganization, docs/reference/qovery.md §4): `{"results":
+/// [Organization]}`. An organization's API token sees its own organization (what Qovery
+/// returns for one is not documented; its own is the least it can be).
+async fn organizations(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let s = lock(&state);
+    let presented = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Token "))
+        .unwrap_or("");
+    let Some((_, own)) = s.tokens.iter().find(|(t, _)| t == presented) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Access token is missing or invalid",
+        );
+    };
+    let results: Vec<Value> = s
+        .organizations
+        .iter()
+        .filter(|(id, _)| id == own)
+        .map(|(id, name)| {
+            json!({
+                "id": id,
+                "created_at": "2026-01-01T00:00:00Z",
+                "name": name,
+                "plan": "TEAM",
+            })
+        })
+        .collect();
+    Json(json!({ "results": results })).into_response()
 }
 
 async fn organization(

@@ -143,7 +143,7 @@ pub fn signed_with(secret: &str, id: &str, body: &str, event: &str) -> reqwest::
     h
 }
 
-fn http() -> reqwest::Client {
+pub fn http() -> reqwest::Client {
     regwarden::outbound::client(None, Duration::from_secs(10)).unwrap()
 }
 

@@ -12,7 +12,8 @@
 //! - `tokens`: deploy tokens and project and group access tokens;
 //! - `realm`: the registry's token realm and the JWTs it signs;
 //! - `ci`: the JWKS and CI ID tokens;
-//! - `accounts`: service accounts, their personal access tokens, and memberships.
+//! - `accounts`: service accounts, their personal access tokens, and memberships;
+//! - `hooks`: project and group webhooks.
 //!
 //! A new concern (service accounts, say) gets a module of its own with its `routes()`,
 //! merged there, and keeps its records in [`GitlabState`].
@@ -35,6 +36,7 @@ use super::server::Served;
 pub mod accounts;
 mod api;
 mod ci;
+pub mod hooks;
 mod realm;
 mod tokens;
 
@@ -203,6 +205,7 @@ struct Sequences {
     deploy_token: u64,
     personal_access_token: u64,
     user: u64,
+    hook: u64,
 }
 
 fn next(counter: &mut u64) -> u64 {
@@ -224,6 +227,7 @@ pub struct GitlabState {
     pub access_tokens: Vec<AccessToken>,
     pub service_accounts: Vec<accounts::ServiceAccount>,
     pub members: Vec<accounts::Member>,
+    pub hooks: Vec<hooks::Hook>,
     /// Sign registry JWTs with a key the registry does not trust (a misconfigured GitLab).
     pub sign_with_untrusted_key: bool,
     /// The longest lifetime of a personal, project or group access token, in days
@@ -256,6 +260,7 @@ impl Default for GitlabState {
             access_tokens: Vec::new(),
             service_accounts: Vec::new(),
             members: Vec::new(),
+            hooks: Vec::new(),
             sign_with_untrusted_key: false,
             registry_host_port: Some("registry.gitlab.invalid".into()),
             max_lifetime_days: 365,
@@ -302,6 +307,10 @@ impl GitlabState {
             return self.groups.iter().find(|g| g.id == id);
         }
         self.groups.iter().find(|g| g.path == id_or_path)
+    }
+
+    fn new_hook_id(&mut self) -> u64 {
+        next(&mut self.ids.hook)
     }
 
     fn project_by_id(&self, id: u64) -> Option<&Project> {
@@ -453,6 +462,7 @@ impl FakeGitlab {
             .merge(tokens::routes())
             .merge(realm::routes())
             .merge(ci::routes())
+            .merge(hooks::routes())
             .route_layer(middleware::from_fn_with_state(faults.clone(), inject))
             .with_state(app);
         let served = Served::start(router).await;
@@ -488,6 +498,58 @@ impl FakeGitlab {
     /// The next `times` calls of `route` (e.g. `"POST /api/v4/projects/{id}/deploy_tokens"`) fail so.
     pub fn fail(&self, route: &str, fault: Fault, times: usize) {
         self.faults.lock().unwrap().push(route, fault, times);
+    }
+
+    /// Every hook of every project and group.
+    pub fn hooks(&self) -> Vec<hooks::Hook> {
+        self.state.lock().unwrap().hooks.clone()
+    }
+
+    /// A hook someone else made on project or group `path`, pointing at `url`.
+    pub fn add_hook(&self, path: &str, url: &str) -> u64 {
+        let mut s = self.state.lock().unwrap();
+        let owner = match s.project(path) {
+            Some(p) => Owner::Project(p.id),
+            None => Owner::Group(s.group(path).expect("a project or group").id),
+        };
+        let id = s.new_hook_id();
+        s.hooks.push(hooks::Hook {
+            id,
+            owner,
+            url: url.into(),
+            name: None,
+            description: None,
+            token: Some("someone-elses-secret".into()),
+            signing_token: None,
+            events: [("push_events".to_string(), true)].into(),
+            enable_ssl_verification: true,
+            alert_status: "executable".into(),
+            disabled_until: None,
+        });
+        id
+    }
+
+    /// GitLab stops sending hook `id` anything after failed deliveries (`alert_status`
+    /// `temporarily_disabled` with a `disabled_until`, or `disabled`).
+    pub fn disable_hook(&self, id: u64, permanently: bool) {
+        let mut s = self.state.lock().unwrap();
+        let hook = s.hooks.iter_mut().find(|h| h.id == id).expect("a hook");
+        if permanently {
+            hook.alert_status = "disabled".into();
+        } else {
+            hook.alert_status = "temporarily_disabled".into();
+            hook.disabled_until = Some(
+                (Utc::now() + Days::hours(1))
+                    .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                    .to_string(),
+            );
+        }
+    }
+
+    /// Changes what hook `id` holds, as a person would in GitLab's settings.
+    pub fn edit_hook(&self, id: u64, edit: impl FnOnce(&mut hooks::Hook)) {
+        let mut s = self.state.lock().unwrap();
+        edit(s.hooks.iter_mut().find(|h| h.id == id).expect("a hook"));
     }
 
     /// Adds a group (and the groups above it, if new); its id if it exists already.

@@ -411,6 +411,25 @@ async fn the_projects_own_pipeline_is_valid_gitlab_ci() {
         "{test:#}"
     );
     assert!(!preview.contains("REGWARDEN_SKIP_IMAGE"), "{preview}");
+    // The SBOM of the binary's dependencies, as the pipeline's CycloneDX report.
+    let sbom = &yaml["sbom"];
+    let script = sbom["script"].to_string();
+    assert!(script.contains("cargo cyclonedx --format json"), "{sbom:#}");
+    assert!(
+        script.contains("cargo install cargo-cyclonedx --version"),
+        "pinned: {sbom:#}"
+    );
+    assert_eq!(
+        sbom["artifacts"]["reports"]["cyclonedx"], "gl-sbom-cargo-regwarden.cdx.json",
+        "{sbom:#}"
+    );
+    // The release pushes the tag the components run: the version without a leading v.
+    assert!(
+        yaml["build-image"]["script"]
+            .to_string()
+            .contains("${CI_COMMIT_TAG#v}"),
+        "{build:#}"
+    );
 }
 
 /// `gitlab-ci-local --preview` prints the expanded pipeline as YAML: read it with the YAML
@@ -611,5 +630,62 @@ fn the_readme_documents_every_input_with_its_default() {
                 "README's {name} table lacks the row starting {row}"
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn each_component_job_runs_the_image_of_its_own_version_never_latest() {
+    let Some(tool) = gitlab_ci_local() else {
+        return;
+    };
+    for (component, job, inputs) in [
+        (
+            "notify",
+            "regwarden-notify",
+            vec![("server", "https://regwarden.example.com")],
+        ),
+        (
+            "register",
+            "regwarden-register",
+            vec![("qovery-organization-id", ORG)],
+        ),
+        (
+            "rotate",
+            "regwarden-rotate",
+            vec![("qovery-organization-id", ORG)],
+        ),
+    ] {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("templates")
+                .join(format!("{component}.yml")),
+        )
+        .unwrap();
+        assert!(!text.contains(":latest"), "{component}: {text}");
+        assert!(
+            text.starts_with("spec:\n") && text.contains("\n  component: [version]\n"),
+            "{component} asks GitLab for its version"
+        );
+        let repo = Repo::including(component, &inputs);
+        let out = tokio::process::Command::new(&tool)
+            .current_dir(repo.dir.path())
+            .args(["--preview", "--no-color"])
+            .output()
+            .await
+            .unwrap();
+        let preview = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{component}: {preview}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let yaml = serde_yaml_from_preview(&preview);
+        // gitlab-ci-local expands inputs, not the component context, which GitLab fills in
+        // with the version the component was included at.
+        assert_eq!(
+            yaml[job]["image"]["name"],
+            "registry.gitlab.com/regwarden/regwarden:$[[ component.version ]]",
+            "{component}: {preview}"
+        );
     }
 }

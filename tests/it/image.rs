@@ -282,6 +282,49 @@ async fn the_runtime_stage_holds_the_binary_and_ca_certificates_but_no_toolchain
     );
 }
 
+/// The image's size as buildah reports it (`133 MB`), in bytes (powers of 1000).
+fn parse_size(text: &str) -> f64 {
+    let (number, unit) = text.trim().split_once(' ').expect("a size and its unit");
+    let scale = match unit {
+        "B" => 1.0,
+        "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        other => panic!("unit {other:?}"),
+    };
+    number.parse::<f64>().unwrap() * scale
+}
+
+#[tokio::test]
+async fn the_image_is_small_and_holds_a_shell_but_no_package_manager() {
+    let Some(image) = image() else { return };
+
+    let size = image
+        .buildah_ok(&["images", "--format", "{{.Size}}", &image.name])
+        .await;
+    let bytes = parse_size(size.lines().next().unwrap_or_default());
+    eprintln!("the image is {} ({bytes} bytes)", size.trim());
+    assert!(bytes <= 30e6, "the image is {}", size.trim());
+
+    let c = image.container().await;
+    // The component's jobs run a shell script; the runner needs `sh`.
+    let shell = c
+        .run(
+            &Exec::default(),
+            &[
+                "sh",
+                "-c",
+                "echo works; for f in /usr/bin/apt-get /usr/bin/dpkg /var/lib/dpkg /bin/bash /usr/bin/perl /usr/lib/x86_64-linux-gnu/libssl.so.3; do [ -e $f ] && echo $f; done; true",
+            ],
+        )
+        .await;
+    assert_eq!(shell.code, 0, "{shell:?}");
+    assert_eq!(
+        shell.stdout, "works\n",
+        "busybox, no Debian system: {shell:?}"
+    );
+}
+
 #[tokio::test]
 async fn the_image_trusts_a_ca_added_to_its_system_store() {
     let Some(image) = image() else { return };
@@ -310,7 +353,8 @@ async fn the_image_trusts_a_ca_added_to_its_system_store() {
     assert_eq!(untrusted.code, 5, "{untrusted:?}");
     assert!(untrusted.stdout.contains("not trusted"), "{untrusted:?}");
 
-    // What an image built on this one does for a self-managed GitLab's CA.
+    // What an image built on this one does for a self-managed GitLab's CA (the README's
+    // "The image"): the CA appended to the system bundle.
     let root = Exec {
         user: Some("0:0"),
         volumes: vec![w.path()],
@@ -323,7 +367,7 @@ async fn the_image_trusts_a_ca_added_to_its_system_store() {
                 "sh",
                 "-c",
                 &format!(
-                    "cp {} /usr/local/share/ca-certificates/acme.crt && update-ca-certificates",
+                    "cat {} >>/etc/ssl/certs/ca-certificates.crt",
                     w.ca.display()
                 ),
             ],

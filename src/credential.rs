@@ -41,6 +41,10 @@ impl Credential {
         }
         let basic = format!("{}:{secret}", self.username);
         let mut forms = vec![secret.to_string()];
+        // As a JSON string carries it (a `"` or `\\` escaped).
+        if let Ok(json) = serde_json::to_string(secret) {
+            forms.push(json[1..json.len() - 1].to_string());
+        }
         for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
             forms.push(engine.encode(basic.as_bytes()));
         }

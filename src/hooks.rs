@@ -51,6 +51,8 @@ const GROUP_FLAGS: &[(&str, bool)] = &[
 /// rotation spreads.
 pub struct Secrets {
     pub signing: Option<SecretString>,
+    /// Not given to hooks under `server.require_signature`: the server would refuse what
+    /// it authenticates.
     pub token: Option<SecretString>,
 }
 
@@ -67,6 +69,14 @@ pub enum SetupError {
     NoSecret,
     #[error("server.signing_tokens_env: the first signing token is not usable: {0}")]
     BadSigningToken(crate::server::verify::SetupError),
+    #[error(
+        "server.signing_tokens_env: the first signing token encodes {0} bytes; GitLab takes a whsec_ value of 32 (as GitLab generates them: `echo \"whsec_$(openssl rand -base64 32)\"`)"
+    )]
+    SigningTokenLength(usize),
+    #[error(
+        "server.require_signature is set but no signing token is configured: hooks must be signed (server.signing_tokens_env, whsec_..., GitLab 19.0+)"
+    )]
+    SignatureRequired,
     #[error("{0}")]
     Secret(#[from] SecretError),
 }
@@ -95,14 +105,26 @@ impl Secrets {
             server.signing_tokens_file.as_deref(),
         )?;
         if let Some(s) = &signing {
-            crate::server::verify::signing_key(s.expose_secret())
+            let key = crate::server::verify::signing_key(s.expose_secret())
                 .map_err(SetupError::BadSigningToken)?;
+            if key.len() != 32 {
+                return Err(SetupError::SigningTokenLength(key.len()));
+            }
         }
         let token = first(
             "server.secret_tokens_env",
             &server.secret_tokens_env,
             server.secret_tokens_file.as_deref(),
         )?;
+        if server.require_signature {
+            if signing.is_none() {
+                return Err(SetupError::SignatureRequired);
+            }
+            return Ok(Self {
+                signing,
+                token: None,
+            });
+        }
         if signing.is_none() && token.is_none() {
             return Err(SetupError::NoSecret);
         }
@@ -196,10 +218,10 @@ pub struct Outcome {
     /// The fields an update set (never a secret's value: `token`, `signing_token` by name).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changed: Vec<String>,
-    /// Duplicates of regwarden's hook deleted (a create whose answer was lost, two syncs at
-    /// once).
+    /// Duplicates of regwarden's hook (a create whose answer was lost, two syncs at once):
+    /// deleted, or to delete in a dry run.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub removed_duplicates: Vec<u64>,
+    pub duplicates: Vec<u64>,
     /// GitLab's `alert_status` when it stopped sending the hook anything.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disabled: Option<Disabled>,
@@ -231,21 +253,36 @@ impl Outcome {
             hook_id: None,
             action: "failed",
             changed: Vec::new(),
-            removed_duplicates: Vec::new(),
+            duplicates: Vec::new(),
             disabled: None,
             problem: None,
         }
     }
 }
 
-/// Makes sure each target has regwarden's hook (`dry_run`: only says what it would do).
+/// How a sync goes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Only say what would change.
+    pub dry_run: bool,
+    /// Give every hook the current secrets even where GitLab shows some present: the step
+    /// of a secret rotation (GitLab never shows which secret a hook holds).
+    pub resend_secrets: bool,
+}
+
+/// Makes sure each target has regwarden's hook.
 pub async fn sync(
     gitlab: &GitlabClient,
     url: &str,
     secrets: &Secrets,
     targets: &[Target],
-    dry_run: bool,
+    options: Options,
 ) -> Vec<Outcome> {
+    let held: Vec<&SecretString> = [&secrets.signing, &secrets.token]
+        .into_iter()
+        .flatten()
+        .collect();
+    let gitlab = &gitlab.scrubbing(&held);
     let mut outcomes: Vec<Outcome> = Vec::new();
     for target in targets {
         let mut outcome = Outcome::new(target);
@@ -282,7 +319,7 @@ pub async fn sync(
             target.kind,
             url,
             secrets,
-            dry_run,
+            options,
             &mut outcome,
         )
         .await
@@ -334,9 +371,10 @@ async fn sync_one(
     kind: Kind,
     url: &str,
     secrets: &Secrets,
-    dry_run: bool,
+    options: Options,
     outcome: &mut Outcome,
 ) -> Result<(), crate::outbound::ApiError> {
+    let dry_run = options.dry_run;
     let flags = match kind {
         Kind::Project => PROJECT_FLAGS,
         Kind::Group => GROUP_FLAGS,
@@ -347,7 +385,9 @@ async fn sync_one(
         .into_iter()
         .filter(|h| same_url(&h.url, url))
         .collect();
-    ours.sort_by_key(|h| h.id);
+    // The one kept among duplicates: one GitLab sends deliveries to, then the oldest (a
+    // person who made a fresh hook beside a disabled one keeps the fresh one).
+    ours.sort_by_key(|h| (h.disabled(), h.id));
     let Some(hook) = ours.first().cloned() else {
         if dry_run {
             outcome.action = "would_create";
@@ -361,10 +401,7 @@ async fn sync_one(
             body.insert((*field).into(), json!(value));
         }
         add_secrets(&mut body, secrets);
-        let created = gitlab
-            .create_hook(ns, url, &Value::Object(body))
-            .await
-            .map_err(|e| e.map_message(|m| redact(m, secrets)))?;
+        let created = gitlab.create_hook(ns, url, &Value::Object(body)).await?;
         outcome.hook_id = Some(created.id);
         outcome.action = "created";
         check_secrets_taken(&created, secrets, outcome);
@@ -375,7 +412,7 @@ async fn sync_one(
         if !dry_run {
             gitlab.delete_hook(ns, extra.id).await?;
         }
-        outcome.removed_duplicates.push(extra.id);
+        outcome.duplicates.push(extra.id);
     }
     // What differs, among the flags this GitLab has.
     let mut body = Map::new();
@@ -388,7 +425,7 @@ async fn sync_one(
     }
     let token_missing = secrets.token.is_some() && hook.token_present == Some(false);
     let signing_missing = secrets.signing.is_some() && hook.signing_token_present == Some(false);
-    if token_missing || signing_missing || !changed.is_empty() {
+    if token_missing || signing_missing || options.resend_secrets || !changed.is_empty() {
         // Secrets go with every update: an update is also how a lost one comes back.
         add_secrets(&mut body, secrets);
         if secrets.token.is_some() {
@@ -407,11 +444,22 @@ async fn sync_one(
     } else {
         let updated = gitlab
             .update_hook(ns, hook.id, &Value::Object(body))
-            .await
-            .map_err(|e| e.map_message(|m| redact(m, secrets)))?;
+            .await?;
         outcome.action = "updated";
         outcome.changed = changed;
         check_secrets_taken(&updated, secrets, outcome);
+        // A flag GitLab shows but does not take would be sent again at every pass: say so.
+        let refused: Vec<&str> = flags
+            .iter()
+            .filter(|(field, value)| updated.flag(field).is_some_and(|v| v != *value))
+            .map(|(field, _)| *field)
+            .collect();
+        if !refused.is_empty() {
+            outcome.problem = Some(format!(
+                "GitLab kept {} as they were after the update: set them by hand in the hook's settings",
+                refused.join(", ")
+            ));
+        }
     }
     if hook.disabled() {
         outcome.disabled = Some(Disabled {
@@ -437,15 +485,6 @@ fn ns_api_path(ns: &Namespace) -> String {
         Namespace::Project(id) => format!("/api/v4/projects/{id}"),
         Namespace::Group(id) => format!("/api/v4/groups/{id}"),
     }
-}
-
-/// `message` without the secrets, should GitLab echo one back in an error.
-fn redact(message: &str, secrets: &Secrets) -> String {
-    let mut message = message.to_string();
-    for secret in [&secrets.signing, &secrets.token].into_iter().flatten() {
-        message = message.replace(secret.expose_secret(), "[redacted]");
-    }
-    message
 }
 
 fn add_secrets(body: &mut Map<String, Value>, secrets: &Secrets) {

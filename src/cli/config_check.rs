@@ -285,7 +285,11 @@ async fn probe_hooks(config: &Config, client: &GitlabClient) -> Vec<Finding> {
         Err(e) => return vec![Finding::warn("hooks", format!("not checked: {e}"))],
     };
     let targets = crate::hooks::targets(config);
-    let outcomes = crate::hooks::sync(client, &url, &secrets, &targets, true).await;
+    let options = crate::hooks::Options {
+        dry_run: true,
+        resend_secrets: false,
+    };
+    let outcomes = crate::hooks::sync(client, &url, &secrets, &targets, options).await;
     outcomes
         .into_iter()
         .map(|o| {
@@ -304,6 +308,14 @@ async fn probe_hooks(config: &Config, client: &GitlabClient) -> Vec<Finding> {
                         "hook {} differs ({}): run `regwarden hooks sync`",
                         o.hook_id.unwrap_or_default(),
                         o.changed.join(", ")
+                    ),
+                ),
+                _ if !o.duplicates.is_empty() => Finding::warn(
+                    &subject,
+                    format!(
+                        "hook {} at {url}, and duplicates {:?}: run `regwarden hooks sync`",
+                        o.hook_id.unwrap_or_default(),
+                        o.duplicates
                     ),
                 ),
                 _ => Finding::new(

@@ -27,6 +27,12 @@ pub struct SyncArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Give every hook the current secrets (the first of server.signing_tokens_env and of
+    /// server.secret_tokens_env) even where GitLab shows some present: the step of a secret
+    /// rotation, since GitLab never shows which secret a hook holds.
+    #[arg(long)]
+    pub resend_secrets: bool,
+
     /// How to print the result.
     #[arg(long, env = "REGWARDEN_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -40,7 +46,11 @@ pub async fn run(path: Option<&Path>, command: HooksCommand) -> Result<(), Failu
     // No store: hooks are GitLab's state alone.
     let engine = engine(&config, true).await?;
     let targets = hooks::targets(&config);
-    let outcomes = hooks::sync(&engine.gitlab, &url, &secrets, &targets, args.dry_run).await;
+    let options = hooks::Options {
+        dry_run: args.dry_run,
+        resend_secrets: args.resend_secrets,
+    };
+    let outcomes = hooks::sync(&engine.gitlab, &url, &secrets, &targets, options).await;
     let ok = !outcomes.iter().any(Outcome::failed);
     match args.output {
         OutputFormat::Json => {
@@ -63,7 +73,7 @@ pub async fn run(path: Option<&Path>, command: HooksCommand) -> Result<(), Failu
                 println!("no binding or [[auto_bind]] rule: no hook to keep");
             }
             for o in &outcomes {
-                println!("{}", line(o));
+                println!("{}", line(o, args.dry_run));
             }
         }
     }
@@ -71,7 +81,7 @@ pub async fn run(path: Option<&Path>, command: HooksCommand) -> Result<(), Failu
 }
 
 /// `project acme/api (binding api): hook 12 created`.
-fn line(o: &Outcome) -> String {
+fn line(o: &Outcome, dry_run: bool) -> String {
     let mut text = format!(
         "{} {} ({})",
         o.kind.as_str(),
@@ -87,9 +97,14 @@ fn line(o: &Outcome) -> String {
     if !o.changed.is_empty() {
         text.push_str(&format!(" ({})", o.changed.join(", ")));
     }
-    if !o.removed_duplicates.is_empty() {
-        let ids: Vec<String> = o.removed_duplicates.iter().map(u64::to_string).collect();
-        text.push_str(&format!("; duplicate hooks {} removed", ids.join(", ")));
+    if !o.duplicates.is_empty() {
+        let ids: Vec<String> = o.duplicates.iter().map(u64::to_string).collect();
+        let done = if dry_run {
+            "would be removed"
+        } else {
+            "removed"
+        };
+        text.push_str(&format!("; duplicate hooks {} {done}", ids.join(", ")));
     }
     if let Some(d) = &o.disabled {
         text.push_str(&format!("; {}", d.alert_status.replace('_', " ")));

@@ -132,7 +132,7 @@ pub async fn run(args: InitArgs) -> Result<(), Failure> {
     }
     if proposals.is_empty() {
         for (name, why) in &skipped {
-            println!("skipped Qovery registry {name:?}: {why}");
+            println!("skipped Qovery registry {name:?}: {}", printable(why));
         }
         return Err(Failure::failed(anyhow::anyhow!(
             "no Qovery registry of organization {:?} deploys images from {}: nothing to bind, no file written",
@@ -165,7 +165,7 @@ pub async fn run(args: InitArgs) -> Result<(), Failure> {
         );
     }
     for (name, why) in &skipped {
-        println!("skipped Qovery registry {name:?}: {why}");
+        println!("skipped Qovery registry {name:?}: {}", printable(why));
     }
     let file = args.output.display();
     println!("wrote {file}; next:");
@@ -210,6 +210,10 @@ async fn organization(
     }
 }
 
+fn printable(text: &str) -> String {
+    crate::outbound::printable(text).into_owned()
+}
+
 /// `host[:port]` of a URL or of an image prefix (`registry.example.com:5050/group/project`),
 /// without the scheme's default port.
 fn host_port(s: &str) -> String {
@@ -238,6 +242,12 @@ async fn propose(
         ));
     }
     let mut names: Vec<String> = images.iter().map(|(_, i)| i.image_name.clone()).collect();
+    if let Some(odd) = names.iter().find(|n| printable(n) != **n) {
+        return Ok(Err(format!(
+            "it deploys an image whose name {} is no repository path",
+            printable(odd)
+        )));
+    }
     names.sort();
     names.dedup();
     let mut projects: Vec<Project> = Vec::new();
@@ -262,10 +272,15 @@ async fn propose(
     };
     if host_port(url) != expected {
         return Ok(Err(format!(
-            "its URL {url} is not this GitLab's registry ({expected})"
+            "its URL {} is not this GitLab's registry ({expected})",
+            printable(url)
         )));
     }
-    let services: Vec<String> = images.iter().map(|(s, _)| s.service_name.clone()).collect();
+    // Qovery's and GitLab's words go into comments and onto a terminal: printable only.
+    let services: Vec<String> = images
+        .iter()
+        .map(|(s, _)| printable(&s.service_name))
+        .collect();
     let binding = slug(&registry.name);
     if let [project] = projects.as_slice() {
         return Ok(Ok(Proposal {
@@ -294,7 +309,18 @@ async fn propose(
             paths.join(", ")
         )));
     };
-    let group = gitlab.group(&common).await?;
+    let group = match gitlab.group(&common).await {
+        Ok(g) => g,
+        // A user's namespace is no group; a group the token cannot see is no binding either.
+        Err(e @ (ApiError::NotFound { .. } | ApiError::Forbidden { .. })) => {
+            return Ok(Err(format!(
+                "its images are in projects of {common} ({}), which is no group the API token can read ({}): bind them by hand",
+                paths.join(", "),
+                crate::outbound::error_chain(&e)
+            )));
+        }
+        Err(e) => return Err(e),
+    };
     Ok(Ok(Proposal {
         binding,
         registry: registry.name.clone(),
@@ -320,8 +346,9 @@ async fn project_of(gitlab: &GitlabClient, name: &str) -> Result<Option<Project>
     for n in (2..=parts.len()).rev() {
         let path = parts[..n].join("/");
         match gitlab.project(&path).await {
-            // A path may redirect to a renamed project: only its own path counts.
-            Ok(p) if p.path_with_namespace == path => return Ok(Some(p)),
+            // A path may redirect to a renamed project: only its own path counts (image paths
+            // are lowercase; a project's path keeps its case).
+            Ok(p) if p.path_with_namespace.eq_ignore_ascii_case(&path) => return Ok(Some(p)),
             Ok(_) => {}
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
@@ -383,6 +410,7 @@ fn quoted(s: &str) -> String {
 
 /// `text` as `# ` comment lines of at most about 96 columns.
 fn comment(out: &mut String, text: &str) {
+    let text = printable(text);
     let mut line = String::from("#");
     for word in text.split_whitespace() {
         if line.len() + word.len() + 1 > 96 && line.len() > 1 {
@@ -478,14 +506,30 @@ fn render(
     out
 }
 
-/// Writes `text` to a file that must not exist yet (`O_EXCL`): two runs never both write.
+/// Writes `text` to `path`, which must not exist: written whole to a temporary file beside it,
+/// then linked in place (`link(2)` fails if the name exists), so that no reader ever sees
+/// half a file, a failure leaves none, and two runs never both write.
 fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::hard_link(&temp, path)
+    })();
+    let _ = std::fs::remove_file(&temp);
+    written
 }
 
 #[cfg(test)]

@@ -64,6 +64,18 @@ impl Hook {
 }
 
 impl GitlabClient {
+    /// This client, scrubbing `secrets` out of everything GitLab answers (only this copy): a
+    /// hook's secrets are sent in its requests, and an error may echo them.
+    pub fn scrubbing(&self, secrets: &[&secrecy::SecretString]) -> GitlabClient {
+        let mut client = self.clone();
+        for secret in secrets {
+            client.api = client
+                .api
+                .scrubbing(&crate::credential::Credential::new("", (*secret).clone()));
+        }
+        client
+    }
+
     /// The hooks of a project or group (Maintainer for a project, Owner for a group).
     pub async fn hooks(&self, ns: &Namespace) -> Result<Vec<Hook>, ApiError> {
         self.get_all(&format!("{}/hooks", ns.api_path()), &[]).await

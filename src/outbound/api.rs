@@ -289,9 +289,10 @@ pub struct Api {
     /// fails each call at once, so that a pass that meets it stops cleanly instead of spending
     /// more of the quota, and the next pass goes on.
     paused_until: std::sync::Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
-    /// A credential this copy sends in its requests (a Qovery registry's password): the
-    /// service's messages are scrubbed of it before they are shortened or kept.
-    scrub: Option<std::sync::Arc<crate::credential::Credential>>,
+    /// Credentials this copy sends in its requests (a Qovery registry's password, a webhook's
+    /// secrets): the service's answers are scrubbed of them before they are read, shortened
+    /// or kept.
+    scrub: Vec<std::sync::Arc<crate::credential::Credential>>,
 }
 
 impl Api {
@@ -312,17 +313,16 @@ impl Api {
             message_fields,
             retry: RetryPolicy::default(),
             paused_until: Default::default(),
-            scrub: None,
+            scrub: Vec::new(),
         }
     }
 
     /// This API, scrubbing `credential` out of every message the service answers (only this
-    /// copy).
+    /// copy; with the credentials it scrubs already).
     pub fn scrubbing(&self, credential: &crate::credential::Credential) -> Api {
-        Api {
-            scrub: Some(std::sync::Arc::new(credential.clone())),
-            ..self.clone()
-        }
+        let mut api = self.clone();
+        api.scrub.push(std::sync::Arc::new(credential.clone()));
+        api
     }
 
     /// Waits out a short pause the service asked for; a long one is this call's error.
@@ -453,8 +453,13 @@ impl Api {
                 ),
             });
         }
+        // Scrubbed as sent back (raw, or escaped in JSON), and again once read.
+        let mut body = body;
+        for credential in &self.scrub {
+            body = credential.scrub(&body);
+        }
         let mut message = self.message_of(&body);
-        if let Some(credential) = &self.scrub {
+        for credential in &self.scrub {
             message = credential.scrub(&message);
         }
         let wait = rate_limit_wait(&headers);

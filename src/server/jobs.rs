@@ -440,8 +440,14 @@ impl Worker {
             }
         };
         let targets = crate::hooks::targets(&self.config);
-        let outcomes =
-            crate::hooks::sync(&self.engine.gitlab, &url, &secrets, &targets, false).await;
+        let outcomes = crate::hooks::sync(
+            &self.engine.gitlab,
+            &url,
+            &secrets,
+            &targets,
+            crate::hooks::Options::default(),
+        )
+        .await;
         for o in &outcomes {
             match (&o.problem, o.action) {
                 (Some(problem), _) => tracing::warn!(

@@ -380,3 +380,172 @@ async fn check_online(w: &World) -> crate::support::cli::Run {
     w.regwarden_env(&["config", "check", "--online"], SECRETS)
         .await
 }
+
+#[tokio::test]
+async fn before_gitlab_19_the_secret_token_carries_the_hook_and_a_signing_token_alone_is_named() {
+    let w = world().await;
+    w.gitlab.hooks_as_before_gitlab_19();
+
+    // Both secrets: GitLab drops the signing token without a word; the secret token holds.
+    let run = w.regwarden_env(&["hooks", "sync"], SECRETS).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let hook = our_hook(&w, true);
+    assert_eq!(hook.signing_token, None);
+    assert_eq!(hook.token.as_deref(), Some(LEGACY_SECRET));
+    let again = w.regwarden_env(&["hooks", "sync"], SECRETS).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains("unchanged"), "{}", again.stdout);
+
+    // A signing token alone: a hook whose deliveries the server would refuse, said so.
+    let w = world().await;
+    w.gitlab.hooks_as_before_gitlab_19();
+    let run = w
+        .regwarden_env(
+            &["hooks", "sync"],
+            &[("REGWARDEN_WEBHOOK_SIGNING_TOKEN", SIGNING_TOKEN)],
+        )
+        .await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("GitLab did not keep a secret regwarden verifies on this hook"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test]
+async fn under_require_signature_hooks_get_no_secret_token() {
+    let w = World::with(Settings {
+        extra: format!("\n[server]\npublic_url = \"{PUBLIC_URL}\"\nrequire_signature = true\n"),
+        ..Settings::default()
+    })
+    .await;
+
+    let run = w.regwarden_env(&["hooks", "sync"], SECRETS).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    let hook = our_hook(&w, true);
+    assert_eq!(hook.signing_token.as_deref(), Some(SIGNING_TOKEN));
+    assert_eq!(hook.token, None, "the server would refuse what it carries");
+
+    // On a GitLab without signing tokens that is a hook nothing can authenticate.
+    let w = World::with(Settings {
+        extra: format!("\n[server]\npublic_url = \"{PUBLIC_URL}\"\nrequire_signature = true\n"),
+        ..Settings::default()
+    })
+    .await;
+    w.gitlab.hooks_as_before_gitlab_19();
+    let run = w.regwarden_env(&["hooks", "sync"], SECRETS).await;
+    assert_eq!(run.code, 1, "{run:?}");
+}
+
+#[tokio::test]
+async fn a_rotated_secret_reaches_every_hook_with_resend_secrets() {
+    let w = world().await;
+    assert_eq!(w.regwarden_env(&["hooks", "sync"], SECRETS).await.code, 0);
+    // The new signing token first, the old one still accepted while the hooks change.
+    let new = "whsec_bmV3LXJlZ3dhcmRlbi1zaWduaW5nLWtleS0zMmIhISE=";
+    let both = format!("{new},{SIGNING_TOKEN}");
+    let env = [
+        ("REGWARDEN_WEBHOOK_SIGNING_TOKEN", both.as_str()),
+        ("REGWARDEN_WEBHOOK_SECRET", LEGACY_SECRET),
+    ];
+
+    // GitLab shows a secret present, not which: a plain sync cannot tell.
+    let plain = w.regwarden_env(&["hooks", "sync"], &env).await;
+    assert_eq!(plain.code, 0, "{plain:?}");
+    assert_eq!(
+        our_hook(&w, true).signing_token.as_deref(),
+        Some(SIGNING_TOKEN)
+    );
+
+    let resend = w
+        .regwarden_env(&["hooks", "sync", "--resend-secrets"], &env)
+        .await;
+
+    assert_eq!(resend.code, 0, "{resend:?}");
+    resend.assert_never_shows(new);
+    for hook in [our_hook(&w, true), our_hook(&w, false)] {
+        assert_eq!(hook.signing_token.as_deref(), Some(new));
+    }
+}
+
+#[tokio::test]
+async fn a_secret_gitlab_echoes_in_an_error_never_reaches_the_output() {
+    let w = world().await;
+    let route = "POST /api/v4/projects/{id}/hooks";
+    // A 500 first (retried, and logged), then a long refusal with the secret across the
+    // point where a message is cut.
+    w.gitlab.fail(
+        route,
+        crate::support::faults::Fault::Says(500, format!("boom {SIGNING_TOKEN} {LEGACY_SECRET}")),
+        1,
+    );
+    w.gitlab.fail(
+        route,
+        crate::support::faults::Fault::Says(422, format!("{} {SIGNING_TOKEN}", "x".repeat(280))),
+        1,
+    );
+
+    let run = w
+        .regwarden_env(
+            &["hooks", "sync"],
+            &[SECRETS[0], SECRETS[1], ("RUST_LOG", "debug")],
+        )
+        .await;
+
+    assert_eq!(run.code, 1, "{run:?}");
+    for secret in [SIGNING_TOKEN, LEGACY_SECRET] {
+        let prefix = &secret[..12];
+        assert!(
+            !run.stdout.contains(prefix) && !run.stderr.contains(prefix),
+            "{run:?}"
+        );
+    }
+    assert!(run.stdout.contains("[REDACTED]"), "{}", run.stdout);
+}
+
+#[tokio::test]
+async fn of_duplicates_the_hook_gitlab_still_sends_to_is_kept() {
+    let w = world().await;
+    assert_eq!(w.regwarden_env(&["hooks", "sync"], SECRETS).await.code, 0);
+    let disabled = our_hook(&w, true);
+    w.gitlab.disable_hook(disabled.id, true);
+    // A person made a fresh hook beside the disabled one.
+    let fresh = w.gitlab.add_hook(PROJECT, HOOK_URL);
+
+    let dry = w
+        .regwarden_env(&["hooks", "sync", "--dry-run"], SECRETS)
+        .await;
+    assert!(
+        dry.stdout
+            .contains(&format!("duplicate hooks {} would be removed", disabled.id)),
+        "{}",
+        dry.stdout
+    );
+    assert!(w.gitlab.hooks().iter().any(|h| h.id == disabled.id));
+
+    let run = w.regwarden_env(&["hooks", "sync"], SECRETS).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(w.gitlab.hooks().iter().any(|h| h.id == fresh));
+    assert!(!w.gitlab.hooks().iter().any(|h| h.id == disabled.id));
+}
+
+#[tokio::test]
+async fn a_signing_token_gitlab_would_refuse_is_named_before_any_request() {
+    let w = world().await;
+    // 16 bytes: enough for the server, not what GitLab takes for a hook (32).
+    let short = "whsec_cmVnd2FyZGVuLTE2Ynl0ZQ==";
+    let run = w
+        .regwarden_env(
+            &["hooks", "sync"],
+            &[("REGWARDEN_WEBHOOK_SIGNING_TOKEN", short)],
+        )
+        .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("encodes 16 bytes"), "{}", run.stderr);
+    assert_eq!(writes(&w), 0);
+    run.assert_never_shows(short);
+}

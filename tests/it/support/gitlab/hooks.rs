@@ -9,7 +9,10 @@
 //! - Parameters a hook kind does not declare are dropped (`declared_params`): a group hook
 //!   has no `resource_deploy_token_events`, a project hook no `project_events`.
 //! - `token` and `signing_token` are write-only; the entity shows `token_present` and
-//!   `signing_token_present` (GitLab 19.0+). A PUT that changes `url` without `token` erases
+//!   `signing_token_present` (GitLab 19.0+). As a GitLab before 19.0
+//!   ([`super::FakeGitlab::hooks_as_before_gitlab_19`]): no such fields, and `signing_token`
+//!   dropped without a word (an undeclared parameter).
+//! - `confidential_note_events` has no column default: `null` until set. A PUT that changes `url` without `token` erases
 //!   the secret token (`WebHooks::Hook#reset_token`); a PUT with no declared parameter is
 //!   400 "No parameters provided".
 //! - DELETE answers 204, and 404 for a hook that is not there.
@@ -41,14 +44,14 @@ const COMMON_EVENTS: &[&str] = &[
     "deployment_events",
     "feature_flag_events",
     "releases_events",
-    "milestone_events",
     "emoji_events",
     "resource_access_token_events",
     "vulnerability_events",
 ];
 
-/// Project hooks only: deploy-token expiry (18.10+).
-const PROJECT_ONLY_EVENTS: &[&str] = &["resource_deploy_token_events"];
+/// Project hooks only: deploy-token expiry (18.10+); milestones (not in the stored group
+/// hook parameters).
+const PROJECT_ONLY_EVENTS: &[&str] = &["resource_deploy_token_events", "milestone_events"];
 
 /// Group hooks only.
 const GROUP_ONLY_EVENTS: &[&str] = &["project_events", "subgroup_events", "member_events"];
@@ -74,7 +77,9 @@ impl Hook {
         self.events.get(name).copied().unwrap_or(false)
     }
 
-    fn json(&self) -> Value {
+    /// The entity; `signing` is false for a GitLab before 19.0, whose entity has no
+    /// `token_present` / `signing_token_present`.
+    fn json(&self, signing: bool) -> Value {
         let mut v = json!({
             "id": self.id,
             "url": self.url,
@@ -88,9 +93,11 @@ impl Hook {
             "branch_filter_strategy": "wildcard",
             "custom_webhook_template": null,
             "repository_update_events": false,
-            "token_present": self.token.is_some(),
-            "signing_token_present": self.signing_token.is_some(),
         });
+        if signing {
+            v["token_present"] = json!(self.token.is_some());
+            v["signing_token_present"] = json!(self.signing_token.is_some());
+        }
         let (own, only) = match self.owner {
             Owner::Project(id) => (("project_id", id), PROJECT_ONLY_EVENTS),
             Owner::Group(id) => (("group_id", id), GROUP_ONLY_EVENTS),
@@ -98,7 +105,12 @@ impl Hook {
         };
         v[own.0] = json!(own.1);
         for event in COMMON_EVENTS.iter().chain(only) {
-            v[*event] = json!(self.flag(event));
+            v[*event] = match self.events.get(*event) {
+                Some(on) => json!(on),
+                // The one column without a default (`confidential_note_events boolean`).
+                None if *event == "confidential_note_events" => Value::Null,
+                None => json!(false),
+            };
         }
         v
     }
@@ -154,8 +166,9 @@ async fn list(
     };
     let mut hooks: Vec<&Hook> = s.hooks.iter().filter(|h| h.owner == owner).collect();
     hooks.sort_by_key(|h| h.id);
+    let signing = !s.hooks_before_19;
     paginate(
-        hooks.into_iter().map(Hook::json).collect(),
+        hooks.into_iter().map(|h| h.json(signing)).collect(),
         &query,
         "/hooks",
     )
@@ -173,7 +186,7 @@ async fn show(
         Err(r) => return r,
     };
     match s.hooks.iter().find(|h| h.owner == owner && h.id == hook_id) {
-        Some(h) => Json(h.json()).into_response(),
+        Some(h) => Json(h.json(!s.hooks_before_19)).into_response(),
         None => not_found("404 Not found"),
     }
 }
@@ -187,7 +200,7 @@ fn valid_signing_token(s: &str) -> bool {
 }
 
 /// Applies the declared parameters of `body` to `hook`; the number applied.
-fn apply(kind: Kind, hook: &mut Hook, body: &Value) -> Result<usize, Response> {
+fn apply(kind: Kind, hook: &mut Hook, body: &Value, signing: bool) -> Result<usize, Response> {
     let mut applied = 0;
     let url_before = hook.url.clone();
     if let Some(url) = body.get("url").and_then(Value::as_str) {
@@ -228,7 +241,12 @@ fn apply(kind: Kind, hook: &mut Hook, body: &Value) -> Result<usize, Response> {
         // `reset_token`: a new URL without a token in the same request loses the secret.
         hook.token = None;
     }
-    if let Some(t) = body.get("signing_token").and_then(Value::as_str) {
+    // Before 19.0 the parameter is not declared: dropped without a word.
+    if let Some(t) = body
+        .get("signing_token")
+        .and_then(Value::as_str)
+        .filter(|_| signing)
+    {
         if !valid_signing_token(t) {
             return Err((
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -271,11 +289,12 @@ async fn create(
         alert_status: "executable".into(),
         disabled_until: None,
     };
-    if let Err(r) = apply(kind, &mut hook, &body) {
+    let signing = !s.hooks_before_19;
+    if let Err(r) = apply(kind, &mut hook, &body, signing) {
         return r;
     }
     hook.id = s.new_hook_id();
-    let json = hook.json();
+    let json = hook.json(signing);
     s.hooks.push(hook);
     (StatusCode::CREATED, Json(json)).into_response()
 }
@@ -292,6 +311,7 @@ async fn update(
         Ok((o, _)) => o,
         Err(r) => return r,
     };
+    let signing = !s.hooks_before_19;
     let Some(hook) = s
         .hooks
         .iter_mut()
@@ -300,13 +320,13 @@ async fn update(
         return not_found("404 Not found");
     };
     let mut changed = hook.clone();
-    match apply(kind, &mut changed, &body) {
+    match apply(kind, &mut changed, &body, signing) {
         Err(r) => r,
         Ok(0) => bad_request("No parameters provided"),
         Ok(_) => {
             // An update does not reset the failure state (only `enable!` after a 2xx does).
             *hook = changed;
-            Json(hook.json()).into_response()
+            Json(hook.json(signing)).into_response()
         }
     }
 }

@@ -228,6 +228,8 @@ pub struct GitlabState {
     pub service_accounts: Vec<accounts::ServiceAccount>,
     pub members: Vec<accounts::Member>,
     pub hooks: Vec<hooks::Hook>,
+    /// The hooks API as before GitLab 19.0: no signing tokens.
+    pub hooks_before_19: bool,
     /// Sign registry JWTs with a key the registry does not trust (a misconfigured GitLab).
     pub sign_with_untrusted_key: bool,
     /// The longest lifetime of a personal, project or group access token, in days
@@ -261,6 +263,7 @@ impl Default for GitlabState {
             service_accounts: Vec::new(),
             members: Vec::new(),
             hooks: Vec::new(),
+            hooks_before_19: false,
             sign_with_untrusted_key: false,
             registry_host_port: Some("registry.gitlab.invalid".into()),
             max_lifetime_days: 365,
@@ -535,7 +538,13 @@ impl FakeGitlab {
         let mut s = self.state.lock().unwrap();
         let hook = s.hooks.iter_mut().find(|h| h.id == id).expect("a hook");
         if permanently {
+            // Past 40 failures; `disabled_until` keeps the last backoff's end.
             hook.alert_status = "disabled".into();
+            hook.disabled_until = Some(
+                (Utc::now() - Days::hours(2))
+                    .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                    .to_string(),
+            );
         } else {
             hook.alert_status = "temporarily_disabled".into();
             hook.disabled_until = Some(
@@ -544,6 +553,11 @@ impl FakeGitlab {
                     .to_string(),
             );
         }
+    }
+
+    /// From now on the hooks API is that of a GitLab before 19.0: no signing tokens.
+    pub fn hooks_as_before_gitlab_19(&self) {
+        self.state.lock().unwrap().hooks_before_19 = true;
     }
 
     /// Changes what hook `id` holds, as a person would in GitLab's settings.

@@ -235,6 +235,16 @@ async fn propose(
     let Some(url) = registry.url.as_deref() else {
         return Ok(Err("it has no URL".into()));
     };
+    // With the registry's URL given, another registry is told apart before any call.
+    if let Some(given) = registry_url
+        && host_port(url) != host_port(given.0.as_str())
+    {
+        return Ok(Err(format!(
+            "its URL {} is not this GitLab's registry ({})",
+            printable(url),
+            host_port(given.0.as_str())
+        )));
+    }
     let images = qovery.deployed_images(org, &registry.id).await?;
     if images.is_empty() {
         return Ok(Err(

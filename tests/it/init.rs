@@ -172,3 +172,98 @@ async fn without_its_tokens_init_says_which_variable_to_export() {
     assert!(run.stderr.contains("$GITLAB_TOKEN"), "{}", run.stderr);
     assert!(!file.exists());
 }
+
+#[tokio::test]
+async fn a_project_with_capitals_is_found_from_its_lowercase_image_path() {
+    let w = World::start().await;
+    // GitLab keeps a path's case; the registry's image paths are lowercase.
+    w.gitlab.add_project("acme/Tools");
+    let pat = w
+        .gitlab
+        .add_access_token(Owner::User, "alice-laptop", &["read_registry"]);
+    w.qovery.add_hand_made_registry(
+        ORG,
+        "tools",
+        &w.registry_url,
+        &["acme/tools:v1"],
+        "alice",
+        &pat.token,
+    );
+    let file = w.path().join("new.toml");
+
+    let run = init(&w, &file).await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("bound Qovery registry \"tools\" to project acme/Tools"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test]
+async fn with_the_registry_url_given_another_registry_is_told_apart_and_it_is_written() {
+    let w = World::start().await;
+    let pat = w
+        .gitlab
+        .add_access_token(Owner::User, "alice-laptop", &["read_registry"]);
+    w.qovery.add_hand_made_registry(
+        ORG,
+        "api",
+        &w.registry_url,
+        &["acme/api:v1"],
+        "alice",
+        &pat.token,
+    );
+    w.qovery.add_hand_made_registry(
+        ORG,
+        "docker hub",
+        "https://index.docker.io",
+        &["library/nginx:1"],
+        "bob",
+        "hub-password",
+    );
+    let file = w.path().join("new.toml");
+
+    let run = regwarden([
+        "init",
+        "--gitlab-url",
+        &w.gitlab.url(),
+        "--qovery-url",
+        &w.qovery_url,
+        "--registry-url",
+        &w.registry_url,
+        "--output",
+        file.to_str().unwrap(),
+    ])
+    .env("GITLAB_TOKEN", &w.gitlab_token)
+    .env("QOVERY_API_TOKEN", &w.qovery_token)
+    .run()
+    .await;
+
+    assert_eq!(run.code, 0, "{run:?}");
+    let host = crate::support::world::host_port(&w.registry_url);
+    assert!(
+        run.stdout.contains(&format!(
+            "skipped Qovery registry \"docker hub\": its URL https://index.docker.io is not this GitLab's registry ({host})"
+        )),
+        "{}",
+        run.stdout
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains(&format!(
+            "registry_url = \"{}\"",
+            w.registry_url.trim_end_matches('/')
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        regwarden(["config", "check", "--config", file.to_str().unwrap()])
+            .run()
+            .await
+            .code,
+        0
+    );
+}

@@ -260,9 +260,11 @@ fn project_json(s: &GitlabState, p: &Project) -> Value {
         },
     });
     // `expose :container_registry_url, as: :container_registry_image_prefix, if: -> {
-    // Gitlab.config.registry.enabled }`: `registry.host_port` and the project's full path.
+    // Gitlab.config.registry.enabled }`: `registry.host_port` and the project's full path,
+    // lowercase (`Project#container_registry_url`, `full_path.downcase`).
     if let Some(host_port) = &s.registry_host_port {
-        project["container_registry_image_prefix"] = json!(format!("{host_port}/{}", p.path));
+        project["container_registry_image_prefix"] =
+            json!(format!("{host_port}/{}", p.path.to_ascii_lowercase()));
     }
     project
 }

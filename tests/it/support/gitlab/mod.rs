@@ -285,7 +285,9 @@ impl GitlabState {
     }
 
     /// A project by id, or by full path following redirects (`lib/api/helpers.rb#find_project`:
-    /// an integer is an id; a path is found with `follow_redirects: true`).
+    /// an integer is an id; a path is found with `follow_redirects: true`). A path matches
+    /// exactly first, else whatever its case (`app/models/concerns/routable.rb`:
+    /// `where_full_path_in`, `LOWER(routes.path)`; redirects by `LOWER(redirect_routes.path)`).
     fn project(&self, id_or_path: &str) -> Option<&Project> {
         if let Ok(id) = id_or_path.parse::<u64>() {
             return self.projects.iter().find(|p| p.id == id);
@@ -294,22 +296,29 @@ impl GitlabState {
             .iter()
             .find(|p| p.path == id_or_path)
             .or_else(|| {
+                self.projects
+                    .iter()
+                    .find(|p| p.path.eq_ignore_ascii_case(id_or_path))
+            })
+            .or_else(|| {
                 let id = self
                     .redirects
                     .iter()
                     .rev()
-                    .find(|r| r.path == id_or_path)?
+                    .find(|r| r.path.eq_ignore_ascii_case(id_or_path))?
                     .project_id;
                 self.projects.iter().find(|p| p.id == id)
             })
     }
 
-    /// A group by id or full path; group paths do not redirect.
+    /// A group by id or full path (whatever its case); group paths do not redirect.
     fn group(&self, id_or_path: &str) -> Option<&Group> {
         if let Ok(id) = id_or_path.parse::<u64>() {
             return self.groups.iter().find(|g| g.id == id);
         }
-        self.groups.iter().find(|g| g.path == id_or_path)
+        self.groups
+            .iter()
+            .find(|g| g.path.eq_ignore_ascii_case(id_or_path))
     }
 
     fn new_hook_id(&mut self) -> u64 {
@@ -336,9 +345,11 @@ impl GitlabState {
 
     /// The project that holds repository `repo` (its path or an image under it).
     pub(super) fn project_of_repository(&self, repo: &str) -> Option<&Project> {
+        // Registry paths are the project's full path, lowercase.
+        let path_of = |p: &Project| p.path.to_ascii_lowercase();
         self.projects
             .iter()
-            .filter(|p| repo == p.path || repo.starts_with(&format!("{}/", p.path)))
+            .filter(|p| repo == path_of(p) || repo.starts_with(&format!("{}/", path_of(p))))
             .max_by_key(|p| p.path.len())
     }
 

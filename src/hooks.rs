@@ -16,7 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::config::{Config, SecretError, SecretSource};
+use crate::config::{Config, SecretError};
 use crate::gitlab::{GitlabClient, Hook, Namespace, same_url};
 
 /// The path GitLab's deliveries are posted to, under `server.public_url`.
@@ -84,20 +84,9 @@ pub enum SetupError {
 impl Secrets {
     pub fn from_config(config: &Config) -> Result<Self, SetupError> {
         let server = &config.server;
-        let first = |key: &'static str,
-                     env: &str,
-                     file: Option<&std::path::Path>|
-         -> Result<Option<SecretString>, SetupError> {
-            match (SecretSource { key, env, file }).read() {
-                Ok(s) => Ok(s
-                    .expose_secret()
-                    .split(',')
-                    .map(str::trim)
-                    .find(|s| !s.is_empty())
-                    .map(|s| SecretString::from(s.to_string()))),
-                Err(SecretError::MissingEnv { .. }) => Ok(None),
-                Err(e) => Err(e.into()),
-            }
+        let first = |key, env: &str, file: Option<&std::path::Path>| {
+            crate::server::verify::configured_secrets(key, env, file)
+                .map(|list| list.into_iter().next().map(SecretString::from))
         };
         let signing = first(
             "server.signing_tokens_env",
@@ -467,24 +456,17 @@ async fn sync_one(
             disabled_until: hook.disabled_until.clone(),
         });
         outcome.problem = Some(format!(
-            "GitLab has {} this hook after failed deliveries and sends it nothing: make {url} reachable from GitLab with the hook's secret known to regwarden, then re-enable it with the hook's Test > Push events in GitLab (POST {}/hooks/{}/test/push_events)",
+            "GitLab has {} this hook after failed deliveries and sends it nothing: make {url} reachable from GitLab with the hook's secret known to regwarden, then re-enable it with the hook's Test > Push events in GitLab (POST /api/v4/{}/hooks/{}/test/push_events)",
             if hook.alert_status.as_deref() == Some("disabled") {
                 "disabled"
             } else {
                 "temporarily disabled"
             },
-            ns_api_path(ns),
+            ns.api_path(),
             hook.id
         ));
     }
     Ok(())
-}
-
-fn ns_api_path(ns: &Namespace) -> String {
-    match ns {
-        Namespace::Project(id) => format!("/api/v4/projects/{id}"),
-        Namespace::Group(id) => format!("/api/v4/groups/{id}"),
-    }
 }
 
 fn add_secrets(body: &mut Map<String, Value>, secrets: &Secrets) {

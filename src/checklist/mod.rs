@@ -113,7 +113,7 @@ pub struct Checklist<'a> {
 }
 
 /// The registry the checklist settled on, and everything it found.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Outcome {
     #[serde(serialize_with = "url_or_null")]
     pub registry: Option<Url>,
@@ -190,13 +190,11 @@ impl Checklist<'_> {
     /// call.
     pub async fn for_pass(&self, bindings: &[Binding], registries: &[Registry]) -> Outcome {
         let mut findings = Vec::new();
-        let first: Vec<Binding> = bindings
+        let first = bindings
             .iter()
-            .filter(|b| b.blocked.is_none())
-            .take(1)
-            .cloned()
-            .collect();
-        let projects = self.bound_projects(&first, &mut findings).await;
+            .position(|b| b.blocked.is_none())
+            .map_or(&[][..], |i| &bindings[i..=i]);
+        let projects = self.bound_projects(first, &mut findings).await;
         let registry = self.registry_items(&projects, &mut findings).await;
         if let Some(registry) = &registry {
             findings.extend(qovery_registries(
@@ -245,21 +243,11 @@ impl Checklist<'_> {
             .collect();
         // Boxed one by one: a stream of closures' futures is not provably `Send` to the
         // compiler when a server's task awaits it.
-        type Read<'b> = std::pin::Pin<
-            Box<
-                dyn std::future::Future<
-                        Output = (
-                            &'b Binding,
-                            Result<Option<Project>, crate::outbound::ApiError>,
-                        ),
-                    > + Send
-                    + 'b,
-            >,
-        >;
-        let mut reads: Vec<Read<'_>> = Vec::with_capacity(wanted.len());
-        for b in wanted {
-            reads.push(Box::pin(self.project_of(b)));
-        }
+        use futures_util::FutureExt;
+        let reads: Vec<futures_util::future::BoxFuture<'_, _>> = wanted
+            .into_iter()
+            .map(|b| self.project_of(b).boxed())
+            .collect();
         let read = futures_util::stream::iter(reads)
             .buffered(8)
             .collect::<Vec<_>>()

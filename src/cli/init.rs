@@ -275,8 +275,7 @@ async fn propose(
     let expected = match registry_url {
         Some(u) => host_port(u.0.as_str()),
         None => projects[0]
-            .container_registry_image_prefix
-            .as_deref()
+            .registry_address()
             .map(host_port)
             .unwrap_or_default(),
     };
@@ -385,17 +384,10 @@ fn common_namespace(paths: &[&str]) -> Option<String> {
     (n > 0).then(|| first[..n].join("/"))
 }
 
-/// A binding name from a registry's name: lowercase letters, digits and dashes.
+/// A binding name from a registry's name: lowercase letters, digits and dashes (as
+/// `{project_path_slug}`).
 fn slug(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    let out = out.trim_matches('-').to_string();
+    let out = crate::config::slug(name);
     if out.is_empty() {
         "registry".into()
     } else {

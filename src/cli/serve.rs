@@ -63,6 +63,17 @@ pub async fn run(path: Option<&Path>, args: ServeArgs) -> Result<(), Failure> {
         }
         Err(e) => return Err(Failure::usage(e)),
     };
+    // The secrets regwarden's hooks get, read once, as those deliveries are checked against.
+    let hook_secrets = match config.server.public_url {
+        None => None,
+        Some(_) => match crate::hooks::Secrets::from_config(&config) {
+            Ok(secrets) => Some(std::sync::Arc::new(secrets)),
+            Err(e) => {
+                tracing::warn!("webhooks are not kept: {e}");
+                None
+            }
+        },
+    };
     let engine = engine(&config, false).await?;
     let store = engine.store.clone().expect("a store outside dry runs");
     let server = crate::server::Server {
@@ -72,6 +83,7 @@ pub async fn run(path: Option<&Path>, args: ServeArgs) -> Result<(), Failure> {
         engine: std::sync::Arc::new(engine),
         store,
         verifier,
+        hook_secrets,
         workers: args.workers,
         shutdown_grace: args.shutdown_grace.0,
         job_lock: args.job_lock.0,

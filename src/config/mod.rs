@@ -265,9 +265,9 @@ fn state_directory() -> Option<PathBuf> {
     first.is_absolute().then_some(first)
 }
 
-/// `url` with a relative SQLite path read against `base` (an in-memory database, an absolute
-/// path and a PostgreSQL URL are left as they are).
-pub fn anchor_sqlite(url: &str, base: &Path) -> Option<String> {
+/// The file of a SQLite URL and its query (`sqlite://path?mode=rwc`), or `None` for another
+/// kind of store or an in-memory database.
+pub fn sqlite_file(url: &str) -> Option<(&str, Option<&str>)> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
@@ -275,11 +275,16 @@ pub fn anchor_sqlite(url: &str, base: &Path) -> Option<String> {
         Some((path, query)) => (path, Some(query)),
         None => (rest, None),
     };
-    if path.is_empty()
-        || path.starts_with('/')
-        || path == ":memory:"
-        || query.is_some_and(|q| q.split('&').any(|p| p == "mode=memory"))
-    {
+    let in_memory =
+        path == ":memory:" || query.is_some_and(|q| q.split('&').any(|p| p == "mode=memory"));
+    (!path.is_empty() && !in_memory).then_some((path, query))
+}
+
+/// `url` with a relative SQLite path read against `base` (an in-memory database, an absolute
+/// path and a PostgreSQL URL are left as they are).
+pub fn anchor_sqlite(url: &str, base: &Path) -> Option<String> {
+    let (path, query) = sqlite_file(url)?;
+    if path.starts_with('/') {
         return None;
     }
     let path = base.join(path);
@@ -292,8 +297,7 @@ pub fn anchor_sqlite(url: &str, base: &Path) -> Option<String> {
 
 impl StoreConfig {
     /// Where the store is, in the text `store.url` holds or in the variable or file it names
-    /// (checked as `store.url` is).
-    /// A relative SQLite path is read against the configuration file's directory.
+    /// (checked as `store.url` is), a relative SQLite path read against `base_dir`.
     pub fn resolve(&self) -> Result<secrecy::SecretString, StoreUrlError> {
         use secrecy::ExposeSecret;
         let url = match (&self.url, &self.url_env, &self.url_file) {
@@ -810,13 +814,10 @@ impl Config {
         })?;
         let mut config = Self::parse(&text, &file)?;
         config.store.base_dir = state_directory().or_else(|| {
-            let dir = path.parent().unwrap_or(Path::new(""));
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            std::path::absolute(dir).ok()
+            std::path::absolute(path)
+                .ok()?
+                .parent()
+                .map(Path::to_path_buf)
         });
         Ok(config)
     }

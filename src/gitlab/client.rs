@@ -28,7 +28,7 @@ pub enum Namespace {
 
 impl Namespace {
     /// `projects/acme%2Fapi`: a path travels URL-encoded as one segment.
-    pub(super) fn api_path(&self) -> String {
+    pub fn api_path(&self) -> String {
         let (kind, id) = match self {
             Namespace::Project(id) => ("projects", id),
             Namespace::Group(id) => ("groups", id),

@@ -77,6 +77,13 @@ impl QoveryClient {
         self
     }
 
+    /// This client, scrubbing `credential` out of everything Qovery answers (only this copy).
+    pub fn scrubbing(&self, credential: &crate::credential::Credential) -> QoveryClient {
+        QoveryClient {
+            api: self.api.scrubbing(credential),
+        }
+    }
+
     /// `GET /organization` (listOrganization, "List user organizations"): the organizations
     /// the token sees (an organization's API token, its own).
     pub async fn organizations(&self) -> Result<Vec<Organization>, ApiError> {
@@ -146,10 +153,9 @@ impl QoveryClient {
     ) -> Result<Registry, ApiError> {
         // Qovery's error text may quote the request, password included: every message of
         // these calls is scrubbed of it before it is shortened or kept.
-        let scrubbing = QoveryClient {
-            api: self.api.scrubbing(write.credential),
-        };
-        scrubbing.write(org, existing, write).await
+        self.scrubbing(write.credential)
+            .write(org, existing, write)
+            .await
     }
 
     async fn write(
@@ -302,14 +308,8 @@ impl QoveryClient {
         image: &str,
         credential: Option<&crate::credential::Credential>,
     ) -> Result<Vec<String>, ApiError> {
-        let scrubbed;
         let client = match credential {
-            Some(c) => {
-                scrubbed = QoveryClient {
-                    api: self.api.scrubbing(c),
-                };
-                &scrubbed
-            }
+            Some(c) => &self.scrubbing(c),
             None => self,
         };
         let path = format!("{}/{id}/images", registries_path(org));

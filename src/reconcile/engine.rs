@@ -387,15 +387,14 @@ impl Engine {
         }
     }
 
-    /// The checklist of this pass (once for the registry host), its findings that do not
-    /// hold logged as warnings.
+    /// The checklist of this pass (once for the registry host); the caller shows it.
     async fn checklist(
         &self,
         settings: &crate::checklist::Settings,
         bindings: &[Binding],
         registries: &[Registry],
     ) -> crate::checklist::Outcome {
-        let outcome = crate::checklist::Checklist {
+        crate::checklist::Checklist {
             http: &self.http,
             gitlab: &self.gitlab,
             gitlab_url: &settings.gitlab_url,
@@ -406,15 +405,7 @@ impl Engine {
             private_network: settings.private_network,
         }
         .for_pass(bindings, registries)
-        .await;
-        for f in outcome
-            .findings
-            .iter()
-            .filter(|f| f.status != crate::checklist::Status::Ok)
-        {
-            tracing::warn!(check = f.check.as_str(), subject = %f.subject, "registry checklist: {}", f.message);
-        }
-        outcome
+        .await
     }
 
     async fn binding(

@@ -188,6 +188,9 @@ pub struct Worker {
     pub job_lock: Duration,
     /// Tries of a job before it is dead.
     pub max_attempts: i64,
+    /// The secrets regwarden's hooks are given, read at start-up with those deliveries are
+    /// checked against (`None`: hooks are not kept).
+    pub hook_secrets: Option<Arc<crate::hooks::Secrets>>,
 }
 
 impl Worker {
@@ -388,6 +391,13 @@ impl Worker {
         let reports = pass.bindings;
         self.observe(&reports);
         if let Some(checklist) = &pass.checklist {
+            for f in checklist
+                .findings
+                .iter()
+                .filter(|f| f.status != crate::checklist::Status::Ok)
+            {
+                tracing::warn!(check = f.check.as_str(), subject = %f.subject, "registry checklist: {}", f.message);
+            }
             self.metrics.observe_checklist(checklist);
         }
         if timer {
@@ -429,21 +439,15 @@ impl Worker {
     /// (`crate::hooks`) and shows each on `/metrics`; a hook that needs a person is logged.
     /// It never fails the pass: the rotations do not depend on it.
     async fn keep_hooks(&self) {
-        let Ok(url) = crate::hooks::hook_url(&self.config) else {
+        let (Ok(url), Some(secrets)) = (crate::hooks::hook_url(&self.config), &self.hook_secrets)
+        else {
             return;
-        };
-        let secrets = match crate::hooks::Secrets::from_config(&self.config) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("webhooks are not kept: {e}");
-                return;
-            }
         };
         let targets = crate::hooks::targets(&self.config);
         let outcomes = crate::hooks::sync(
             &self.engine.gitlab,
             &url,
-            &secrets,
+            secrets,
             &targets,
             crate::hooks::Options::default(),
         )

@@ -60,6 +60,8 @@ pub struct Server {
     pub store: Store,
     /// `None`: no webhook secret is configured, and the timer alone runs passes.
     pub verifier: Option<Verifier>,
+    /// With `server.public_url`, the secrets the timer gives regwarden's hooks.
+    pub hook_secrets: Option<Arc<crate::hooks::Secrets>>,
     pub listen: SocketAddr,
     /// Where `/metrics` is served (and nothing else).
     pub metrics_listen: SocketAddr,
@@ -276,6 +278,7 @@ impl Server {
                 name: format!("{process}-w{i}"),
                 job_lock: self.job_lock,
                 max_attempts: i64::from(self.job_attempts.max(1)),
+                hook_secrets: self.hook_secrets.clone(),
             };
             tasks.spawn(worker.run(stop_rx.clone()));
         }

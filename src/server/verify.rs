@@ -117,6 +117,21 @@ fn scope_of<T>(keys: &[Key<T>], matched: &[bool]) -> Scope {
     Scope::Namespaces(namespaces)
 }
 
+/// The secrets of a comma-separated list the configuration names (a variable, or a file):
+/// an unset variable is a kind of secret not configured (none); a file that cannot be read is
+/// a mistake to report, not a secret to do without. The first is the current one.
+pub fn configured_secrets(
+    key: &'static str,
+    env: &str,
+    file: Option<&std::path::Path>,
+) -> Result<Vec<String>, crate::config::SecretError> {
+    match (SecretSource { key, env, file }).read() {
+        Ok(s) => Ok(split(&s)),
+        Err(crate::config::SecretError::MissingEnv { .. }) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Splits a comma-separated secret list; empty items are dropped.
 fn split(secret: &SecretString) -> Vec<String> {
     secret
@@ -239,24 +254,12 @@ impl Verifier {
 
     /// Reads the secrets the configuration names (environment variables or files).
     pub fn from_config(server: &ServerConfig) -> Result<Verifier, SetupError> {
-        // An unset variable is a kind of secret not configured; a file that cannot be read is
-        // a mistake to report, not a secret to do without.
-        let read = |key: &'static str,
-                    env: &str,
-                    file: Option<&std::path::Path>|
-         -> Result<Vec<String>, SetupError> {
-            match (SecretSource { key, env, file }).read() {
-                Ok(s) => Ok(split(&s)),
-                Err(crate::config::SecretError::MissingEnv { .. }) => Ok(Vec::new()),
-                Err(e) => Err(e.into()),
-            }
-        };
-        let signing = read(
+        let signing = configured_secrets(
             "server.signing_tokens_env",
             &server.signing_tokens_env,
             server.signing_tokens_file.as_deref(),
         )?;
-        let tokens = read(
+        let tokens = configured_secrets(
             "server.secret_tokens_env",
             &server.secret_tokens_env,
             server.secret_tokens_file.as_deref(),

@@ -82,13 +82,7 @@ pub fn advisory_key(binding: &str) -> i64 {
 
 /// The lock directory of a SQLite database URL, or `None` for an in-memory database.
 pub(super) fn lock_dir(sqlite_url: &str) -> Option<PathBuf> {
-    let rest = sqlite_url
-        .strip_prefix("sqlite://")
-        .or_else(|| sqlite_url.strip_prefix("sqlite:"))?;
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path.is_empty() || path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
-        return None;
-    }
+    let (path, _) = crate::config::sqlite_file(sqlite_url)?;
     Some(PathBuf::from(format!("{path}.locks")))
 }
 
